@@ -1,0 +1,257 @@
+//! Event type names and the typed events of the pipeline, with conversion to
+//! and from CloudEvents.
+
+use chrono::{DateTime, Utc};
+use cloudevents::event::{AttributesReader, Data, ExtensionValue};
+use cloudevents::{Event, EventBuilder, EventBuilderV10};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use crate::case::Case;
+
+/// CloudEvent `type` attributes. Triggers and filters match on these.
+pub mod types {
+    /// A case accepted by ingest, on its way to a writer. Data: the case.
+    pub const CASE_REPORTED: &str = "io.covidrealtime.case.reported.v1";
+    /// Cases newly stored in MongoDB by a writer. Data: [`super::StoredBatch`].
+    pub const CASE_STORED: &str = "io.covidrealtime.case.stored.v1";
+    /// The materialised statistics changed. Data: [`super::StatsUpdated`].
+    pub const STATS_UPDATED: &str = "io.covidrealtime.stats.updated.v1";
+}
+
+/// Extension attribute carrying the W3C trace context across hops.
+pub const EXT_TRACEPARENT: &str = "traceparent";
+/// Extension attribute naming the ingest revision that accepted the case.
+pub const EXT_REVISION: &str = "revision";
+
+const JSON: &str = "application/json";
+
+/// Which write path stored a case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WritePath {
+    Grpc,
+    Redis,
+    /// Stored by a writer reached through a plain Knative sink (HTTP CloudEvent).
+    Http,
+}
+
+impl WritePath {
+    pub const ALL: [WritePath; 3] = [WritePath::Grpc, WritePath::Redis, WritePath::Http];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WritePath::Grpc => "grpc",
+            WritePath::Redis => "redis",
+            WritePath::Http => "http",
+        }
+    }
+}
+
+impl std::fmt::Display for WritePath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why an incoming CloudEvent is not one this pipeline accepts.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct EventError(pub String);
+
+impl EventError {
+    fn new(msg: impl Into<String>) -> Self {
+        EventError(msg.into())
+    }
+}
+
+/// A case accepted at ingest: `case.reported`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reported {
+    /// The case's one id for its whole life (the CloudEvent id).
+    pub id: String,
+    pub case: Case,
+    pub time: DateTime<Utc>,
+    /// Serving revision of the ingest function that accepted it.
+    pub revision: Option<String>,
+    pub traceparent: Option<String>,
+}
+
+impl Reported {
+    /// A new id: UUIDv7, so ids sort by acceptance time.
+    pub fn new_id() -> String {
+        uuid::Uuid::now_v7().to_string()
+    }
+
+    pub fn to_event(&self, source: &str) -> Event {
+        let mut b = EventBuilderV10::new()
+            .id(self.id.clone())
+            .source(source.to_owned())
+            .ty(types::CASE_REPORTED)
+            .time(self.time)
+            .data(JSON, serde_json::to_value(&self.case).expect("a case serializes"));
+        if let Some(r) = &self.revision {
+            b = b.extension(EXT_REVISION, r.clone());
+        }
+        if let Some(t) = &self.traceparent {
+            b = b.extension(EXT_TRACEPARENT, t.clone());
+        }
+        b.build().expect("every required attribute is set")
+    }
+
+    pub fn from_event(event: &Event) -> Result<Reported, EventError> {
+        expect_type(event, types::CASE_REPORTED)?;
+        let case: Case = json_data(event)?;
+        Ok(Reported {
+            id: event.id().to_owned(),
+            case,
+            time: event.time().copied().unwrap_or_else(Utc::now),
+            revision: string_extension(event, EXT_REVISION),
+            traceparent: string_extension(event, EXT_TRACEPARENT),
+        })
+    }
+}
+
+/// A case as stored in MongoDB `cases` and as carried by `case.stored`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredCase {
+    pub id: String,
+    #[serde(flatten)]
+    pub case: Case,
+    pub path: WritePath,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// When ingest accepted it (milliseconds since the epoch).
+    pub reported_ms: i64,
+    /// When the writer stored it (milliseconds since the epoch).
+    pub stored_ms: i64,
+}
+
+impl StoredCase {
+    pub fn from_reported(r: &Reported, path: WritePath, stored_at: DateTime<Utc>) -> StoredCase {
+        StoredCase {
+            id: r.id.clone(),
+            case: r.case.clone(),
+            path,
+            revision: r.revision.clone(),
+            reported_ms: r.time.timestamp_millis(),
+            stored_ms: stored_at.timestamp_millis(),
+        }
+    }
+}
+
+/// Data of `case.stored`: the cases one write newly stored (duplicates left out).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredBatch {
+    pub cases: Vec<StoredCase>,
+}
+
+impl StoredBatch {
+    /// One event for the batch. Its id is derived from the first case id so a
+    /// redelivered batch keeps its id; consumers still dedupe per case.
+    pub fn to_event(&self, source: &str, traceparent: Option<&str>) -> Event {
+        let id = match self.cases.first() {
+            Some(c) => format!("stored-{}-{}", c.id, self.cases.len()),
+            None => format!("stored-{}", Reported::new_id()),
+        };
+        let mut b = EventBuilderV10::new()
+            .id(id)
+            .source(source.to_owned())
+            .ty(types::CASE_STORED)
+            .time(Utc::now())
+            .data(JSON, serde_json::to_value(self).expect("a batch serializes"));
+        if let Some(t) = traceparent {
+            b = b.extension(EXT_TRACEPARENT, t.to_owned());
+        }
+        b.build().expect("every required attribute is set")
+    }
+
+    pub fn from_event(event: &Event) -> Result<StoredBatch, EventError> {
+        expect_type(event, types::CASE_STORED)?;
+        json_data(event)
+    }
+}
+
+/// Data of `stats.updated`: a small notice; readers fetch the snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatsUpdated {
+    /// Total stored cases after the update.
+    pub total: u64,
+    /// When the update was applied (milliseconds since the epoch).
+    pub at_ms: i64,
+}
+
+fn expect_type(event: &Event, ty: &str) -> Result<(), EventError> {
+    if event.ty() != ty {
+        return Err(EventError::new(format!(
+            "unexpected CloudEvent type {:?}: expected {ty:?}",
+            event.ty()
+        )));
+    }
+    Ok(())
+}
+
+/// The event's data parsed as JSON, whichever way it arrived: binary-mode
+/// HTTP delivers bytes even for JSON, structured mode a JSON value.
+pub fn json_data<T: DeserializeOwned>(event: &Event) -> Result<T, EventError> {
+    let parsed = match event.data() {
+        Some(Data::Json(v)) => serde_json::from_value(v.clone()),
+        Some(Data::Binary(b)) => serde_json::from_slice(b),
+        Some(Data::String(s)) => serde_json::from_str(s),
+        None => return Err(EventError::new("the CloudEvent has no data")),
+    };
+    parsed.map_err(|e| {
+        EventError::new(format!("CloudEvent {} has invalid data: {e}", event.id()))
+    })
+}
+
+pub fn string_extension(event: &Event, name: &str) -> Option<String> {
+    match event.extension(name)? {
+        ExtensionValue::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Reported {
+        Reported {
+            id: Reported::new_id(),
+            case: Case::new("Ana", "Peten", 40, "imported", "active").unwrap(),
+            time: Utc::now(),
+            revision: Some("ingest-00001".into()),
+            traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
+        }
+    }
+
+    #[test]
+    fn reported_round_trips() {
+        let r = sample();
+        let back = Reported::from_event(&r.to_event("/covid-realtime/ingest")).unwrap();
+        assert_eq!(back.id, r.id);
+        assert_eq!(back.case, r.case);
+        assert_eq!(back.revision, r.revision);
+        assert_eq!(back.traceparent, r.traceparent);
+    }
+
+    #[test]
+    fn binary_data_is_parsed_as_json() {
+        let r = sample();
+        let mut e = r.to_event("/x");
+        e.set_data(JSON, serde_json::to_vec(&r.case).unwrap());
+        assert_eq!(Reported::from_event(&e).unwrap().case, r.case);
+    }
+
+    #[test]
+    fn wrong_type_and_bad_data_are_errors() {
+        let r = sample();
+        let batch = StoredBatch { cases: vec![StoredCase::from_reported(&r, WritePath::Grpc, Utc::now())] };
+        let e = batch.to_event("/w", None);
+        assert!(Reported::from_event(&e).unwrap_err().0.contains("unexpected CloudEvent type"));
+        let mut bad = r.to_event("/x");
+        bad.set_data(JSON, serde_json::json!({"name": {"$gt": ""}}));
+        assert!(Reported::from_event(&bad).is_err());
+        assert_eq!(StoredBatch::from_event(&e).unwrap(), batch);
+    }
+}

@@ -1,0 +1,19 @@
+//! The one crate that knows the covid-realtime event and data model.
+//!
+//! - [`Case`]: a reported case, valid by construction.
+//! - [`Reported`], [`StoredBatch`], [`StatsUpdated`]: the events between stages,
+//!   with their CloudEvent `type` names in [`types`].
+//! - [`http`], [`redis`], [`proto`]: the three wire encodings of those events.
+
+pub mod case;
+pub mod event;
+pub mod http;
+pub mod proto;
+pub mod redis;
+
+pub use case::{AGE_BUCKETS, Age, Case, CaseError, Text, parse_case, parse_json_body, parse_ndjson_body};
+pub use cloudevents::{self, Event};
+pub use event::{
+    EXT_REVISION, EXT_TRACEPARENT, EventError, Reported, StatsUpdated, StoredBatch, StoredCase,
+    WritePath, json_data, string_extension, types,
+};
