@@ -1,1 +1,7 @@
+//! One machine, no cluster: the local Redis and MongoDB-compatible servers,
+//! the process supervisor behind `make up`, and fresh servers for tests.
 
+pub mod servers;
+pub mod testing;
+
+pub use servers::{MongoServer, RedisServer, free_port};

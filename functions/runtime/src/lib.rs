@@ -1,1 +1,26 @@
+//! The Knative function runtime: the container contract of DESIGN.md,
+//! implemented once. A function's `main` is
+//!
+//! ```ignore
+//! fn main() -> std::process::ExitCode {
+//!     runtime::main("ingest", ingest::routes)
+//! }
+//! ```
+//!
+//! and its own code is `routes(&Context) -> Routes`: handlers and wiring.
 
+pub mod app;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod retry;
+pub mod sink;
+pub mod telemetry;
+pub mod trace;
+
+pub use app::{App, Context, REVISION_HEADER, Routes, install_crypto_provider, main};
+pub use config::Config;
+pub use error::ApiError;
+pub use retry::Backoff;
+pub use sink::Sink;
+pub use trace::TraceContext;

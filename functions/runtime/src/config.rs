@@ -1,0 +1,167 @@
+//! Configuration from the environment only (12-factor), read once.
+
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+
+/// Reads one variable through `lookup`, with a default and a clear error.
+pub fn var<T: FromStr>(
+    lookup: &dyn Fn(&str) -> Option<String>,
+    key: &str,
+    default: T,
+) -> anyhow::Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    match lookup(key) {
+        None => Ok(default),
+        Some(raw) if raw.trim().is_empty() => Ok(default),
+        Some(raw) => raw
+            .trim()
+            .parse()
+            .map_err(|e| anyhow::anyhow!("{key}={raw:?} is not valid: {e}")),
+    }
+}
+
+/// The process environment as a lookup.
+pub fn env_lookup(key: &str) -> Option<String> {
+    std::env::var(key).ok()
+}
+
+/// What Knative (or `make up`, or a test) tells a function through its environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `HOST` (default `0.0.0.0`).
+    pub host: IpAddr,
+    /// `PORT` (default 8080); 0 picks a free port.
+    pub port: u16,
+    /// `K_SERVICE` (default: the function's name).
+    pub service: String,
+    /// `K_REVISION` (default `<service>-local`), sent back in every response.
+    pub revision: String,
+    /// `K_CONFIGURATION` (default: the service).
+    pub configuration: String,
+    /// `K_SINK`: where this function sends its output CloudEvents.
+    pub sink: Option<String>,
+    /// `K_CE_OVERRIDES`: extensions added to every outgoing CloudEvent.
+    pub ce_overrides: Vec<(String, String)>,
+    /// `MAX_BODY_BYTES` (default 1 MiB).
+    pub body_limit: usize,
+    /// `REQUEST_TIMEOUT_MS` (default 30000): a request still running, or a
+    /// body still arriving, after this is answered 408.
+    pub request_timeout: Duration,
+    /// `SHUTDOWN_TIMEOUT_MS` (default 20000): on SIGTERM, how long in-flight
+    /// work may take before the process exits anyway. Below Knative's default
+    /// 30 s termination grace period.
+    pub shutdown_timeout: Duration,
+    /// `AWS_LAMBDA_RUNTIME_API` present: serve through the Lambda runtime.
+    pub lambda_runtime_api: Option<String>,
+}
+
+impl Config {
+    pub fn from_env(function: &str) -> anyhow::Result<Config> {
+        Config::from_lookup(function, &env_lookup)
+    }
+
+    pub fn from_lookup(
+        function: &str,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Config> {
+        let service = var(lookup, "K_SERVICE", function.to_owned())?;
+        let revision = var(lookup, "K_REVISION", format!("{service}-local"))?;
+        let configuration = var(lookup, "K_CONFIGURATION", service.clone())?;
+        let sink = lookup("K_SINK").filter(|s| !s.trim().is_empty());
+        if let Some(s) = &sink {
+            url::Url::parse(s).with_context(|| format!("K_SINK={s:?} is not a URL"))?;
+        }
+        let ce_overrides = match lookup("K_CE_OVERRIDES").filter(|s| !s.trim().is_empty()) {
+            None => Vec::new(),
+            Some(raw) => parse_overrides(&raw)?,
+        };
+        let body_limit = var(lookup, "MAX_BODY_BYTES", 1024 * 1024usize)?;
+        if body_limit == 0 {
+            bail!("MAX_BODY_BYTES must be above 0");
+        }
+        Ok(Config {
+            host: var(lookup, "HOST", IpAddr::from([0, 0, 0, 0]))?,
+            port: var(lookup, "PORT", 8080u16)?,
+            service,
+            revision,
+            configuration,
+            sink,
+            ce_overrides,
+            body_limit,
+            request_timeout: Duration::from_millis(var(lookup, "REQUEST_TIMEOUT_MS", 30_000u64)?),
+            shutdown_timeout: Duration::from_millis(var(lookup, "SHUTDOWN_TIMEOUT_MS", 20_000u64)?),
+            lambda_runtime_api: lookup("AWS_LAMBDA_RUNTIME_API").filter(|s| !s.is_empty()),
+        })
+    }
+}
+
+/// `K_CE_OVERRIDES` is `{"extensions": {"name": "value", ...}}`.
+fn parse_overrides(raw: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let v: serde_json::Value = serde_json::from_str(raw)
+        .with_context(|| format!("K_CE_OVERRIDES is not JSON: {raw:?}"))?;
+    let Some(ext) = v.get("extensions") else {
+        return Ok(Vec::new());
+    };
+    let Some(map) = ext.as_object() else {
+        bail!("K_CE_OVERRIDES.extensions must be an object, got {ext}");
+    };
+    map.iter()
+        .map(|(k, v)| {
+            let value = match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            Ok((k.clone(), value))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(pairs: &[(&str, &str)]) -> anyhow::Result<Config> {
+        let m: HashMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup("ingest", &move |k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.port, 8080);
+        assert_eq!(c.service, "ingest");
+        assert_eq!(c.revision, "ingest-local");
+        assert_eq!(c.body_limit, 1 << 20);
+        assert!(c.sink.is_none());
+    }
+
+    #[test]
+    fn knative_variables() {
+        let c = cfg(&[
+            ("PORT", "9000"),
+            ("K_SERVICE", "ingest-grpc"),
+            ("K_REVISION", "ingest-grpc-00003"),
+            ("K_SINK", "http://aggregate.default.svc.cluster.local"),
+            ("K_CE_OVERRIDES", r#"{"extensions":{"team":"health","n":3}}"#),
+        ])
+        .unwrap();
+        assert_eq!(c.port, 9000);
+        assert_eq!(c.revision, "ingest-grpc-00003");
+        assert_eq!(c.configuration, "ingest-grpc");
+        assert_eq!(c.ce_overrides, vec![("n".into(), "3".into()), ("team".into(), "health".into())]);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        assert!(cfg(&[("PORT", "http")]).unwrap_err().to_string().contains("PORT"));
+        assert!(cfg(&[("K_SINK", "not a url")]).unwrap_err().to_string().contains("K_SINK"));
+        assert!(cfg(&[("K_CE_OVERRIDES", "{")]).unwrap_err().to_string().contains("K_CE_OVERRIDES"));
+    }
+}
