@@ -13,6 +13,7 @@ pub mod app;
 pub mod config;
 pub mod error;
 pub mod metrics;
+pub mod redis;
 pub mod retry;
 pub mod sink;
 pub mod telemetry;

@@ -1,0 +1,72 @@
+//! What a user sets for ingest, with defaults (see the README's table).
+
+use std::time::Duration;
+
+use anyhow::bail;
+use runtime::config::var;
+
+/// Where accepted cases go next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// CloudEvent over HTTP (binary mode) to `K_SINK`: the plain Knative way.
+    Sink(String),
+    /// gRPC `CaseWriter.Write` to grpc-writer.
+    Grpc { writer_url: String },
+    /// `XADD` to the Redis Stream that redis-sub consumes.
+    Redis { url: String, key_prefix: String },
+}
+
+impl Route {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Route::Sink(_) => "sink",
+            Route::Grpc { .. } => "grpc",
+            Route::Redis { .. } => "redis",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    /// `INGEST_ROUTE`: `grpc`, `redis` or `sink`; default `sink` when `K_SINK`
+    /// is set, otherwise required.
+    pub route: Route,
+    /// `MAX_BATCH_CASES` (default 1000): most cases in one request.
+    pub max_batch: usize,
+    /// `FORWARD_TIMEOUT_MS` (default 5000): how long the next hop may take
+    /// before the request is answered 503.
+    pub forward_timeout: Duration,
+    /// `MAX_BODY_BYTES` (default 1 MiB), shared with the runtime.
+    pub body_limit: usize,
+}
+
+impl IngestConfig {
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<IngestConfig> {
+        let sink = lookup("K_SINK").filter(|s| !s.trim().is_empty());
+        let route_name = var(lookup, "INGEST_ROUTE", String::new())?;
+        let route = match (route_name.as_str(), sink) {
+            ("grpc", _) => Route::Grpc {
+                writer_url: var(lookup, "GRPC_WRITER_URL", "http://127.0.0.1:8090".to_owned())?,
+            },
+            ("redis", _) => Route::Redis {
+                url: var(lookup, "REDIS_URL", "redis://127.0.0.1:6379/".to_owned())?,
+                key_prefix: var(lookup, "REDIS_KEY_PREFIX", "covid:".to_owned())?,
+            },
+            ("sink" | "", Some(url)) => Route::Sink(url),
+            ("sink" | "", None) => bail!(
+                "ingest has nowhere to send cases: set INGEST_ROUTE=grpc or INGEST_ROUTE=redis, or K_SINK"
+            ),
+            (other, _) => bail!("INGEST_ROUTE={other:?} is not one of grpc, redis, sink"),
+        };
+        let max_batch = var(lookup, "MAX_BATCH_CASES", 1000usize)?;
+        if max_batch == 0 {
+            bail!("MAX_BATCH_CASES must be at least 1");
+        }
+        Ok(IngestConfig {
+            route,
+            max_batch,
+            forward_timeout: Duration::from_millis(var(lookup, "FORWARD_TIMEOUT_MS", 5000u64)?),
+            body_limit: var(lookup, "MAX_BODY_BYTES", 1024 * 1024usize)?,
+        })
+    }
+}

@@ -1,0 +1,121 @@
+//! Sending accepted cases on, one way per route. A batch goes in as few round
+//! trips as the route allows: one gRPC call, one pipelined MULTI/EXEC of
+//! XADDs, or concurrent POSTs to an HTTP sink.
+
+use std::time::Duration;
+
+use events::proto::{to_proto, writer};
+use events::{Event, Reported};
+use futures::StreamExt;
+use redis::aio::ConnectionManager;
+use runtime::{Context, Sink};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::config::Route;
+
+/// Why the next hop did not take the cases. Nothing is kept: the client may retry.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ForwardError(pub String);
+
+pub enum Forwarder {
+    Sink(Sink),
+    Grpc(writer::case_writer_client::CaseWriterClient<Channel>),
+    Redis { conn: ConnectionManager, stream: String },
+}
+
+impl Forwarder {
+    /// Sets up the route without connecting (connections are lazy).
+    pub fn new(ctx: &Context, route: &Route, timeout: Duration) -> anyhow::Result<Forwarder> {
+        Ok(match route {
+            Route::Sink(url) => Forwarder::Sink(Sink::new(url, ctx.http().clone(), &ctx.config.ce_overrides)),
+            Route::Grpc { writer_url } => {
+                let channel = Endpoint::from_shared(writer_url.clone())
+                    .map_err(|e| anyhow::anyhow!("GRPC_WRITER_URL={writer_url:?} is not a URL: {e}"))?
+                    .connect_timeout(Duration::from_secs(1))
+                    .timeout(timeout)
+                    .tcp_nodelay(true)
+                    .http2_keep_alive_interval(Duration::from_secs(30))
+                    .connect_lazy();
+                Forwarder::Grpc(writer::case_writer_client::CaseWriterClient::new(channel))
+            }
+            Route::Redis { url, key_prefix } => Forwarder::Redis {
+                conn: runtime::redis::connect_lazy(url)?,
+                stream: events::redis::Keys::new(key_prefix.clone()).stream(),
+            },
+        })
+    }
+
+    /// Hands `events` (all `case.reported`) to the next hop; all or error.
+    pub async fn forward(&self, events: Vec<Event>, traceparent: &str) -> Result<(), ForwardError> {
+        match self {
+            Forwarder::Sink(sink) => {
+                let failures: Vec<String> = futures::stream::iter(events)
+                    .map(|e| sink.send(e, Some(traceparent)))
+                    .buffer_unordered(32)
+                    .filter_map(|r| async move { r.err().map(|e| e.to_string()) })
+                    .collect()
+                    .await;
+                match failures.first() {
+                    None => Ok(()),
+                    Some(first) => Err(ForwardError(format!(
+                        "the sink refused {} of the cases: {first}",
+                        failures.len()
+                    ))),
+                }
+            }
+            Forwarder::Grpc(client) => {
+                let n = events.len();
+                let mut req = tonic::Request::new(writer::WriteRequest {
+                    events: events.iter().map(to_proto).collect(),
+                });
+                if let Ok(v) = traceparent.parse() {
+                    req.metadata_mut().insert("traceparent", v);
+                }
+                let resp = client.clone().write(req).await.map_err(|s| {
+                    ForwardError(format!("the gRPC writer is unavailable: {} ({:?})", s.message(), s.code()))
+                })?;
+                let results = resp.into_inner().results;
+                let rejected: Vec<_> = results
+                    .iter()
+                    .filter(|r| r.status == writer::WriteStatus::Rejected as i32)
+                    .collect();
+                if results.len() != n {
+                    return Err(ForwardError(format!("the gRPC writer answered {} results for {n} cases", results.len())));
+                }
+                if let Some(r) = rejected.first() {
+                    return Err(ForwardError(format!("the gRPC writer rejected case {}: {}", r.id, r.error)));
+                }
+                Ok(())
+            }
+            Forwarder::Redis { conn, stream } => {
+                // One MULTI/EXEC: the batch enters the stream whole or not at all.
+                let mut pipe = redis::pipe();
+                pipe.atomic();
+                for e in &events {
+                    pipe.cmd("XADD").arg(stream).arg("*").arg(events::redis::STREAM_FIELD).arg(events::redis::encode(e)).ignore();
+                }
+                pipe.query_async::<()>(&mut conn.clone())
+                    .await
+                    .map_err(|e| ForwardError(format!("Redis is unavailable: {e}")))
+            }
+        }
+    }
+
+    /// Whether the next hop answers, for `/readyz`.
+    pub async fn check(&self) -> Result<(), String> {
+        match self {
+            Forwarder::Sink(_) => Ok(()),
+            Forwarder::Grpc(client) => {
+                // An empty batch is a cheap round trip that proves the writer answers.
+                client.clone().write(writer::WriteRequest { events: vec![] }).await.map(|_| ()).map_err(|s| s.message().to_owned())
+            }
+            Forwarder::Redis { conn, .. } => runtime::redis::ping(&mut conn.clone()).await,
+        }
+    }
+}
+
+/// `case.reported` events for `reported`, stamped by this source.
+pub fn to_events(reported: &[Reported], source: &str) -> Vec<Event> {
+    reported.iter().map(|r| r.to_event(source)).collect()
+}

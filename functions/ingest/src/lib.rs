@@ -1,0 +1,147 @@
+//! ingest: `POST /cases` takes one JSON case, a JSON array (a batch) or NDJSON,
+//! gives every valid case its CloudEvent id and sends it on through the
+//! configured route. A batch is all-or-nothing.
+
+pub mod config;
+pub mod forward;
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::routing::post;
+use axum::{Extension, Json, Router};
+use chrono::Utc;
+use events::{CaseError, Reported};
+use runtime::{ApiError, Context, Routes, TraceContext};
+use serde::Serialize;
+
+pub use config::{IngestConfig, Route};
+use forward::Forwarder;
+
+/// Routes of ingest, configured from the environment.
+pub fn routes(ctx: &Context) -> anyhow::Result<Routes> {
+    routes_with(ctx, IngestConfig::from_lookup(&runtime::config::env_lookup)?)
+}
+
+struct Ingest {
+    forwarder: Forwarder,
+    config: IngestConfig,
+    source: String,
+    revision: String,
+    route: &'static str,
+}
+
+pub fn routes_with(ctx: &Context, config: IngestConfig) -> anyhow::Result<Routes> {
+    let forwarder = Forwarder::new(ctx, &config.route, config.forward_timeout)?;
+    let state = Arc::new(Ingest {
+        forwarder,
+        route: config.route.name(),
+        source: format!("/covid-realtime/{}", ctx.config.service),
+        revision: ctx.config.revision.clone(),
+        config,
+    });
+    let ready = state.clone();
+    let router = Router::new().route("/cases", post(post_cases)).with_state(state);
+    Ok(Routes::new(router).ready_when("next hop", move || {
+        let s = ready.clone();
+        async move { s.forwarder.check().await }
+    }))
+}
+
+#[derive(Debug, Serialize)]
+pub struct Accepted {
+    pub accepted: usize,
+    pub ids: Vec<String>,
+}
+
+enum Format {
+    Json,
+    Ndjson,
+}
+
+fn refuse(reason: &'static str, err: ApiError) -> ApiError {
+    metrics::counter!("ingest_requests_refused_total", "reason" => reason).increment(1);
+    err
+}
+
+async fn post_cases(
+    State(s): State<Arc<Ingest>>,
+    Extension(trace): Extension<TraceContext>,
+    req: Request,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    let format = match req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
+        Some(ct) => match ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase().as_str() {
+            "application/json" => Format::Json,
+            "application/x-ndjson" | "application/ndjson" => Format::Ndjson,
+            other => {
+                return Err(refuse("unsupported_media_type", ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    format!("content type {other:?} is not accepted: send application/json (a case or an array of cases) or application/x-ndjson"),
+                )));
+            }
+        },
+        None => {
+            return Err(refuse("unsupported_media_type", ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "missing Content-Type: send application/json (a case or an array of cases) or application/x-ndjson",
+            )));
+        }
+    };
+    let limit = s.config.body_limit;
+    let body = axum::body::to_bytes(req.into_body(), limit).await.map_err(|e| {
+        use std::error::Error as _;
+        let too_large = e.source().is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+            || e.to_string().contains("length limit");
+        if too_large {
+            refuse("too_large", ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is over the {limit}-byte limit: send smaller batches"),
+            ))
+        } else {
+            refuse("bad_body", ApiError::bad_request(format!("could not read the body: {e}")))
+        }
+    })?;
+    let cases = match format {
+        Format::Json => events::parse_json_body(&body),
+        Format::Ndjson => events::parse_ndjson_body(&body),
+    }
+    .map_err(|e: CaseError| refuse("invalid", ApiError::bad_request(e.message).with_field(e.field, e.index)))?;
+    if cases.len() > s.config.max_batch {
+        return Err(refuse("too_large", ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the batch has {} cases; at most {} are accepted in one request", cases.len(), s.config.max_batch),
+        )));
+    }
+
+    let now = Utc::now();
+    let traceparent = trace.to_string();
+    let reported: Vec<Reported> = cases
+        .into_iter()
+        .map(|case| Reported {
+            id: Reported::new_id(),
+            case,
+            time: now,
+            revision: Some(s.revision.clone()),
+            traceparent: Some(traceparent.clone()),
+        })
+        .collect();
+    let ids: Vec<String> = reported.iter().map(|r| r.id.clone()).collect();
+    let events = forward::to_events(&reported, &s.source);
+
+    let sent = tokio::time::timeout(s.config.forward_timeout, s.forwarder.forward(events, &traceparent)).await;
+    let err = match sent {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e.0),
+        Err(_) => Some(format!("the next hop did not answer within {:?}", s.config.forward_timeout)),
+    };
+    if let Some(e) = err {
+        tracing::warn!(route = s.route, error = %e, cases = ids.len(), "next hop unavailable");
+        return Err(refuse("unavailable", ApiError::unavailable(
+            format!("cases not accepted, try again: {e}"),
+            std::time::Duration::from_secs(1),
+        )));
+    }
+    metrics::counter!("ingest_cases_accepted_total", "route" => s.route).increment(ids.len() as u64);
+    Ok((StatusCode::ACCEPTED, Json(Accepted { accepted: ids.len(), ids })))
+}
