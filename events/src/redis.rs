@@ -67,9 +67,19 @@ impl Keys {
         format!("{}stats:totals", self.prefix)
     }
 
-    /// Marker that a case id was already counted (idempotent aggregation).
-    pub fn counted(&self, id: &str) -> String {
-        format!("{}counted:{id}", self.prefix)
+    /// Per-second counters (`cases`, `path:<p>`, `rev:<r>`) for live rates.
+    pub fn rate(&self, unix_second: i64) -> String {
+        format!("{}stats:rate:{unix_second}", self.prefix)
+    }
+
+    /// Marker that one aggregation flush was applied (idempotent replays).
+    pub fn applied(&self, flush_id: &str) -> String {
+        format!("{}stats:applied:{flush_id}", self.prefix)
+    }
+
+    /// Dead-letter stream: entries redis-sub could not decode, kept for a look.
+    pub fn dead_letters(&self) -> String {
+        format!("{}cases:dead", self.prefix)
     }
 }
 

@@ -1,0 +1,16 @@
+//! The one crate that knows where data lives: MongoDB collections and Redis
+//! keys, the idempotent writes every writer shares, the aggregation that
+//! keeps the materialised statistics, and the reads behind the dashboard.
+//! Every read the dashboard makes is O(number of areas), never O(cases).
+
+pub mod cases;
+pub mod ingest_log;
+pub mod mongo;
+pub mod redis_stats;
+pub mod stats;
+
+pub use cases::{CaseStore, InsertOutcome};
+pub use ingest_log::{IngestLog, LogEntry};
+pub use mongo::{Mongo, MongoConfig};
+pub use redis_stats::RedisStats;
+pub use stats::{Aggregator, AreaCount, StateCount, Totals};

@@ -1,0 +1,128 @@
+//! The MongoDB connection and collections. The client connects lazily and
+//! reconnects by itself; indexes are created once, on first use, and retried.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use mongodb::bson::{Document, doc};
+use mongodb::options::{ClientOptions, IndexOptions};
+use mongodb::{Client, Collection, Database, IndexModel};
+use runtime::config::var;
+use tokio::sync::OnceCell;
+
+/// `MONGODB_URI` (default `mongodb://127.0.0.1:27017/?directConnection=true`)
+/// and `MONGODB_DATABASE` (default `covid`).
+#[derive(Debug, Clone)]
+pub struct MongoConfig {
+    pub uri: String,
+    pub database: String,
+}
+
+impl MongoConfig {
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<MongoConfig> {
+        Ok(MongoConfig {
+            uri: var(lookup, "MONGODB_URI", "mongodb://127.0.0.1:27017/?directConnection=true".to_owned())?,
+            database: var(lookup, "MONGODB_DATABASE", "covid".to_owned())?,
+        })
+    }
+}
+
+/// Collection names.
+pub const CASES: &str = "cases";
+pub const AREA_STATS: &str = "area_stats";
+pub const STATE_STATS: &str = "state_stats";
+pub const TOTALS: &str = "totals";
+pub const OUTBOX: &str = "stats_outbox";
+pub const INGEST_LOG: &str = "ingest_log";
+
+#[derive(Clone)]
+pub struct Mongo {
+    client: Client,
+    db: Database,
+    indexes: std::sync::Arc<OnceCell<()>>,
+    pub ingest_log_ttl: Duration,
+}
+
+impl Mongo {
+    /// Parses the URI and sets up the client; connects on first use.
+    pub async fn connect_lazy(config: &MongoConfig) -> anyhow::Result<Mongo> {
+        let mut opts = ClientOptions::parse(&config.uri)
+            .await
+            .with_context(|| format!("MONGODB_URI is not a valid MongoDB URI: {}", redact(&config.uri)))?;
+        opts.app_name.get_or_insert_with(|| "covid-realtime".to_owned());
+        opts.server_selection_timeout.get_or_insert(Duration::from_secs(3));
+        opts.connect_timeout.get_or_insert(Duration::from_secs(2));
+        opts.max_pool_size.get_or_insert(32);
+        let client = Client::with_options(opts).context("cannot set up the MongoDB client")?;
+        let db = client.database(&config.database);
+        Ok(Mongo { client, db, indexes: Default::default(), ingest_log_ttl: Duration::from_secs(86_400) })
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn db(&self) -> &Database {
+        &self.db
+    }
+
+    pub fn collection(&self, name: &str) -> Collection<Document> {
+        self.db.collection(name)
+    }
+
+    /// Creates the indexes every reader and writer relies on (idempotent).
+    pub async fn ensure_indexes(&self) -> mongodb::error::Result<()> {
+        self.indexes
+            .get_or_try_init(|| async {
+                let cases = self.collection(CASES);
+                cases
+                    .create_indexes([
+                        // The aggregation sweep finds cases not yet counted.
+                        IndexModel::builder().keys(doc! {"counted": 1, "stored_at": 1}).build(),
+                        // Filtered pages of the stored collection, newest first.
+                        IndexModel::builder().keys(doc! {"location": 1, "_id": -1}).build(),
+                        IndexModel::builder().keys(doc! {"state": 1, "_id": -1}).build(),
+                    ])
+                    .await?;
+                self.collection(OUTBOX).create_index(IndexModel::builder().keys(doc! {"created": 1}).build()).await?;
+                let ttl = IndexOptions::builder().expire_after(self.ingest_log_ttl).build();
+                self.collection(INGEST_LOG)
+                    .create_index(IndexModel::builder().keys(doc! {"time": 1}).options(ttl).build())
+                    .await?;
+                Ok(())
+            })
+            .await
+            .map(|_| ())
+    }
+
+    /// A cheap round trip, for `/readyz`.
+    pub async fn ping(&self) -> Result<(), String> {
+        self.db.run_command(doc! {"ping": 1}).await.map(|_| ()).map_err(|e| e.to_string())
+    }
+}
+
+/// The URI without its password, for error messages and logs.
+pub fn redact(uri: &str) -> String {
+    match (uri.find("://"), uri.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &uri[s + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &uri[..s + 3], &uri[at..])
+        }
+        _ => uri.to_owned(),
+    }
+}
+
+/// Whether a MongoDB error is a duplicate key (code 11000).
+pub fn is_duplicate_key(code: i32) -> bool {
+    code == 11000
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(super::redact("mongodb://u:secret@h:27017/db"), "mongodb://u:***@h:27017/db");
+        assert_eq!(super::redact("mongodb://h:27017"), "mongodb://h:27017");
+    }
+}

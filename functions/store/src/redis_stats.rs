@@ -1,0 +1,174 @@
+//! The Redis half of the statistics: age buckets, the last cases, and
+//! per-second counters for live rates. Each aggregation flush is applied by
+//! one Lua script, atomically and at most once (a marker per flush id), so a
+//! replayed flush changes nothing.
+
+use std::collections::BTreeMap;
+
+use events::redis::Keys;
+use events::{AGE_BUCKETS, StoredCase};
+use redis::aio::ConnectionManager;
+use serde::Serialize;
+
+/// How many recent cases Redis keeps (the dashboard shows 5).
+pub const RECENT_KEEP: usize = 20;
+/// Seconds of per-second counters kept (the dashboard shows the last 60).
+pub const RATE_KEEP_S: i64 = 120;
+/// How long a flush marker is kept; replays come within seconds.
+const APPLIED_TTL_S: i64 = 86_400;
+
+const APPLY: &str = r#"
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
+local i = 2
+for b = 1, 10 do
+  local n = tonumber(ARGV[i]); i = i + 1
+  if n > 0 then redis.call('HINCRBY', KEYS[2], ARGV[i], n) end
+  i = i + 1
+end
+local nt = tonumber(ARGV[i]); i = i + 1
+for _ = 1, nt do redis.call('HINCRBY', KEYS[3], ARGV[i], ARGV[i + 1]); i = i + 2 end
+redis.call('HSET', KEYS[3], 'updated_ms', ARGV[i]); i = i + 1
+local nr = tonumber(ARGV[i]); i = i + 1
+for k = nr, 1, -1 do redis.call('LPUSH', KEYS[4], ARGV[i + k - 1]) end
+i = i + nr
+redis.call('LTRIM', KEYS[4], 0, tonumber(ARGV[i]) - 1); i = i + 1
+local keep = ARGV[i]; i = i + 1
+for k = 5, #KEYS do
+  local nf = tonumber(ARGV[i]); i = i + 1
+  for _ = 1, nf do redis.call('HINCRBY', KEYS[k], ARGV[i], ARGV[i + 1]); i = i + 2 end
+  redis.call('EXPIRE', KEYS[k], keep)
+end
+return 1
+"#;
+
+#[derive(Clone)]
+pub struct RedisStats {
+    conn: ConnectionManager,
+    keys: Keys,
+    script: std::sync::Arc<redis::Script>,
+}
+
+/// Counts of one second, for the rate chart.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Second {
+    pub t: i64,
+    pub by_path: BTreeMap<String, u64>,
+    pub by_revision: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AgeBucket {
+    pub range: &'static str,
+    pub cases: u64,
+}
+
+impl RedisStats {
+    pub fn new(conn: ConnectionManager, keys: Keys) -> RedisStats {
+        RedisStats { conn, keys, script: std::sync::Arc::new(redis::Script::new(APPLY)) }
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// Applies one flush's newly counted cases; `false` if it was applied before.
+    pub async fn apply(&self, flush_id: &str, cases: &[StoredCase], now_ms: i64) -> redis::RedisResult<bool> {
+        let mut ages = [0u64; 10];
+        let mut totals: BTreeMap<String, i64> = BTreeMap::new();
+        let mut rate: BTreeMap<i64, BTreeMap<String, i64>> = BTreeMap::new();
+        for c in cases {
+            ages[c.case.age_bucket()] += 1;
+            let sec = rate.entry(c.stored_ms.div_euclid(1000)).or_default();
+            for field in fields(c) {
+                *totals.entry(field.clone()).or_default() += 1;
+                *sec.entry(field).or_default() += 1;
+            }
+        }
+        let mut newest: Vec<&StoredCase> = cases.iter().collect();
+        newest.sort_by(|a, b| b.id.cmp(&a.id));
+        newest.truncate(RECENT_KEEP);
+
+        let mut inv = self.script.prepare_invoke();
+        inv.key(self.keys.applied(flush_id)).key(self.keys.age_buckets()).key(self.keys.totals()).key(self.keys.recent_cases());
+        inv.arg(APPLIED_TTL_S);
+        for (n, label) in ages.iter().zip(AGE_BUCKETS) {
+            inv.arg(*n).arg(label);
+        }
+        inv.arg(totals.len());
+        for (f, n) in &totals {
+            inv.arg(f).arg(*n);
+        }
+        inv.arg(now_ms);
+        inv.arg(newest.len());
+        for c in &newest {
+            inv.arg(serde_json::to_string(c).expect("a case serializes"));
+        }
+        inv.arg(RECENT_KEEP);
+        inv.arg(RATE_KEEP_S);
+        for (sec, counts) in &rate {
+            inv.key(self.keys.rate(*sec));
+            inv.arg(counts.len());
+            for (f, n) in counts {
+                inv.arg(f).arg(*n);
+            }
+        }
+        let applied: i64 = inv.invoke_async(&mut self.conn.clone()).await?;
+        Ok(applied == 1)
+    }
+
+    /// Age buckets in order, all ten.
+    pub async fn ages(&self) -> redis::RedisResult<Vec<AgeBucket>> {
+        let h: BTreeMap<String, u64> = redis::cmd("HGETALL").arg(self.keys.age_buckets()).query_async(&mut self.conn.clone()).await?;
+        Ok(AGE_BUCKETS.iter().map(|r| AgeBucket { range: r, cases: h.get(*r).copied().unwrap_or(0) }).collect())
+    }
+
+    /// The last `n` cases, newest first.
+    pub async fn recent(&self, n: usize) -> redis::RedisResult<Vec<StoredCase>> {
+        let raw: Vec<String> = redis::cmd("LRANGE")
+            .arg(self.keys.recent_cases())
+            .arg(0)
+            .arg(n.saturating_sub(1))
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(raw.iter().filter_map(|s| serde_json::from_str(s).ok()).collect())
+    }
+
+    /// Counters by field (`cases`, `path:*`, `rev:*`) plus `updated_ms`.
+    pub async fn totals(&self) -> redis::RedisResult<BTreeMap<String, i64>> {
+        redis::cmd("HGETALL").arg(self.keys.totals()).query_async(&mut self.conn.clone()).await
+    }
+
+    /// Per-second counts for the `window` seconds before `now_s` (oldest first), in one round trip.
+    pub async fn series(&self, now_s: i64, window: i64) -> redis::RedisResult<Vec<Second>> {
+        let mut pipe = redis::pipe();
+        let secs: Vec<i64> = (now_s - window + 1..=now_s).collect();
+        for s in &secs {
+            pipe.cmd("HGETALL").arg(self.keys.rate(*s));
+        }
+        let hashes: Vec<BTreeMap<String, u64>> = pipe.query_async(&mut self.conn.clone()).await?;
+        Ok(secs
+            .into_iter()
+            .zip(hashes)
+            .map(|(t, h)| {
+                let mut s = Second { t, ..Default::default() };
+                for (k, v) in h {
+                    if let Some(p) = k.strip_prefix("path:") {
+                        s.by_path.insert(p.to_owned(), v);
+                    } else if let Some(r) = k.strip_prefix("rev:") {
+                        s.by_revision.insert(r.to_owned(), v);
+                    }
+                }
+                s
+            })
+            .collect())
+    }
+}
+
+/// The counter fields one case adds to.
+fn fields(c: &StoredCase) -> Vec<String> {
+    let mut f = vec!["cases".to_owned(), format!("path:{}", c.path)];
+    if let Some(r) = &c.revision {
+        f.push(format!("rev:{r}"));
+    }
+    f
+}
