@@ -204,7 +204,7 @@ impl CaseError {
             _ => raw,
         };
         let message = match &field {
-            Some(f) if !message.contains('`') => format!("{f}: {message}"),
+            Some(f) if !message.contains(&format!("`{f}`")) => format!("{f}: {message}"),
             _ => message,
         };
         CaseError { message, field, index }

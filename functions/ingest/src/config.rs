@@ -38,6 +38,11 @@ pub struct IngestConfig {
     pub forward_timeout: Duration,
     /// `MAX_BODY_BYTES` (default 1 MiB), shared with the runtime.
     pub body_limit: usize,
+    /// `MONGODB_URI` / `MONGODB_DATABASE`: where the ingest log goes; with no
+    /// `MONGODB_URI` there is no ingest log.
+    pub ingest_log: Option<store::MongoConfig>,
+    /// `INGEST_LOG_TTL_S` (default 86400): how long ingest log records are kept.
+    pub ingest_log_ttl: Duration,
 }
 
 impl IngestConfig {
@@ -67,6 +72,11 @@ impl IngestConfig {
             max_batch,
             forward_timeout: Duration::from_millis(var(lookup, "FORWARD_TIMEOUT_MS", 5000u64)?),
             body_limit: var(lookup, "MAX_BODY_BYTES", 1024 * 1024usize)?,
+            ingest_log: match lookup("MONGODB_URI").filter(|s| !s.trim().is_empty()) {
+                Some(_) => Some(store::MongoConfig::from_lookup(lookup)?),
+                None => None,
+            },
+            ingest_log_ttl: Duration::from_secs(var(lookup, "INGEST_LOG_TTL_S", 86_400u64)?),
         })
     }
 }

@@ -20,22 +20,32 @@ pub use config::{IngestConfig, Route};
 use forward::Forwarder;
 
 /// Routes of ingest, configured from the environment.
-pub fn routes(ctx: &Context) -> anyhow::Result<Routes> {
-    routes_with(ctx, IngestConfig::from_lookup(&runtime::config::env_lookup)?)
+pub async fn routes(ctx: Context) -> anyhow::Result<Routes> {
+    routes_with(ctx, IngestConfig::from_lookup(&runtime::config::env_lookup)?).await
 }
 
 struct Ingest {
     forwarder: Forwarder,
+    log: Option<store::ingest_log::LogSender>,
     config: IngestConfig,
     source: String,
     revision: String,
     route: &'static str,
 }
 
-pub fn routes_with(ctx: &Context, config: IngestConfig) -> anyhow::Result<Routes> {
-    let forwarder = Forwarder::new(ctx, &config.route, config.forward_timeout)?;
+pub async fn routes_with(ctx: Context, config: IngestConfig) -> anyhow::Result<Routes> {
+    let forwarder = Forwarder::new(&ctx, &config.route, config.forward_timeout)?;
+    let log = match &config.ingest_log {
+        Some(mc) => {
+            let mut mongo = store::Mongo::connect_lazy(mc).await?;
+            mongo.ingest_log_ttl = config.ingest_log_ttl;
+            Some(store::IngestLog::new(mongo).start_writer(10_000, &ctx))
+        }
+        None => None,
+    };
     let state = Arc::new(Ingest {
         forwarder,
+        log,
         route: config.route.name(),
         source: format!("/covid-realtime/{}", ctx.config.service),
         revision: ctx.config.revision.clone(),
@@ -70,6 +80,40 @@ async fn post_cases(
     Extension(trace): Extension<TraceContext>,
     req: Request,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    let mut seen = Seen::default();
+    let result = accept(&s, trace, req, &mut seen).await;
+    if let Some(log) = &s.log {
+        let (result_name, reason) = match &result {
+            Ok(_) => ("accepted", String::new()),
+            Err(e) if e.status == StatusCode::SERVICE_UNAVAILABLE => ("unavailable", e.error.clone()),
+            Err(e) => ("refused", e.error.clone()),
+        };
+        log.log(store::LogEntry {
+            time_ms: Utc::now().timestamp_millis(),
+            path: s.route.to_owned(),
+            result: result_name.to_owned(),
+            reason: reason.chars().take(300).collect(),
+            cases: seen.cases as u32,
+            bytes: seen.bytes as u64,
+            revision: s.revision.clone(),
+        });
+    }
+    result
+}
+
+/// What a request turned out to hold, for the ingest log.
+#[derive(Default)]
+struct Seen {
+    cases: usize,
+    bytes: usize,
+}
+
+async fn accept(
+    s: &Ingest,
+    trace: TraceContext,
+    req: Request,
+    seen: &mut Seen,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let format = match req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
         Some(ct) => match ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase().as_str() {
             "application/json" => Format::Json,
@@ -102,11 +146,13 @@ async fn post_cases(
             refuse("bad_body", ApiError::bad_request(format!("could not read the body: {e}")))
         }
     })?;
+    seen.bytes = body.len();
     let cases = match format {
         Format::Json => events::parse_json_body(&body),
         Format::Ndjson => events::parse_ndjson_body(&body),
     }
     .map_err(|e: CaseError| refuse("invalid", ApiError::bad_request(e.message).with_field(e.field, e.index)))?;
+    seen.cases = cases.len();
     if cases.len() > s.config.max_batch {
         return Err(refuse("too_large", ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,

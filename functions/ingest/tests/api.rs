@@ -178,3 +178,30 @@ async fn a_down_next_hop_answers_503_with_retry_after() {
     let app = spawn_ingest(&[("K_SINK", &sink.url)]).await;
     assert_eq!(app.post_json(&case_json("A", 1)).await.status(), StatusCode::SERVICE_UNAVAILABLE);
 }
+
+#[tokio::test]
+async fn every_request_is_recorded_in_the_ingest_log() {
+    let sink = spawn_sink(StatusCode::OK, Duration::ZERO).await;
+    let servers = stack::testing::servers();
+    let db = stack::testing::unique("ingestlog");
+    let app = spawn_ingest(&[("K_SINK", &sink.url), ("MONGODB_URI", &servers.mongodb_uri), ("MONGODB_DATABASE", &db), ("K_REVISION", "ingest-00003")]).await;
+    let batch = format!("[{},{}]", case_json("A", 1), case_json("B", 2));
+    assert_eq!(app.post_json(&batch).await.status(), StatusCode::ACCEPTED);
+    assert_eq!(app.post_json(r#"{"name":1}"#).await.status(), StatusCode::BAD_REQUEST);
+    let mongo = store::Mongo::connect_lazy(&store::MongoConfig { uri: servers.mongodb_uri.clone(), database: db }).await.unwrap();
+    let log = store::IngestLog::new(mongo);
+    let mut entries = Vec::new();
+    for _ in 0..200 {
+        entries = log.latest(10).await.unwrap();
+        if entries.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    let accepted = entries.iter().find(|e| e.result == "accepted").unwrap();
+    assert_eq!((accepted.cases, accepted.bytes as usize, accepted.path.as_str()), (2, batch.len(), "sink"));
+    assert_eq!(accepted.revision, "ingest-00003");
+    let refused = entries.iter().find(|e| e.result == "refused").unwrap();
+    assert!(refused.reason.contains("name"), "{refused:?}");
+}

@@ -113,17 +113,18 @@ pub struct App {
 
 impl App {
     /// Binds the listener first, then builds the function's routes (which
-    /// must not block: dependency connections are lazy).
-    pub async fn build<F>(config: Config, make: F) -> anyhow::Result<App>
+    /// must not wait on dependencies: their connections are lazy).
+    pub async fn build<F, Fut>(config: Config, make: F) -> anyhow::Result<App>
     where
-        F: FnOnce(&Context) -> anyhow::Result<Routes>,
+        F: FnOnce(Context) -> Fut,
+        Fut: Future<Output = anyhow::Result<Routes>>,
     {
         let listener = TcpListener::bind((config.host, config.port))
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}:{}: {e}", config.host, config.port))?;
         let addr = listener.local_addr()?;
         let ctx = Context::new(config);
-        let routes = make(&ctx)?;
+        let routes = make(ctx.clone()).await?;
         let router = contract_router(&ctx, routes);
         Ok(App { listener, addr, router, ctx })
     }
@@ -231,9 +232,10 @@ async fn readyz(State(checks): State<Arc<Vec<(&'static str, ReadyCheck)>>>) -> i
 /// The whole `main` of a function: logs, config, then either the TCP
 /// server or the Lambda runtime. Exit code 0 after a clean drain, 1 on a
 /// runtime error, 2 on bad configuration.
-pub fn main<F>(function: &'static str, make: F) -> ExitCode
+pub fn main<F, Fut>(function: &'static str, make: F) -> ExitCode
 where
-    F: FnOnce(&Context) -> anyhow::Result<Routes>,
+    F: FnOnce(Context) -> Fut,
+    Fut: Future<Output = anyhow::Result<Routes>>,
 {
     let started = Instant::now();
     telemetry::init(function);
@@ -271,12 +273,13 @@ where
 }
 
 /// Serves the same Router through the AWS Lambda runtime API.
-async fn serve_lambda<F>(config: Config, make: F) -> anyhow::Result<()>
+async fn serve_lambda<F, Fut>(config: Config, make: F) -> anyhow::Result<()>
 where
-    F: FnOnce(&Context) -> anyhow::Result<Routes>,
+    F: FnOnce(Context) -> Fut,
+    Fut: Future<Output = anyhow::Result<Routes>>,
 {
     let ctx = Context::new(config);
-    let routes = make(&ctx)?;
+    let routes = make(ctx.clone()).await?;
     let router = contract_router(&ctx, routes);
     tracing::info!(api = ?ctx.config.lambda_runtime_api, "serving through the Lambda runtime API");
     lambda_http::run(router)

@@ -7,7 +7,8 @@
 //! }
 //! ```
 //!
-//! and its own code is `routes(&Context) -> Routes`: handlers and wiring.
+//! and its own code is `async fn routes(Context) -> anyhow::Result<Routes>`:
+//! handlers and wiring.
 
 pub mod app;
 pub mod config;
