@@ -180,6 +180,24 @@ pub struct StatsUpdated {
     pub at_ms: i64,
 }
 
+impl StatsUpdated {
+    pub fn to_event(&self, source: &str) -> Event {
+        EventBuilderV10::new()
+            .id(Reported::new_id())
+            .source(source.to_owned())
+            .ty(types::STATS_UPDATED)
+            .time(Utc::now())
+            .data(JSON, serde_json::to_value(self).expect("a notice serializes"))
+            .build()
+            .expect("every required attribute is set")
+    }
+
+    pub fn from_event(event: &Event) -> Result<StatsUpdated, EventError> {
+        expect_type(event, types::STATS_UPDATED)?;
+        json_data(event)
+    }
+}
+
 fn expect_type(event: &Event, ty: &str) -> Result<(), EventError> {
     if event.ty() != ty {
         return Err(EventError::new(format!(

@@ -8,9 +8,11 @@ pub mod ingest_log;
 pub mod mongo;
 pub mod redis_stats;
 pub mod stats;
+pub mod writer;
 
 pub use cases::{CaseStore, InsertOutcome};
 pub use ingest_log::{IngestLog, LogEntry};
 pub use mongo::{Mongo, MongoConfig};
 pub use redis_stats::RedisStats;
 pub use stats::{Aggregator, AreaCount, StateCount, Totals};
+pub use writer::Writer;

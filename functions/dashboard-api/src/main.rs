@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    runtime::main("dashboard-api", dashboard_api::routes)
+}

@@ -1,0 +1,34 @@
+//! What a user sets for grpc-writer, with defaults.
+
+use std::time::Duration;
+
+use anyhow::bail;
+use runtime::config::var;
+
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    pub mongo: store::MongoConfig,
+    /// `WRITE_BATCH_MAX` (default 1000): most cases in one bulk insert.
+    pub batch_max: usize,
+    /// `WRITE_BATCH_WAIT_MS` (default 2): how long the first request of a
+    /// batch waits for others to join it. Bounds the latency grouping adds.
+    pub batch_wait: Duration,
+    /// `WRITE_DEADLINE_MS` (default 4000): how long a write keeps retrying
+    /// MongoDB before the caller is told UNAVAILABLE (below ingest's 5 s).
+    pub write_deadline: Duration,
+}
+
+impl WriterConfig {
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<WriterConfig> {
+        let batch_max = var(lookup, "WRITE_BATCH_MAX", 1000usize)?;
+        if batch_max == 0 {
+            bail!("WRITE_BATCH_MAX must be at least 1");
+        }
+        Ok(WriterConfig {
+            mongo: store::MongoConfig::from_lookup(lookup)?,
+            batch_max,
+            batch_wait: Duration::from_millis(var(lookup, "WRITE_BATCH_WAIT_MS", 2u64)?),
+            write_deadline: Duration::from_millis(var(lookup, "WRITE_DEADLINE_MS", 4000u64)?),
+        })
+    }
+}

@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    runtime::main("grpc-writer", grpc_writer::routes)
+}

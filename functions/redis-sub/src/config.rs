@@ -1,0 +1,59 @@
+//! What a user sets for redis-sub, with defaults.
+
+use std::time::Duration;
+
+use anyhow::bail;
+use runtime::config::var;
+
+#[derive(Debug, Clone)]
+pub struct SubConfig {
+    pub mongo: store::MongoConfig,
+    /// `REDIS_URL` (default `redis://127.0.0.1:6379/`).
+    pub redis_url: String,
+    /// `REDIS_KEY_PREFIX` (default `covid:`).
+    pub key_prefix: String,
+    /// `STREAM_CONSUMER` (default `true`): run the always-on consumer loop.
+    /// `false` when a RedisStreamSource pushes events by HTTP instead.
+    pub stream_consumer: bool,
+    /// `CONSUMER_NAME` (default `<K_REVISION>-<host name>`): this consumer's
+    /// name in the group; a restarted consumer with the same name resumes its
+    /// own pending entries first.
+    pub consumer_name: String,
+    /// `READ_COUNT` (default 500): most entries read (and written) at once.
+    pub read_count: usize,
+    /// `CLAIM_IDLE_MS` (default 30000): entries pending this long on another
+    /// (crashed) consumer are claimed by this one.
+    pub claim_idle: Duration,
+    /// `WRITE_DEADLINE_MS` (default 4000): how long one write retries MongoDB
+    /// before the batch is retried from the top (the entries stay pending).
+    pub write_deadline: Duration,
+}
+
+fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "local".to_owned())
+}
+
+impl SubConfig {
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<SubConfig> {
+        let revision = var(lookup, "K_REVISION", "redis-sub-local".to_owned())?;
+        let read_count = var(lookup, "READ_COUNT", 500usize)?;
+        if read_count == 0 {
+            bail!("READ_COUNT must be at least 1");
+        }
+        Ok(SubConfig {
+            mongo: store::MongoConfig::from_lookup(lookup)?,
+            redis_url: var(lookup, "REDIS_URL", "redis://127.0.0.1:6379/".to_owned())?,
+            key_prefix: var(lookup, "REDIS_KEY_PREFIX", "covid:".to_owned())?,
+            stream_consumer: var(lookup, "STREAM_CONSUMER", true)?,
+            consumer_name: var(lookup, "CONSUMER_NAME", format!("{revision}-{}", host_name()))?,
+            read_count,
+            claim_idle: Duration::from_millis(var(lookup, "CLAIM_IDLE_MS", 30_000u64)?),
+            write_deadline: Duration::from_millis(var(lookup, "WRITE_DEADLINE_MS", 4000u64)?),
+        })
+    }
+}

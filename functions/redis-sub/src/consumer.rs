@@ -1,0 +1,206 @@
+//! The always-on consumer: reads the Stream through the consumer group,
+//! stores each batch, and only then acknowledges and deletes the entries
+//! (XACK + XDEL), so the Stream holds only what is not yet stored and memory
+//! stays bounded. Entries a crashed consumer left pending are claimed after
+//! `CLAIM_IDLE_MS` (XAUTOCLAIM); a restarted consumer first finishes its own.
+
+use std::time::Duration;
+
+use events::Reported;
+use events::redis::Keys;
+use redis::aio::ConnectionManager;
+use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
+use runtime::{Backoff, Context};
+use store::Writer;
+
+use crate::config::SubConfig;
+
+pub struct Consumer {
+    ctx: Context,
+    conn: ConnectionManager,
+    keys: Keys,
+    group: String,
+    name: String,
+    config: SubConfig,
+    writer: Writer,
+}
+
+enum Read {
+    /// The group's new entries (`>`).
+    New,
+    /// This consumer's own pending entries (`0`), after a restart.
+    Own,
+}
+
+impl Consumer {
+    pub fn new(ctx: Context, conn: ConnectionManager, config: SubConfig, writer: Writer) -> Consumer {
+        let keys = Keys::new(config.key_prefix.clone());
+        Consumer { group: keys.consumer_group(), name: config.consumer_name.clone(), ctx, conn, keys, config, writer }
+    }
+
+    /// Runs until shutdown; a batch being written is finished first.
+    pub async fn run(mut self) {
+        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
+        while !self.ctx.shutdown.is_cancelled() {
+            if let Err(e) = self.ensure_group().await {
+                tracing::warn!(error = %e, "cannot create the consumer group yet; retrying");
+                self.pause(backoff.next_delay()).await;
+                continue;
+            }
+            break;
+        }
+        tracing::info!(consumer = %self.name, stream = %self.keys.stream(), "consuming");
+        let mut own_done = false;
+        let mut claim_cursor = "0-0".to_owned();
+        let mut last_claim = tokio::time::Instant::now();
+        while !self.ctx.shutdown.is_cancelled() {
+            let step = async {
+                if !own_done {
+                    let n = self.read(Read::Own).await?;
+                    own_done = n == 0;
+                    return Ok::<_, redis::RedisError>(());
+                }
+                if last_claim.elapsed() >= self.config.claim_idle / 2 {
+                    last_claim = tokio::time::Instant::now();
+                    claim_cursor = self.claim(&claim_cursor).await?;
+                }
+                self.read(Read::New).await.map(|_| ())
+            };
+            match step.await {
+                Ok(()) => backoff.reset(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "Redis unavailable; retrying");
+                    self.pause(backoff.next_delay()).await;
+                }
+            }
+        }
+        tracing::info!(consumer = %self.name, "consumer stopped");
+    }
+
+    async fn pause(&self, d: Duration) {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => {}
+            _ = self.ctx.shutdown.cancelled() => {}
+        }
+    }
+
+    async fn ensure_group(&mut self) -> redis::RedisResult<()> {
+        // From "0": entries added before the group existed are consumed too.
+        let r: redis::RedisResult<()> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(self.keys.stream())
+            .arg(&self.group)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut self.conn)
+            .await;
+        match r {
+            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Reads and handles one batch; returns how many entries it had.
+    async fn read(&mut self, which: Read) -> redis::RedisResult<usize> {
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP").arg(&self.group).arg(&self.name).arg("COUNT").arg(self.config.read_count);
+        let id = match which {
+            Read::New => {
+                cmd.arg("BLOCK").arg(1000);
+                ">"
+            }
+            Read::Own => "0",
+        };
+        cmd.arg("STREAMS").arg(self.keys.stream()).arg(id);
+        let reply: Option<StreamReadReply> = match cmd.query_async(&mut self.conn).await {
+            Ok(r) => r,
+            Err(e) if e.code() == Some("NOGROUP") => {
+                // The stream or group was deleted (e.g. a Redis restart without persistence).
+                self.ensure_group().await?;
+                return Ok(0);
+            }
+            Err(e) => return Err(e),
+        };
+        let entries: Vec<StreamId> = reply.map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect()).unwrap_or_default();
+        let n = entries.len();
+        if n > 0 {
+            self.handle(entries).await?;
+        }
+        Ok(n)
+    }
+
+    /// Claims entries idle on other consumers; returns the next cursor.
+    async fn claim(&mut self, cursor: &str) -> redis::RedisResult<String> {
+        let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
+            .arg(self.keys.stream())
+            .arg(&self.group)
+            .arg(&self.name)
+            .arg(self.config.claim_idle.as_millis() as u64)
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(self.config.read_count)
+            .query_async(&mut self.conn)
+            .await?;
+        if !reply.claimed.is_empty() {
+            metrics::counter!("redis_sub_claimed_total").increment(reply.claimed.len() as u64);
+            tracing::info!(entries = reply.claimed.len(), "claimed entries left pending by another consumer");
+            self.handle(reply.claimed).await?;
+        }
+        let pending: redis::RedisResult<(u64, redis::Value, redis::Value, redis::Value)> =
+            redis::cmd("XPENDING").arg(self.keys.stream()).arg(&self.group).query_async(&mut self.conn).await;
+        if let Ok((count, ..)) = pending {
+            metrics::gauge!("redis_sub_pending_entries").set(count as f64);
+        }
+        Ok(reply.next_stream_id)
+    }
+
+    /// Stores the entries' cases, then acknowledges and deletes the entries.
+    /// An entry that is not a valid case event is moved to the dead-letter
+    /// stream (retrying it would never succeed).
+    async fn handle(&mut self, entries: Vec<StreamId>) -> redis::RedisResult<()> {
+        let mut cases = Vec::with_capacity(entries.len());
+        let mut dead = Vec::new();
+        let mut traceparent = None;
+        for e in &entries {
+            let raw: Option<Vec<u8>> = e.get(events::redis::STREAM_FIELD);
+            let decoded = raw
+                .ok_or_else(|| events::EventError(format!("entry has no {:?} field", events::redis::STREAM_FIELD)))
+                .and_then(|raw| events::redis::decode(&raw))
+                .and_then(|ev| Reported::from_event(&ev));
+            match decoded {
+                Ok(r) => {
+                    traceparent = traceparent.or_else(|| r.traceparent.clone());
+                    cases.push(r);
+                }
+                Err(err) => dead.push((e.id.clone(), err.0)),
+            }
+        }
+        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
+        loop {
+            match self.writer.write(&cases, traceparent.as_deref(), self.config.write_deadline).await {
+                Ok(_) => break,
+                Err(e) if !self.ctx.shutdown.is_cancelled() => {
+                    tracing::warn!(error = %e, entries = cases.len(), "MongoDB unavailable; entries stay pending and are retried");
+                    self.pause(backoff.next_delay()).await;
+                }
+                // Shutting down: leave the entries pending; they are resumed or claimed later.
+                Err(_) => return Ok(()),
+            }
+        }
+        let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for (id, err) in &dead {
+            tracing::warn!(entry = %id, error = %err, "undecodable stream entry moved to the dead-letter stream");
+            pipe.cmd("XADD").arg(self.keys.dead_letters()).arg("MAXLEN").arg("~").arg(10_000).arg("*").arg("entry").arg(id).arg("error").arg(err).ignore();
+        }
+        pipe.cmd("XACK").arg(self.keys.stream()).arg(&self.group).arg(&ids).ignore();
+        pipe.cmd("XDEL").arg(self.keys.stream()).arg(&ids).ignore();
+        pipe.query_async::<()>(&mut self.conn).await?;
+        metrics::counter!("redis_sub_entries_total").increment(ids.len() as u64);
+        if !dead.is_empty() {
+            metrics::counter!("redis_sub_dead_letters_total").increment(dead.len() as u64);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    runtime::main("redis-sub", redis_sub::routes)
+}

@@ -1,0 +1,88 @@
+//! What both write paths share: store a batch idempotently (retrying while
+//! MongoDB is briefly away), then tell the aggregate function which cases are
+//! new with one `case.stored` event. The event is best-effort: a case whose
+//! event is lost is still counted by the aggregate's sweep.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use events::{Reported, StoredBatch, WritePath};
+use runtime::{Backoff, Context, Sink};
+use tokio::sync::Semaphore;
+
+use crate::cases::{CaseStore, InsertOutcome};
+
+/// Most `case.stored` deliveries in flight at once; past that, delivery is
+/// left to the sweep instead of queueing without bound.
+const EMIT_SLOTS: usize = 64;
+
+#[derive(Clone)]
+pub struct Writer {
+    cases: CaseStore,
+    path: WritePath,
+    sink: Option<Sink>,
+    source: String,
+    ctx: Context,
+    slots: Arc<Semaphore>,
+}
+
+impl Writer {
+    pub fn new(ctx: &Context, cases: CaseStore, path: WritePath) -> Writer {
+        for p in [path.as_str()] {
+            metrics::counter!("writer_cases_stored_total", "path" => p).increment(0);
+            metrics::counter!("writer_cases_duplicate_total", "path" => p).increment(0);
+        }
+        Writer {
+            cases,
+            path,
+            sink: ctx.sink(),
+            source: format!("/covid-realtime/{}", ctx.config.service),
+            ctx: ctx.clone(),
+            slots: Arc::new(Semaphore::new(EMIT_SLOTS)),
+        }
+    }
+
+    /// Stores `reported`, retrying transient failures until `deadline` has
+    /// passed; then emits `case.stored` for the newly stored ones.
+    pub async fn write(&self, reported: &[Reported], traceparent: Option<&str>, deadline: Duration) -> mongodb::error::Result<InsertOutcome> {
+        let start = tokio::time::Instant::now();
+        let mut backoff = Backoff::new(Duration::from_millis(20), Duration::from_secs(1));
+        let outcome = loop {
+            match self.cases.insert(reported, self.path).await {
+                Ok(o) => break o,
+                Err(e) if start.elapsed() < deadline => {
+                    tracing::warn!(error = %e, cases = reported.len(), "MongoDB write failed; retrying");
+                    tokio::time::sleep(backoff.next_delay()).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let p = self.path.as_str();
+        metrics::counter!("writer_cases_stored_total", "path" => p).increment(outcome.stored.len() as u64);
+        metrics::counter!("writer_cases_duplicate_total", "path" => p).increment(outcome.duplicates.len() as u64);
+        metrics::histogram!("writer_batch_size", "path" => p).record(reported.len() as f64);
+        metrics::histogram!("writer_write_duration_seconds", "path" => p).record(start.elapsed().as_secs_f64());
+        self.emit(&outcome, traceparent);
+        Ok(outcome)
+    }
+
+    fn emit(&self, outcome: &InsertOutcome, traceparent: Option<&str>) {
+        let Some(sink) = self.sink.clone() else { return };
+        if outcome.stored.is_empty() {
+            return;
+        }
+        let Ok(permit) = self.slots.clone().try_acquire_owned() else {
+            metrics::counter!("writer_emit_skipped_total").increment(1);
+            return;
+        };
+        let event = StoredBatch { cases: outcome.stored.clone() }.to_event(&self.source, traceparent);
+        let traceparent = traceparent.map(str::to_owned);
+        self.ctx.tasks.spawn(async move {
+            let _permit = permit;
+            if let Err(e) = sink.send_with_retry(event, traceparent.as_deref(), Duration::from_secs(30)).await {
+                metrics::counter!("writer_emit_failed_total").increment(1);
+                tracing::warn!(error = %e, "case.stored not delivered; the aggregate sweep will count these cases");
+            }
+        });
+    }
+}
