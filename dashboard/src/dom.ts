@@ -54,3 +54,9 @@ export function tableBody(testid: string): HTMLTableSectionElement {
   if (!body) throw new Error(`[data-testid=${testid}] has no <tbody>`);
   return body;
 }
+
+/** Sets the column heading a phone shows beside a stacked cell (CSS `attr(data-label)`). */
+export function labelled(label: string, cell: HTMLTableCellElement): HTMLTableCellElement {
+  cell.dataset.label = label;
+  return cell;
+}

@@ -347,6 +347,14 @@ step("the dashboard shows the stored cases in every section", async (t) => {
 
   await checkSections(expectations(first), first.map((c) => c.name));
 
+  await waitForPage(
+    "stored cases: the first page shows 20 rows",
+    () =>
+      document.querySelector('[data-testid="cases-table"]')?.getAttribute("aria-busy") === "false" &&
+      document.querySelectorAll('[data-testid="case-row"]').length === 20,
+    undefined,
+    5000,
+  );
   const pages = await readAllCasePages();
   assert.equal(pages[0].length, 20, "stored cases: page 1 has 20 rows");
   assert.deepEqual(pages.flat().sort(), first.map((c) => c.name).sort(), "stored cases: every posted case, once");

@@ -1,7 +1,7 @@
 // Table rows for stored cases, shared by "Last 5 cases" and the stored collection.
 
 import type { StoredCase } from "../api";
-import { el } from "../dom";
+import { el, labelled } from "../dom";
 import { formatCount, setTime } from "../format";
 
 export type Column = "name" | "location" | "age" | "infectedtype" | "state" | "path" | "revision" | "when";
@@ -49,7 +49,7 @@ export function caseRow(c: StoredCase, prefix: string, columns: Column[]): HTMLT
   }
   row.querySelectorAll("td").forEach((cell, i) => {
     const column = columns[i];
-    if (column) cell.dataset.label = COLUMN_LABELS[column];
+    if (column) labelled(COLUMN_LABELS[column], cell);
   });
   return row;
 }

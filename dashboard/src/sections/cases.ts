@@ -27,8 +27,10 @@ export function createCasesSection() {
   let request = 0;
 
   function renderControls(): void {
-    prev.disabled = loading || cursors.length === 1;
-    next.disabled = loading || page.next === null;
+    // Not disabled while loading: first-page refreshes run often under load,
+    // and a click simply supersedes them (see `request`).
+    prev.disabled = cursors.length === 1;
+    next.disabled = page.next === null;
     const first = (cursors.length - 1) * PAGE_SIZE + 1;
     const range =
       page.cases.length === 0 ? "no cases" : `cases ${formatCount(first)}–${formatCount(first + page.cases.length - 1)}`;
@@ -50,7 +52,11 @@ export function createCasesSection() {
       if (id !== request) return; // a newer request (filter change, paging) won
       page = result;
       rows.replaceChildren(...page.cases.map((c) => caseRow(c, "case", COLUMNS)));
-      if (page.cases.length === 0) rows.append(emptyRow(COLUMNS.length, "No cases match"));
+      if (page.cases.length === 0) {
+        const filtered = areaSelect.value !== "" || stateSelect.value !== "";
+        const text = cursors.length > 1 ? "No older cases" : filtered ? "No cases match the filters" : "No cases yet";
+        rows.append(emptyRow(COLUMNS.length, text));
+      }
       showError(error, null);
     } catch (e) {
       if (id === request) showError(error, `Could not load cases: ${e instanceof ApiError ? e.message : String(e)}`);
@@ -80,6 +86,7 @@ export function createCasesSection() {
   next.addEventListener("click", () => {
     if (page.next === null) return;
     cursors.push(page.next);
+    page = { ...page, next: null }; // one page forward per click, even on a double click
     void load();
   });
   prev.addEventListener("click", () => {

@@ -26,7 +26,7 @@ export function createHeader() {
         delete updated.dataset.ms;
         updated.removeAttribute("datetime");
         updated.removeAttribute("title");
-        setText(updated, "no cases yet");
+        setText(updated, "never");
       } else {
         setTime(updated, summary.updated_ms);
       }

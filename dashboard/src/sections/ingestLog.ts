@@ -1,7 +1,7 @@
 // The last 10 ingest requests (accepted, refused, unavailable) from /api/ingest-log.
 
 import { api, ApiError } from "../api";
-import { el, emptyRow, showError, tableBody, byTestId } from "../dom";
+import { byTestId, el, emptyRow, labelled, showError, tableBody } from "../dom";
 import { formatCount, setTime } from "../format";
 import { throttled } from "../throttle";
 
@@ -22,12 +22,12 @@ export function createIngestLogSection() {
           return el(
             "tr",
             { testid: "ingest-row" },
-            el("td", { className: "when" }, time),
-            el("td", {}, el("span", { className: `badge path-${entry.path}`, text: PATH_LABELS[entry.path] ?? entry.path })),
-            el("td", {}, el("span", { className: `result result-${entry.result}`, text: entry.result })),
-            el("td", { className: "num", text: formatCount(entry.cases) }),
-            el("td", { className: "num", text: formatCount(entry.bytes) }),
-            el("td", { className: "reason", text: entry.reason ?? "" }),
+            labelled("When", el("td", { className: "when" }, time)),
+            labelled("Path", el("td", {}, el("span", { className: `badge path-${entry.path}`, text: PATH_LABELS[entry.path] ?? entry.path }))),
+            labelled("Result", el("td", {}, el("span", { className: `result result-${entry.result}`, text: entry.result }))),
+            labelled("Cases", el("td", { className: "num", text: formatCount(entry.cases) })),
+            labelled("Bytes", el("td", { className: "num", text: formatCount(entry.bytes) })),
+            labelled("Reason", el("td", { className: "reason", text: entry.reason ?? "" })),
           );
         }),
       );

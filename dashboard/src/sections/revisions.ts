@@ -9,6 +9,7 @@ export function createRevisionsSection() {
   const chart = createDoughnutChart(byTestId<HTMLCanvasElement>("revision-chart"), { legend: false });
   const rows = tableBody("revision-shares");
   const colors = new ColorKeeper();
+  const empty = byTestId("revision-empty");
 
   return {
     update(summary: Summary): void {
@@ -33,6 +34,7 @@ export function createRevisionsSection() {
           ),
         ),
       );
+      empty.hidden = entries.length > 0;
       if (entries.length === 0) rows.append(emptyRow(4, "No cases yet"));
     },
   };

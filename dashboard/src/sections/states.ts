@@ -10,6 +10,7 @@ export function createStatesSection() {
   const chart = createDoughnutChart(byTestId<HTMLCanvasElement>("states-chart"));
   const rows = tableBody("states-table");
   const colors = new ColorKeeper();
+  const empty = byTestId("states-empty");
 
   return {
     update(states: StateCount[]): void {
@@ -32,6 +33,7 @@ export function createStatesSection() {
           ),
         ),
       );
+      empty.hidden = sorted.length > 0;
       if (sorted.length === 0) rows.append(emptyRow(3, "No cases yet"));
     },
   };
