@@ -2,6 +2,8 @@
 //! the process supervisor behind `make up`, and fresh servers for tests.
 
 pub mod servers;
+pub mod supervisor;
 pub mod testing;
 
 pub use servers::{MongoServer, RedisServer, free_port};
+pub use supervisor::{FunctionSpec, Ports, StackConfig, Supervisor};

@@ -79,14 +79,25 @@ fn stop(child: &mut Option<Child>) {
 pub struct RedisServer {
     port: u16,
     dir: PathBuf,
+    persistent: bool,
     child: Option<Child>,
 }
 
 impl RedisServer {
+    /// A throw-away server (tests, benchmarks).
     pub fn start(dir: &Path) -> anyhow::Result<RedisServer> {
+        RedisServer::start_with(dir, None, false)
+    }
+
+    /// `port` (or a free one); `persistent` keeps data across restarts (append-only file in `dir`).
+    pub fn start_with(dir: &Path, port: Option<u16>, persistent: bool) -> anyhow::Result<RedisServer> {
         let mut last = None;
         for _ in 0..5 {
-            let mut s = RedisServer { port: free_port()?, dir: dir.to_owned(), child: None };
+            let port = match port {
+                Some(p) => p,
+                None => free_port()?,
+            };
+            let mut s = RedisServer { port, dir: dir.to_owned(), persistent, child: None };
             match s.spawn() {
                 Ok(()) => return Ok(s),
                 Err(e) => last = Some(e),
@@ -99,7 +110,7 @@ impl RedisServer {
         std::fs::create_dir_all(&self.dir)?;
         let mut cmd = Command::new("redis-server");
         cmd.args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .args(["--save", "", "--appendonly", if self.persistent { "yes" } else { "no" }, "--protected-mode", "no"])
             .args(["--maxclients", "10000", "--loglevel", "warning"])
             .arg("--dir")
             .arg(&self.dir)
@@ -120,6 +131,10 @@ impl RedisServer {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     pub fn stop(&mut self) {
@@ -149,7 +164,12 @@ pub struct MongoServer {
 
 impl MongoServer {
     pub fn start(dir: &Path) -> anyhow::Result<MongoServer> {
-        let mut s = MongoServer { port: 0, dir: dir.to_owned(), child: None };
+        MongoServer::start_on(dir, 0)
+    }
+
+    /// On `port` (0: a free one), keeping data in `dir`.
+    pub fn start_on(dir: &Path, port: u16) -> anyhow::Result<MongoServer> {
+        let mut s = MongoServer { port, dir: dir.to_owned(), child: None };
         s.spawn()?;
         Ok(s)
     }

@@ -1,0 +1,164 @@
+//! `stack`: the whole pipeline on one machine.
+//!
+//! `stack up` starts Redis and the MongoDB-compatible server (unless
+//! `REDIS_URL` / `MONGODB_URI` point at running ones) and every function as
+//! its own process, prints the URLs, and runs until Ctrl-C.
+//! `stack servers` starts only the two stores and prints their URLs.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use stack::{MongoServer, Ports, RedisServer, StackConfig, Supervisor};
+
+#[derive(Parser)]
+#[command(name = "stack", about = "Run the covid-realtime pipeline on one machine, no cluster")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Start the stores and every function; stop everything on Ctrl-C.
+    Up {
+        /// Where local data is kept between runs.
+        #[arg(long, env = "STACK_DATA_DIR", default_value = ".local/stack")]
+        data_dir: PathBuf,
+        /// Start with empty stores (deletes the data directory first).
+        #[arg(long)]
+        fresh: bool,
+        /// Directory of the function binaries (default: next to this binary).
+        #[arg(long)]
+        bin_dir: Option<PathBuf>,
+        /// The built dashboard page.
+        #[arg(long, env = "DASHBOARD_DIR", default_value = "dashboard/dist")]
+        dashboard_dir: PathBuf,
+        /// Do not echo the functions' logs.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Start only Redis and the MongoDB-compatible server (throw-away data) and print their URLs.
+    Servers,
+}
+
+fn port(key: &str, default: u16) -> anyhow::Result<u16> {
+    match std::env::var(key) {
+        Ok(v) if !v.is_empty() => v.parse().map_err(|_| anyhow::anyhow!("{key}={v:?} is not a port number")),
+        _ => Ok(default),
+    }
+}
+
+fn env_or(key: &str, default: &str) -> String {
+    std::env::var(key).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_owned())
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Cmd::Servers => servers().await,
+        Cmd::Up { data_dir, fresh, bin_dir, dashboard_dir, quiet } => up(data_dir, fresh, bin_dir, dashboard_dir, quiet).await,
+    }
+}
+
+async fn servers() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let redis = RedisServer::start(&dir.path().join("redis"))?;
+    let mongo = MongoServer::start(&dir.path().join("mongo"))?;
+    println!("REDIS_URL={}", redis.url());
+    println!("MONGODB_URI={}", mongo.uri());
+    wait_for_ctrl_c().await;
+    Ok(())
+}
+
+async fn wait_for_ctrl_c() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("signal handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+async fn up(data_dir: PathBuf, fresh: bool, bin_dir: Option<PathBuf>, dashboard_dir: PathBuf, quiet: bool) -> anyhow::Result<()> {
+    if fresh && data_dir.exists() {
+        std::fs::remove_dir_all(&data_dir)?;
+    }
+    std::fs::create_dir_all(&data_dir)?;
+    let bin_dir = match bin_dir {
+        Some(d) => d,
+        None => std::env::current_exe()?.parent().expect("a binary has a directory").to_owned(),
+    };
+    // Our own stores unless real ones are given.
+    let mut own_redis = None;
+    let redis_url = match std::env::var("REDIS_URL").ok().filter(|v| !v.is_empty()) {
+        Some(u) => u,
+        None => {
+            let port = port("REDIS_PORT", 0)?;
+            let r = RedisServer::start_with(&data_dir.join("redis"), (port != 0).then_some(port), true)?;
+            let url = r.url();
+            own_redis = Some(r);
+            url
+        }
+    };
+    let mut own_mongo = None;
+    let mongodb_uri = match std::env::var("MONGODB_URI").ok().filter(|v| !v.is_empty()) {
+        Some(u) => u,
+        None => {
+            let m = MongoServer::start_on(&data_dir.join("mongo"), port("MONGODB_PORT", 0)?)?;
+            let uri = m.uri();
+            own_mongo = Some(m);
+            uri
+        }
+    };
+    let d = Ports::default();
+    let ports = Ports {
+        dashboard: port("DASHBOARD_PORT", d.dashboard)?,
+        ingest_grpc: port("INGEST_GRPC_PORT", d.ingest_grpc)?,
+        ingest_redis: port("INGEST_REDIS_PORT", d.ingest_redis)?,
+        grpc_writer: port("GRPC_WRITER_PORT", d.grpc_writer)?,
+        redis_sub: port("REDIS_SUB_PORT", d.redis_sub)?,
+        aggregate: port("AGGREGATE_PORT", d.aggregate)?,
+    };
+    let mut extra_env = Vec::new();
+    if std::env::var_os("LOG_FORMAT").is_none() {
+        extra_env.push(("LOG_FORMAT".to_owned(), "text".to_owned()));
+    }
+    let config = StackConfig {
+        bin_dir,
+        redis_url: redis_url.clone(),
+        mongodb_uri: mongodb_uri.clone(),
+        database: env_or("MONGODB_DATABASE", "covid"),
+        key_prefix: env_or("REDIS_KEY_PREFIX", "covid:"),
+        ports,
+        dashboard_dir,
+        extra_env,
+        echo_logs: !quiet,
+    };
+    let sup = Supervisor::start(&config)?;
+    let ready = tokio::select! {
+        r = sup.wait_ready(Duration::from_secs(60)) => r,
+        _ = wait_for_ctrl_c() => { sup.stop().await; return Ok(()); }
+    };
+    if let Err(e) = ready {
+        eprintln!("[stack] {e:#}");
+    }
+    println!();
+    println!("covid-realtime is up ({}):", if own_mongo.is_some() { "local stores" } else { "given stores" });
+    println!("  dashboard         http://127.0.0.1:{}", ports.dashboard);
+    println!("  ingest (gRPC)     http://127.0.0.1:{}/cases", ports.ingest_grpc);
+    println!("  ingest (Redis)    http://127.0.0.1:{}/cases", ports.ingest_redis);
+    println!("  grpc-writer       http://127.0.0.1:{}", ports.grpc_writer);
+    println!("  redis-sub         http://127.0.0.1:{}", ports.redis_sub);
+    println!("  aggregate         http://127.0.0.1:{}", ports.aggregate);
+    println!("  Redis             {redis_url}");
+    println!("  MongoDB           {mongodb_uri}");
+    println!("Try: curl -H 'content-type: application/json' -d '{{\"name\":\"Ana\",\"location\":\"Petén\",\"age\":34,\"infectedtype\":\"communitary\",\"state\":\"active\"}}' http://127.0.0.1:{}/cases", ports.ingest_grpc);
+    println!("Ctrl-C stops everything.");
+    wait_for_ctrl_c().await;
+    eprintln!("[stack] stopping");
+    sup.stop().await;
+    drop(own_redis);
+    drop(own_mongo);
+    Ok(())
+}
