@@ -17,6 +17,8 @@ static SERVERS: OnceLock<Servers> = OnceLock::new();
 /// The test servers. Never skips: if none are given, they are started here,
 /// and a failure to start them fails the test with the reason.
 pub fn servers() -> &'static Servers {
+    // Tests build reqwest clients; the project uses one TLS stack (ring).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     SERVERS.get_or_init(|| {
         let redis_url = std::env::var("COVID_TEST_REDIS_URL").ok();
         let mongodb_uri = std::env::var("COVID_TEST_MONGODB_URI").ok();
