@@ -42,6 +42,8 @@ function render(snapshot: Snapshot): void {
   if (lastTotal !== undefined && snapshot.summary.total !== lastTotal) {
     cases.casesArrived();
     ingestLog.refresh();
+    // ingest writes its log off the request path, possibly after the case is counted.
+    setTimeout(ingestLog.refresh, 1500);
   }
   lastTotal = snapshot.summary.total;
   showError(banner, null);
@@ -86,4 +88,4 @@ setInterval(() => {
   paths.tick();
 }, 1000);
 // Refused requests change no statistics (no snapshot), so poll the log too.
-setInterval(() => ingestLog.refresh(), 10_000);
+setInterval(ingestLog.refresh, 5000);
