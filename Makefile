@@ -1,0 +1,33 @@
+# covid-realtime: the two commands are `make up` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+export COVID_TOOLS_DIR ?= /opt/covid-realtime
+
+.PHONY: help setup up test build release dashboard demo bench clean-local
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+setup: ## Install what the project needs (idempotent; quick when present)
+	@scripts/setup.sh
+
+up: ## Run the whole pipeline locally: dashboard http://127.0.0.1:8080, ingest :8081 (gRPC) and :8082 (Redis)
+	@SETUP_SKIP_BROWSER=1 scripts/setup.sh
+	@$(MAKE) --no-print-directory release dashboard
+	target/release/stack up
+
+test: setup ## Every test, against real Redis, the MongoDB-compatible server and Chromium
+	@scripts/test.sh
+
+build: ## Debug build of every binary
+	cargo build --workspace --bins
+
+release: ## Optimised build of every binary (what make up and the benchmarks run)
+	cargo build --release --workspace --bins
+
+dashboard: ## Build the browser dashboard into dashboard/dist
+	@cd dashboard && { [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund; } && npm run build --silent
+
+clean-local: ## Delete the local stack's data (.local/)
+	rm -rf .local
