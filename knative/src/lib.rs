@@ -1,0 +1,39 @@
+//! Offline checks of everything under `knative/`: no cluster, no Docker
+//! engine, real tools (`kubectl kustomize`, `shellcheck`, the function
+//! binaries). The library holds the models and the checks; the tests in
+//! `tests/manifests/` run them over the repository, one module per concern.
+//!
+//! The facts the checks hold the manifests to (functions, their environment
+//! with defaults, their metrics, the CloudEvent types) are written once, in
+//! [`catalogue`].
+
+pub mod bundle;
+pub mod catalogue;
+pub mod dockerfile;
+pub mod env;
+pub mod grafana;
+pub mod kustomize;
+pub mod paths;
+pub mod promql;
+pub mod resources;
+pub mod scrape;
+pub mod services;
+pub mod source_scan;
+pub mod tools;
+pub mod traffic;
+pub mod workspace;
+pub mod yaml;
+
+/// A list of problems, each a sentence naming the file or resource and what
+/// to change; empty when everything holds.
+pub type Problems = Vec<String>;
+
+/// Fails with every problem on its own line, or passes when there is none.
+pub fn assert_no_problems(what: &str, problems: &[String]) {
+    assert!(
+        problems.is_empty(),
+        "{what}: {} problem(s):\n  - {}",
+        problems.len(),
+        problems.join("\n  - ")
+    );
+}

@@ -1,0 +1,53 @@
+//! The external tools the checks run. A missing tool fails the check with the
+//! command that installs it; nothing is skipped.
+
+use std::path::PathBuf;
+
+use anyhow::bail;
+
+/// A tool the checks need, and how to get it on Debian 12.
+pub struct Tool {
+    pub name: &'static str,
+    /// Environment variable that may name the executable instead of `PATH`.
+    pub override_var: &'static str,
+    pub install: &'static str,
+}
+
+pub const KUBECTL: Tool = Tool {
+    name: "kubectl",
+    override_var: "KUBECTL",
+    install: "apt-get install -y kubernetes-client   (Debian 12's kubectl 1.20 with kustomize v2.0.3 is enough; \
+              any newer kubectl works too: the manifests use only what kustomize v2.0.3 understands)",
+};
+
+pub const SHELLCHECK: Tool = Tool {
+    name: "shellcheck",
+    override_var: "SHELLCHECK",
+    install: "apt-get install -y shellcheck",
+};
+
+pub const BASH: Tool = Tool { name: "bash", override_var: "BASH_FOR_TESTS", install: "apt-get install -y bash" };
+
+/// The executable of `tool`: `$OVERRIDE_VAR` if set, else the first match on `PATH`.
+pub fn find(tool: &Tool) -> anyhow::Result<PathBuf> {
+    if let Some(p) = std::env::var_os(tool.override_var).filter(|p| !p.is_empty()) {
+        let p = PathBuf::from(p);
+        if p.is_file() {
+            return Ok(p);
+        }
+        bail!("{}={} is not a file; unset it or point it at a {} executable", tool.override_var, p.display(), tool.name);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        let candidate = dir.join(tool.name);
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+    }
+    bail!(
+        "{} is needed by these checks and is not on PATH. Install it: {} (or set {} to its path)",
+        tool.name,
+        tool.install,
+        tool.override_var
+    )
+}

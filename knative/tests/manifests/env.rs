@@ -1,0 +1,74 @@
+//! Every variable a function reads is set in its Service or has a default
+//! that works on a cluster; nothing a function does not read is set; the
+//! catalogue matches what the code reads and exports.
+
+use std::collections::BTreeSet;
+
+use knative_manifests::catalogue::{self, Default};
+use knative_manifests::{assert_no_problems, env, source_scan};
+
+use crate::common;
+
+#[test]
+fn every_variable_reaches_its_function() {
+    let secret_keys = common::secret_keys();
+    let mut problems = Vec::new();
+    for b in common::bundles() {
+        problems.extend(env::check(b, &secret_keys).into_iter().map(|p| format!("{}: {p}", b.source)));
+    }
+    assert_no_problems("environment", &problems);
+}
+
+#[test]
+fn the_env_check_catches_mistakes() {
+    let default = common::bundle("overlays/default");
+    let mut docs = default.docs.clone();
+    let svc = docs.iter_mut().find(|d| d["kind"] == "Service" && d["metadata"]["name"] == "ingest-redis").unwrap();
+    let env = svc["spec"]["template"]["spec"]["containers"][0]["env"].as_sequence_mut().unwrap();
+    // A typo, a variable for the other route, and no REDIS_URL at all.
+    env.retain(|e| e["name"] != "REDIS_URL");
+    env.push(serde_yaml::from_str("{name: MONGO_URI, value: x}").unwrap());
+    env.push(serde_yaml::from_str("{name: GRPC_WRITER_URL, value: http://x}").unwrap());
+    env.push(serde_yaml::from_str("{name: PORT, value: '9000'}").unwrap());
+    let broken = knative_manifests::bundle::Bundle::new("broken".into(), default.dir.clone(), docs).unwrap();
+    let p = env::check(&broken, &common::secret_keys());
+    for needle in ["MONGO_URI is set but ingest does not read it", "GRPC_WRITER_URL is set but ingest only reads it when INGEST_ROUTE=grpc", "REDIS_URL must be set", "PORT is set by Knative"] {
+        assert!(p.iter().any(|m| m.contains(needle)), "expected {needle:?} in {p:#?}");
+    }
+}
+
+/// The catalogue is written by hand from the design; the code is scanned to
+/// keep them in step.
+#[test]
+fn the_catalogue_matches_the_code() {
+    let meta = common::metadata();
+    let mut problems = Vec::new();
+    for f in catalogue::FUNCTIONS {
+        let Some(package) = meta.package_of_binary(f.name) else {
+            problems.push(format!("{}: no binary of that name in the workspace", f.name));
+            continue;
+        };
+        let found = source_scan::scan(&meta.source_dirs(package));
+        let listed: BTreeSet<&str> = f.all_vars().map(|v| v.name).collect();
+        for var in &found.env {
+            if !listed.contains(var.as_str()) {
+                problems.push(format!("{}: the code reads {var}, which the catalogue (knative/src/catalogue.rs) does not list; add it with its default", f.name));
+            }
+        }
+        for var in f.all_vars() {
+            let pending = catalogue::NOT_YET_IMPLEMENTED.contains(&(f.name, var.name));
+            let read = found.env.contains(var.name);
+            if pending && read {
+                problems.push(format!("{}: {} is read by the code now: remove it from NOT_YET_IMPLEMENTED", f.name, var.name));
+            } else if !pending && !read && var.default != Default::Platform {
+                problems.push(format!("{}: the catalogue lists {}, which the code never reads", f.name, var.name));
+            }
+        }
+        for m in f.all_metrics() {
+            if !found.metrics.contains(m) {
+                problems.push(format!("{}: the catalogue lists metric {m}, which the code never registers", f.name));
+            }
+        }
+    }
+    assert_no_problems("catalogue vs code", &problems);
+}

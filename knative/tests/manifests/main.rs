@@ -1,0 +1,18 @@
+//! The offline checks of knative/, one module per concern. They need
+//! `kubectl` (for `kubectl kustomize`), `shellcheck`, and the workspace's
+//! debug binaries (`cargo build --bins`); a missing one fails with the
+//! command that provides it.
+
+mod common;
+
+mod dashboards;
+mod dockerfile;
+mod env;
+mod eventing;
+mod files;
+mod ingress;
+mod kustomizations;
+mod rollout_script;
+mod scrape;
+mod services;
+mod traffic;
