@@ -100,6 +100,8 @@ pub const FUNCTIONS: &[Function] = &[
             when("GRPC_WRITER_URL", Default::Loopback("http://127.0.0.1:8090"), "INGEST_ROUTE", "grpc"),
             when("REDIS_URL", Default::Loopback("redis://127.0.0.1:6379/"), "INGEST_ROUTE", "redis"),
             when("REDIS_KEY_PREFIX", Default::Value("covid:"), "INGEST_ROUTE", "redis"),
+            // Most entries the stream may hold before ingest answers 503.
+            when("MAX_STREAM_BACKLOG", Default::Value("100000"), "INGEST_ROUTE", "redis"),
             v("MAX_BATCH_CASES", Default::Value("1000")),
             v("FORWARD_TIMEOUT_MS", Default::Value("5000")),
             // Unset: no ingest log.
