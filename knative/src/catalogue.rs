@@ -71,6 +71,9 @@ pub const COMMON_VARS: &[Var] = &[
     v("AWS_LAMBDA_RUNTIME_API", Default::Unset),
 ];
 
+/// Variables that carry credentials: only ever from a Secret (secretKeyRef).
+pub const SECRET_VARS: &[&str] = &["MONGODB_URI", "INGEST_TOKEN"];
+
 /// Variables Knative Serving sets itself and refuses in a Service's env.
 pub const KNATIVE_RESERVED: &[&str] = &["PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION"];
 

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::Problems;
 use crate::bundle::{Bundle, function_of};
-use crate::catalogue::{self, Default, KNATIVE_RESERVED};
+use crate::catalogue::{self, Default, KNATIVE_RESERVED, SECRET_VARS};
 use crate::resources::Service;
 
 /// Where a variable of a Service's container comes from.
@@ -132,6 +132,9 @@ pub fn check(bundle: &Bundle, secret_keys: &BTreeMap<String, BTreeSet<String>>) 
                 && literal(cond).as_deref() != Some(value) {
                     problems.push(format!("Service {sname}: {var} is set but {fname} only reads it when {cond}={value}"));
                 }
+            if SECRET_VARS.contains(&var.as_str()) && !matches!(source, Source::Secret { .. }) {
+                problems.push(format!("Service {sname}: {var} carries credentials: read it from a Secret (secretKeyRef), never inline"));
+            }
             if let Source::Secret { name, key, .. } = source {
                 match secret_keys.get(name) {
                     Some(keys) if keys.contains(key) => {}

@@ -30,9 +30,11 @@ fn the_env_check_catches_mistakes() {
     env.push(serde_yaml::from_str("{name: MONGO_URI, value: x}").unwrap());
     env.push(serde_yaml::from_str("{name: GRPC_WRITER_URL, value: http://x}").unwrap());
     env.push(serde_yaml::from_str("{name: PORT, value: '9000'}").unwrap());
+    env.retain(|e| e["name"] != "MONGODB_URI");
+    env.push(serde_yaml::from_str("{name: MONGODB_URI, value: 'mongodb://user:pw@db/'}").unwrap());
     let broken = knative_manifests::bundle::Bundle::new("broken".into(), default.dir.clone(), docs).unwrap();
     let p = env::check(&broken, &common::secret_keys());
-    for needle in ["MONGO_URI is set but ingest does not read it", "GRPC_WRITER_URL is set but ingest only reads it when INGEST_ROUTE=grpc", "REDIS_URL must be set", "PORT is set by Knative"] {
+    for needle in ["MONGO_URI is set but ingest does not read it", "GRPC_WRITER_URL is set but ingest only reads it when INGEST_ROUTE=grpc", "REDIS_URL must be set", "PORT is set by Knative", "MONGODB_URI carries credentials"] {
         assert!(p.iter().any(|m| m.contains(needle)), "expected {needle:?} in {p:#?}");
     }
 }
