@@ -11,9 +11,12 @@ fn script() -> std::path::PathBuf {
 }
 
 fn run(args: &[&str]) -> Output {
+    run_with_path(args, "/usr/bin:/bin")
+}
+
+fn run_with_path(args: &[&str], path: &str) -> Output {
     let bash = tools::find(&tools::BASH).unwrap_or_else(|e| panic!("{e}"));
-    // No kn on PATH: a dry run must not need it.
-    Command::new(bash).arg(script()).args(args).env("PATH", "/usr/bin:/bin").output().expect("bash runs")
+    Command::new(bash).arg(script()).args(args).env("PATH", path).output().expect("bash runs")
 }
 
 fn stdout(o: &Output) -> String {
@@ -88,13 +91,21 @@ fn dry_runs_print_kn_commands_that_add_up() {
 }
 
 #[test]
+fn without_dry_run_kn_is_required() {
+    // An empty PATH: whatever is installed here, no kn (and no cluster) is reached.
+    let empty = tempfile::tempdir().unwrap();
+    let out = run_with_path(&["promote"], empty.path().to_str().unwrap());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("kn is not installed"));
+}
+
+#[test]
 fn bad_input_is_refused_with_a_reason() {
     for (args, needle) in [
         (&["--dry-run", "step", "101"][..], "PERCENT"),
         (&["--dry-run", "rollback"][..], "canary or blue-green"),
         (&["--dry-run", "launch"][..], "unknown command"),
         (&["--dry-run", "--to", "other-v2", "promote"][..], "must start with"),
-        (&["promote"][..], "kn is not installed"),
     ] {
         let out = run(args);
         assert_eq!(out.status.code(), Some(2), "{args:?} exits 2");
