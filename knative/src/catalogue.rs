@@ -66,13 +66,16 @@ pub const COMMON_VARS: &[Var] = &[
     v("MAX_BODY_BYTES", Default::Value("1048576")),
     v("REQUEST_TIMEOUT_MS", Default::Value("30000")),
     v("SHUTDOWN_TIMEOUT_MS", Default::Value("20000")),
+    v("HEADER_READ_TIMEOUT_MS", Default::Value("30000")),
+    // Bearer token of the hops between functions; unset: hops are not checked.
+    v("INTERNAL_TOKEN", Default::Unset),
     v("RUST_LOG", Default::Value("info")),
     v("LOG_FORMAT", Default::Value("json")),
     v("AWS_LAMBDA_RUNTIME_API", Default::Unset),
 ];
 
 /// Variables that carry credentials: only ever from a Secret (secretKeyRef).
-pub const SECRET_VARS: &[&str] = &["MONGODB_URI", "INGEST_TOKEN"];
+pub const SECRET_VARS: &[&str] = &["MONGODB_URI", "INGEST_TOKEN", "INTERNAL_TOKEN", "JWT_HS256_SECRET"];
 
 /// Variables Knative Serving sets itself and refuses in a Service's env.
 pub const KNATIVE_RESERVED: &[&str] = &["PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION"];
@@ -111,8 +114,20 @@ pub const FUNCTIONS: &[Function] = &[
             v("MONGODB_URI", Default::Unset),
             MONGODB_DATABASE,
             v("INGEST_LOG_TTL_S", Default::Value("86400")),
-            // Optional bearer token on POST /cases (a Secret).
+            // Who may post (a Secret): a static bearer token and/or JWTs; none set: anyone.
             v("INGEST_TOKEN", Default::Unset),
+            v("JWT_HS256_SECRET", Default::Unset),
+            v("JWT_RS256_PUBLIC_KEY", Default::Unset),
+            v("JWT_RS256_PUBLIC_KEY_FILE", Default::Unset),
+            v("JWT_ISSUER", Default::Unset),
+            v("JWT_AUDIENCE", Default::Unset),
+            v("JWT_REQUIRED_SCOPE", Default::Unset),
+            // Unset: no browser origin may post.
+            v("CORS_ORIGIN", Default::Unset),
+            // 0: no rate limit; the burst defaults to twice the rate, at least 1.
+            v("RATE_LIMIT_RPS", Default::Value("0")),
+            v("RATE_LIMIT_BURST", Default::Value("2 x RATE_LIMIT_RPS, at least 1")),
+            v("IDEMPOTENCY_TTL_S", Default::Value("86400")),
         ],
         metrics: &["ingest_cases_accepted_total", "ingest_requests_refused_total"],
         needs_sink: false,
@@ -195,7 +210,7 @@ pub const FUNCTIONS: &[Function] = &[
 /// Listed in the design, not read by the code yet: (function, variable).
 /// The source scan fails once the code reads one of these, so the entry is
 /// removed here when it is implemented.
-pub const NOT_YET_IMPLEMENTED: &[(&str, &str)] = &[("ingest", "INGEST_TOKEN")];
+pub const NOT_YET_IMPLEMENTED: &[(&str, &str)] = &[];
 
 /// The CloudEvent types of the pipeline (Trigger filters use these).
 pub const EVENT_TYPES: &[&str] = &[

@@ -1,12 +1,13 @@
 //! What the functions' Rust sources read and export, found by scanning them:
-//! environment variables (`var(lookup, "X", ...)`, `lookup("X")`,
-//! `env::var("X")`, and `RUST_LOG` through tracing's `EnvFilter`) and metrics (`counter!("x"`, `gauge!(`, `histogram!(`).
+//! environment variables (any call given the env lookup and a name,
+//! `var(lookup, "X", ...)` or `token_var(lookup, "X")`; `lookup("X")`;
+//! `env::var("X")`; `RUST_LOG` through tracing's `EnvFilter`) and metrics (`counter!("x"`, `gauge!(`, `histogram!(`).
 //! Used to keep the catalogue in step with the code.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
-const ENV_READS: &[&str] = &["var(lookup, \"", "lookup(\"", "env::var(\"", "env::var_os(\""];
+const ENV_READS: &[&str] = &["lookup, \"", "lookup(\"", "env::var(\"", "env::var_os(\""];
 const METRIC_MACROS: &[&str] = &["counter!(\"", "gauge!(\"", "histogram!(\""];
 
 /// Variables and metrics found in the `.rs` files under `dirs`.
