@@ -29,5 +29,15 @@ release: ## Optimised build of every binary (what make up and the benchmarks run
 dashboard: ## Build the browser dashboard into dashboard/dist
 	@cd dashboard && { [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund; } && npm run build --silent
 
+demo: ## With `make up` running: load both ingest ports for 2 minutes so the dashboard fills
+	@test -x target/release/loadtest || $(MAKE) --no-print-directory release
+	target/release/loadtest --rate 40 --batch 5 --duration 2m \
+	  --target grpc=http://127.0.0.1:$${INGEST_GRPC_PORT:-8081} --target redis=http://127.0.0.1:$${INGEST_REDIS_PORT:-8082}
+
+bench: ## Run every benchmark on this machine; rewrites BENCHMARKS.md and bench/results/
+	@scripts/setup.sh
+	@$(MAKE) --no-print-directory release dashboard
+	target/release/bench
+
 clean-local: ## Delete the local stack's data (.local/)
 	rm -rf .local

@@ -21,6 +21,7 @@ declare -A want=(
   [nginx]=nginx-light
   [wrk]=wrk
   [kubectl]=kubernetes-client
+  [shellcheck]=shellcheck
   [node]=nodejs
   [npm]=npm
 )

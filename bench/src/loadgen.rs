@@ -1,0 +1,67 @@
+//! Runs the project's load generator and reads its JSON report.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{Context as _, bail};
+use serde::Deserialize;
+
+/// The fields of `loadtest --report` the benchmarks use.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Report {
+    pub duration_s: f64,
+    pub total: Summary,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Summary {
+    pub requests: u64,
+    pub errors: u64,
+    pub cases_accepted: u64,
+    pub requests_per_s: f64,
+    pub cases_accepted_per_s: f64,
+    pub latency_us: Latency,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Latency {
+    pub p50: u64,
+    pub p99: u64,
+}
+
+pub struct Loadtest {
+    pub bin: PathBuf,
+    pub dir: PathBuf,
+}
+
+impl Loadtest {
+    /// Runs `loadtest <args> --quiet --report <tmp>` and returns the report.
+    pub fn run(&self, args: &[String]) -> anyhow::Result<Report> {
+        let report = self.dir.join(format!("report-{}.json", std::process::id() as u64 * 1000 + rand_suffix()));
+        let out = Command::new(&self.bin)
+            .args(args)
+            .arg("--quiet")
+            .arg("--report")
+            .arg(&report)
+            .output()
+            .with_context(|| format!("cannot run {}", self.bin.display()))?;
+        if !out.status.success() {
+            bail!("loadtest {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+        }
+        let r = std::fs::read(&report).with_context(|| format!("loadtest wrote no report at {}", report.display()))?;
+        let _ = std::fs::remove_file(&report);
+        Ok(serde_json::from_slice(&r)?)
+    }
+
+    /// The command line a person can paste to reproduce a run.
+    pub fn command(args: &[String]) -> String {
+        format!("target/release/loadtest {}", args.join(" "))
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
