@@ -13,7 +13,14 @@ pub enum Route {
     /// gRPC `CaseWriter.Write` to grpc-writer.
     Grpc { writer_url: String },
     /// `XADD` to the Redis Stream that redis-sub consumes.
-    Redis { url: String, key_prefix: String },
+    Redis {
+        url: String,
+        key_prefix: String,
+        /// `MAX_STREAM_BACKLOG` (default 100000): most entries the Stream may
+        /// hold (cases not yet stored); at the bound ingest answers 503, so a
+        /// slow or absent consumer cannot make Redis grow without limit.
+        max_backlog: usize,
+    },
 }
 
 impl Route {
@@ -56,6 +63,7 @@ impl IngestConfig {
             ("redis", _) => Route::Redis {
                 url: var(lookup, "REDIS_URL", "redis://127.0.0.1:6379/".to_owned())?,
                 key_prefix: var(lookup, "REDIS_KEY_PREFIX", "covid:".to_owned())?,
+                max_backlog: var(lookup, "MAX_STREAM_BACKLOG", 100_000usize)?,
             },
             ("sink" | "", Some(url)) => Route::Sink(url),
             ("sink" | "", None) => bail!(
@@ -66,6 +74,12 @@ impl IngestConfig {
         let max_batch = var(lookup, "MAX_BATCH_CASES", 1000usize)?;
         if max_batch == 0 {
             bail!("MAX_BATCH_CASES must be at least 1");
+        }
+        if let Route::Redis { max_backlog, .. } = &route
+            && *max_backlog < max_batch
+        {
+            // Otherwise a full batch could never be accepted.
+            bail!("MAX_STREAM_BACKLOG ({max_backlog}) must be at least MAX_BATCH_CASES ({max_batch})");
         }
         Ok(IngestConfig {
             route,

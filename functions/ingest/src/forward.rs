@@ -1,6 +1,6 @@
 //! Sending accepted cases on, one way per route. A batch goes in as few round
-//! trips as the route allows: one gRPC call, one pipelined MULTI/EXEC of
-//! XADDs, or concurrent POSTs to an HTTP sink.
+//! trips as the route allows: one gRPC call, one script that checks the
+//! Stream's bound and XADDs the batch, or concurrent POSTs to an HTTP sink.
 
 use std::time::Duration;
 
@@ -21,8 +21,23 @@ pub struct ForwardError(pub String);
 pub enum Forwarder {
     Sink(Sink),
     Grpc(writer::case_writer_client::CaseWriterClient<Channel>),
-    Redis { conn: ConnectionManager, stream: String },
+    Redis { conn: ConnectionManager, stream: String, max_backlog: usize, append: redis::Script },
 }
+
+/// Appends a batch to the Stream unless that would take the Stream past its
+/// bound. A script runs alone, so the batch enters whole or not at all and
+/// concurrent ingests cannot overshoot between the check and the append.
+/// XLEN is O(1): the check costs nothing next to the XADDs.
+/// KEYS[1]: the Stream; ARGV[1]: the bound; ARGV[2]: the entry field;
+/// ARGV[3..]: the entries. Returns {appended (0 or 1), Stream length}.
+const APPEND_BOUNDED: &str = r#"
+local bound = tonumber(ARGV[1])
+local len = redis.call('XLEN', KEYS[1])
+local n = #ARGV - 2
+if len + n > bound then return {0, len} end
+for i = 3, #ARGV do redis.call('XADD', KEYS[1], '*', ARGV[2], ARGV[i]) end
+return {1, len + n}
+"#;
 
 impl Forwarder {
     /// Sets up the route without connecting (connections are lazy).
@@ -39,9 +54,11 @@ impl Forwarder {
                     .connect_lazy();
                 Forwarder::Grpc(writer::case_writer_client::CaseWriterClient::new(channel))
             }
-            Route::Redis { url, key_prefix } => Forwarder::Redis {
+            Route::Redis { url, key_prefix, max_backlog } => Forwarder::Redis {
                 conn: runtime::redis::connect_lazy(url)?,
                 stream: events::redis::Keys::new(key_prefix.clone()).stream(),
+                max_backlog: *max_backlog,
+                append: redis::Script::new(APPEND_BOUNDED),
             },
         })
     }
@@ -88,16 +105,24 @@ impl Forwarder {
                 }
                 Ok(())
             }
-            Forwarder::Redis { conn, stream } => {
-                // One MULTI/EXEC: the batch enters the stream whole or not at all.
-                let mut pipe = redis::pipe();
-                pipe.atomic();
+            Forwarder::Redis { conn, stream, max_backlog, append } => {
+                let mut script = append.key(stream);
+                script.arg(*max_backlog).arg(events::redis::STREAM_FIELD);
                 for e in &events {
-                    pipe.cmd("XADD").arg(stream).arg("*").arg(events::redis::STREAM_FIELD).arg(events::redis::encode(e)).ignore();
+                    script.arg(events::redis::encode(e));
                 }
-                pipe.query_async::<()>(&mut conn.clone())
+                let (appended, len): (u8, u64) = script
+                    .invoke_async(&mut conn.clone())
                     .await
-                    .map_err(|e| ForwardError(format!("Redis is unavailable: {e}")))
+                    .map_err(|e| ForwardError(format!("Redis is unavailable: {e}")))?;
+                metrics::gauge!("ingest_stream_backlog").set(len as f64);
+                if appended == 0 {
+                    // Back-pressure: the consumer is behind or MongoDB is away.
+                    return Err(ForwardError(format!(
+                        "the Redis Stream already holds {len} cases not yet stored (MAX_STREAM_BACKLOG={max_backlog})"
+                    )));
+                }
+                Ok(())
             }
         }
     }
