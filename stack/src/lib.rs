@@ -1,6 +1,8 @@
 //! One machine, no cluster: the local Redis and MongoDB-compatible servers,
-//! the process supervisor behind `make up`, and fresh servers for tests.
+//! the process supervisor behind `make up`, fresh servers for tests, and
+//! the load, faults and audit of the fault tests.
 
+pub mod faults;
 pub mod servers;
 pub mod supervisor;
 pub mod testing;
