@@ -1,0 +1,314 @@
+//! The real `loadtest` binary against in-test servers that count what they
+//! receive: what is sent, received and reported must agree exactly.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use std::path::Path;
+use std::process::Output;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::Value;
+
+/// Every `REV_B_EVERY`th request is served by "rev-b", the others by "rev-a".
+const REV_B_EVERY: u64 = 10;
+
+/// What a test server saw.
+#[derive(Default)]
+struct Seen {
+    requests: AtomicU64,
+    cases: AtomicU64,
+    accepted: AtomicU64,
+    rev_b: AtomicU64,
+    failed: AtomicU64,
+    hosts: Mutex<BTreeSet<String>>,
+    authorizations: Mutex<BTreeSet<String>>,
+    content_types: Mutex<BTreeSet<String>>,
+    /// Answer 503 to every Nth request.
+    fail_every: Option<u64>,
+}
+
+async fn cases(State(seen): State<Arc<Seen>>, headers: HeaderMap, body: Bytes) -> Response {
+    let n = seen.requests.fetch_add(1, Ordering::SeqCst) + 1;
+    let header = |name| headers.get(name).map(|v: &header::HeaderValue| v.to_str().unwrap().to_owned());
+    seen.hosts.lock().unwrap().extend(header(header::HOST));
+    seen.authorizations.lock().unwrap().extend(header(header::AUTHORIZATION));
+    let content_type = header(header::CONTENT_TYPE).unwrap_or_default();
+    seen.content_types.lock().unwrap().insert(content_type.clone());
+    let parsed = if content_type == "application/x-ndjson" {
+        events::parse_ndjson_body(&body)
+    } else {
+        events::parse_json_body(&body)
+    };
+    let count = parsed.expect("loadtest sends valid cases").len() as u64;
+    seen.cases.fetch_add(count, Ordering::SeqCst);
+    let revision = if n % REV_B_EVERY == 0 {
+        seen.rev_b.fetch_add(1, Ordering::SeqCst);
+        "rev-b"
+    } else {
+        "rev-a"
+    };
+    let rev = [(runtime::REVISION_HEADER, revision)];
+    if seen.fail_every.is_some_and(|k| n % k == 0) {
+        seen.failed.fetch_add(1, Ordering::SeqCst);
+        return (StatusCode::SERVICE_UNAVAILABLE, rev, r#"{"error":"try again"}"#).into_response();
+    }
+    seen.accepted.fetch_add(count, Ordering::SeqCst);
+    let ids: Vec<String> = (0..count).map(|i| format!("{n}-{i}")).collect();
+    (StatusCode::ACCEPTED, rev, axum::Json(serde_json::json!({"accepted": count, "ids": ids}))).into_response()
+}
+
+async fn spawn_server(fail_every: Option<u64>) -> (String, Arc<Seen>) {
+    let seen = Arc::new(Seen { fail_every, ..Seen::default() });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = Router::new().route("/cases", post(cases)).with_state(seen.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}"), seen)
+}
+
+async fn loadtest(args: &[&str]) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_loadtest"))
+        .args(args)
+        .env_remove("LOADTEST_TOKEN")
+        .output()
+        .await
+        .expect("the loadtest binary runs")
+}
+
+fn read_report(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).expect("the report was written")).expect("the report is JSON")
+}
+
+fn n(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn revisions(summary: &Value) -> BTreeMap<String, u64> {
+    summary["revisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["revision"].as_str().unwrap().to_owned(), n(&r["responses"])))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sent_received_and_reported_agree() {
+    let (url, seen) = spawn_server(None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("r.json");
+    let csv = dir.path().join("run");
+    let target = format!("local={url}");
+    let out = loadtest(&[
+        "--users", "8", "--spawn-rate", "100", "--requests", "500", "--batch", "3", "--target", &target,
+        "--report", report.to_str().unwrap(), "--csv", csv.to_str().unwrap(), "--quiet",
+        "--fail-if", "errors>0", "--fail-if", "p99>1h",
+    ])
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let r = read_report(&report);
+    let total = &r["total"];
+    assert_eq!(seen.requests.load(Ordering::SeqCst), 500);
+    assert_eq!(n(&total["requests"]), 500);
+    assert_eq!(seen.cases.load(Ordering::SeqCst), 1500);
+    assert_eq!(n(&total["cases_sent"]), 1500);
+    assert_eq!(n(&total["cases_accepted"]), 1500);
+    assert_eq!(n(&total["errors"]), 0);
+    assert_eq!(total["status"], serde_json::json!({"202": 500}));
+    assert_eq!(revisions(total), BTreeMap::from([("rev-a".into(), 450), ("rev-b".into(), 50)]));
+    assert_eq!(seen.rev_b.load(Ordering::SeqCst), 50);
+    assert_eq!(total["revisions"][1]["share"], 0.1);
+    assert_eq!(r["targets"][0]["name"], "local");
+    assert_eq!(r["targets"][0]["requests"], total["requests"]);
+    assert_eq!(r["model"], serde_json::json!({"kind": "closed", "users": 8, "spawn_rate": 100.0}));
+    assert_eq!(r["passed"], true);
+    assert_eq!(r["thresholds"].as_array().unwrap().len(), 2);
+    assert!(total["latency_us"]["p50"].as_u64().unwrap() <= total["latency_us"]["max"].as_u64().unwrap());
+    assert_eq!(*seen.content_types.lock().unwrap(), BTreeSet::from(["application/json".to_owned()]));
+
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(table.contains("rev-b") && table.contains("HTTP 202"), "{table}");
+
+    let mut rows = csv::Reader::from_path(dir.path().join("run_stats.csv")).unwrap();
+    assert_eq!(rows.headers().unwrap().len(), 22);
+    assert_eq!(&rows.headers().unwrap()[10], "Failures/s");
+    let rows: Vec<csv::StringRecord> = rows.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 2);
+    assert_eq!((&rows[0][0], &rows[0][1], &rows[0][2]), ("POST", "local", "500"));
+    assert_eq!((&rows[1][1], &rows[1][2], &rows[1][3]), ("Aggregated", "500", "0"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_are_broken_down_and_thresholds_set_the_exit_code() {
+    let (url, seen) = spawn_server(Some(4)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("r.json");
+    let target = format!("local={url}");
+    let run = |fail_if: &'static str| {
+        let args = ["--users", "5", "--requests", "200", "--target", &target, "--report", report.to_str().unwrap(), "-q", "--fail-if", fail_if]
+            .map(str::to_owned);
+        async move { loadtest(&args.iter().map(String::as_str).collect::<Vec<_>>()).await }
+    };
+
+    let out = run("errors>10%").await;
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("FAILED: errors>10% (measured 25.000%)"), "{}", stderr(&out));
+    let r = read_report(&report);
+    assert_eq!(r["passed"], false);
+    assert_eq!(r["thresholds"][0]["failed"], true);
+    assert_eq!(r["total"]["status"], serde_json::json!({"202": 150, "503": 50}));
+    assert_eq!(n(&r["total"]["errors"]), 50);
+    assert_eq!(n(&r["total"]["cases_sent"]), 200);
+    assert_eq!(n(&r["total"]["cases_accepted"]), 150);
+    assert_eq!(seen.failed.load(Ordering::SeqCst), 50);
+
+    let out = run("errors>30%").await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("passed: errors>30%"), "{}", stderr(&out));
+
+    // No machine sends a billion requests a second: this always fails.
+    let out = run("rps<1000000000").await;
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(seen.requests.load(Ordering::SeqCst), 600);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_targets_with_host_headers_and_a_token() {
+    let (grpc_url, grpc) = spawn_server(None).await;
+    let (redis_url, redis) = spawn_server(None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("r.json");
+    let out = loadtest(&[
+        "--users", "4", "--duration", "500ms", "-q",
+        "--target", &format!("grpc={grpc_url}"), "--target", &format!("redis={redis_url}"),
+        "--host-header", "grpc=ingest-grpc.example.com", "--token", "s3cret",
+        "--report", report.to_str().unwrap(),
+    ])
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    assert_eq!(*grpc.hosts.lock().unwrap(), BTreeSet::from(["ingest-grpc.example.com".to_owned()]));
+    let redis_host = redis_url.trim_start_matches("http://").to_owned();
+    assert_eq!(*redis.hosts.lock().unwrap(), BTreeSet::from([redis_host]));
+    for seen in [&grpc, &redis] {
+        assert_eq!(*seen.authorizations.lock().unwrap(), BTreeSet::from(["Bearer s3cret".to_owned()]));
+    }
+
+    let r = read_report(&report);
+    let (g, rd) = (&r["targets"][0], &r["targets"][1]);
+    assert_eq!((g["name"].as_str(), g["host"].as_str()), (Some("grpc"), Some("ingest-grpc.example.com")));
+    assert_eq!(n(&g["requests"]), grpc.requests.load(Ordering::SeqCst));
+    assert_eq!(n(&rd["requests"]), redis.requests.load(Ordering::SeqCst));
+    assert!(n(&g["requests"]) > 0 && n(&rd["requests"]) > 0, "both targets get users");
+    assert_eq!(n(&r["total"]["requests"]), n(&g["requests"]) + n(&rd["requests"]));
+    assert_eq!(n(&g["cases_accepted"]), grpc.cases.load(Ordering::SeqCst));
+    assert_eq!(revisions(g)["rev-b"], grpc.rev_b.load(Ordering::SeqCst));
+    assert_eq!(revisions(rd)["rev-b"], redis.rev_b.load(Ordering::SeqCst));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_model_sends_every_arrival() {
+    let (url, seen) = spawn_server(None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("r.json");
+    let out = loadtest(&[
+        "--rate", "400", "--duration", "500ms", "--max-in-flight", "16", "--batch", "2", "--ndjson", "-q",
+        "--target", &format!("local={url}"), "--report", report.to_str().unwrap(),
+    ])
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r = read_report(&report);
+    // 400/s for 0.5s: arrivals at 0, 2.5ms, ..., 497.5ms.
+    assert_eq!(n(&r["total"]["requests"]), 200);
+    assert_eq!(seen.requests.load(Ordering::SeqCst), 200);
+    assert_eq!(seen.cases.load(Ordering::SeqCst), 400);
+    assert_eq!(n(&r["total"]["cases_accepted"]), 400);
+    assert_eq!(r["model"], serde_json::json!({"kind": "open", "rate": 400.0, "max_in_flight": 16}));
+    assert_eq!(r["content_type"], "application/x-ndjson");
+    assert_eq!(*seen.content_types.lock().unwrap(), BTreeSet::from(["application/x-ndjson".to_owned()]));
+}
+
+#[tokio::test]
+async fn refused_connections_are_transport_errors() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("r.json");
+    let target = format!("down=http://127.0.0.1:{port}");
+    let out = loadtest(&["--users", "2", "--requests", "20", "-q", "--target", &target, "--report", report.to_str().unwrap()]).await;
+    assert!(out.status.success(), "no threshold, no failure: {}", stderr(&out));
+    let r = read_report(&report);
+    assert_eq!(r["total"]["transport_errors"], serde_json::json!({"connect_refused": 20}));
+    assert_eq!((n(&r["total"]["requests"]), n(&r["total"]["errors"]), n(&r["total"]["responses"])), (20, 20, 0));
+
+    let out = loadtest(&["--requests", "5", "-q", "--target", &target, "--fail-if", "errors>0"]).await;
+    assert_eq!(out.status.code(), Some(3));
+}
+
+#[tokio::test]
+async fn bad_flags_explain_themselves() {
+    let out = loadtest(&["--target", "http://127.0.0.1:8081"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("NAME=VALUE, e.g. --target grpc=http://127.0.0.1:8081"), "{}", stderr(&out));
+
+    let out = loadtest(&["--target", "a=http://127.0.0.1:1", "--host-header", "b=x.example.com"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("names no target; the targets are: a"), "{}", stderr(&out));
+
+    let out = loadtest(&["--target", "a=http://127.0.0.1:1", "--fail-if", "p99>50"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("add a unit"), "{}", stderr(&out));
+
+    let out = loadtest(&["--help"]).await;
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--fail-if"));
+}
+
+#[tokio::test]
+async fn gen_writes_valid_reproducible_traffic() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.json"), dir.path().join("b.json"));
+    for path in [&a, &b] {
+        let out = loadtest(&["gen", "--count", "300", "--seed", "9", "--out", path.to_str().unwrap()]).await;
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let text = std::fs::read(&a).unwrap();
+    assert_eq!(text, std::fs::read(&b).unwrap(), "same seed, same file");
+    assert_eq!(events::parse_json_body(&text).unwrap().len(), 300);
+
+    // The file is usable as --file.
+    let (url, seen) = spawn_server(None).await;
+    let out = loadtest(&["--file", a.to_str().unwrap(), "--requests", "10", "-q", "--target", &format!("l={url}")]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(seen.requests.load(Ordering::SeqCst), 10);
+}
+
+#[test]
+fn committed_traffic_json_is_valid_cases() {
+    let text = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("traffic.json")).unwrap();
+    let cases = events::parse_json_body(&text).expect("every entry of traffic.json is an events::Case");
+    assert!(cases.len() >= 150, "{}", cases.len());
+}
+
+#[test]
+fn locust_file_is_valid_python() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("traffic.py");
+    let source = std::fs::read_to_string(&file).unwrap();
+    assert!(source.contains("FastHttpUser") && source.contains("traffic.json"));
+    match std::process::Command::new("python3").args(["-c", "import ast,sys; ast.parse(open(sys.argv[1]).read())"]).arg(&file).output() {
+        Ok(out) => assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr)),
+        Err(e) => eprintln!("python3 is not installed ({e}): checked traffic.py's content only"),
+    }
+}
+
