@@ -60,6 +60,9 @@ pub struct Shared {
     deadline: Option<Instant>,
     /// Closed model with --requests: requests handed out so far.
     issued: AtomicU64,
+    /// Cancelled when --requests are all handed out, so that users still
+    /// waiting for their spawn time do not wait for nothing.
+    exhausted: CancellationToken,
     tickets: Option<Tickets>,
     pub stop: CancellationToken,
     /// Users (or open-model workers) started so far.
@@ -90,6 +93,7 @@ impl Shared {
             templates,
             start,
             issued: AtomicU64::new(0),
+            exhausted: CancellationToken::new(),
             tickets,
             stop,
             active: AtomicU32::new(0),
@@ -108,7 +112,13 @@ impl Shared {
             return false;
         }
         match self.plan.requests {
-            Some(limit) => self.issued.fetch_add(1, Ordering::Relaxed) < limit,
+            Some(limit) => {
+                let may = self.issued.fetch_add(1, Ordering::Relaxed) < limit;
+                if !may {
+                    self.exhausted.cancel();
+                }
+                may
+            }
             None => true,
         }
     }
@@ -147,9 +157,15 @@ pub async fn run(shared: Arc<Shared>) -> Outcome {
 
 async fn closed_user(shared: &Shared, target: usize, live: Arc<Mutex<Live>>, starts: Duration) -> Vec<Stats> {
     let mut stats = vec![Stats::default(); shared.plan.targets.len()];
+    let wake = shared.start + starts;
+    // A user due after the end never starts (the run must not outlast --duration).
+    if shared.deadline.is_some_and(|end| wake >= end) {
+        return stats;
+    }
     tokio::select! {
-        _ = tokio::time::sleep_until(shared.start + starts) => {}
+        _ = tokio::time::sleep_until(wake) => {}
         _ = shared.stop.cancelled() => return stats,
+        _ = shared.exhausted.cancelled() => return stats,
     }
     shared.active.fetch_add(1, Ordering::Relaxed);
     let mut rng = SmallRng::from_rng(&mut rand::rng());

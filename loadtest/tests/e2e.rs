@@ -240,6 +240,23 @@ async fn open_model_sends_every_arrival() {
     assert_eq!(*seen.content_types.lock().unwrap(), BTreeSet::from(["application/x-ndjson".to_owned()]));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_not_yet_spawned_do_not_prolong_the_run() {
+    let (url, seen) = spawn_server(None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("r.json");
+    let target = format!("l={url}");
+    // At 1 user/s, user 49 would start after 49s: both ends must come first.
+    for end in [["--duration", "1s"], ["--requests", "30"]] {
+        let out = loadtest(&["--users", "50", "--spawn-rate", "1", end[0], end[1], "-q", "--target", &target, "--report", report.to_str().unwrap()]).await;
+        assert!(out.status.success(), "{}", stderr(&out));
+        let r = read_report(&report);
+        let secs = r["duration_s"].as_f64().unwrap();
+        assert!(secs < 20.0, "{end:?}: the run waited for users that could not send ({secs}s)");
+    }
+    assert!(seen.requests.load(Ordering::SeqCst) >= 30);
+}
+
 #[tokio::test]
 async fn refused_connections_are_transport_errors() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
