@@ -16,8 +16,14 @@ impl axum::response::IntoResponse for Accepted {
         (
             StatusCode::ACCEPTED,
             [
-                (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
-                (HeaderName::from_static(runtime::REVISION_HEADER), HeaderValue::from_static("echo")),
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                ),
+                (
+                    HeaderName::from_static(runtime::REVISION_HEADER),
+                    HeaderValue::from_static("echo"),
+                ),
             ],
             r#"{"accepted":1,"ids":["x"]}"#,
         )
@@ -29,10 +35,16 @@ fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
     let addr = args.next().unwrap_or_else(|| "127.0.0.1:9090".into());
     let threads: usize = args.next().and_then(|t| t.parse().ok()).unwrap_or(1);
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(&addr).await?;
-        eprintln!("echo listening on http://{} with {threads} thread(s)", listener.local_addr()?);
+        eprintln!(
+            "echo listening on http://{} with {threads} thread(s)",
+            listener.local_addr()?
+        );
         let app = Router::new().route("/cases", post(|| async { Accepted }));
         axum::serve(listener, app).await
     })

@@ -169,7 +169,11 @@ fn split_pair<'a>(raw: &'a str, flag: &str, example: &str) -> Result<(&'a str, &
         .split_once('=')
         .ok_or_else(|| format!("expected NAME=VALUE, e.g. {flag} {example}"))?;
     let (name, value) = (name.trim(), value.trim());
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
         return Err(format!(
             "the name {name:?} must be letters, digits, '-', '_' or '.', e.g. {flag} {example}"
         ));
@@ -182,12 +186,18 @@ fn split_pair<'a>(raw: &'a str, flag: &str, example: &str) -> Result<(&'a str, &
 
 fn parse_target(raw: &str) -> Result<TargetArg, String> {
     let (name, url) = split_pair(raw, "--target", "grpc=http://127.0.0.1:8081")?;
-    Ok(TargetArg { name: name.to_owned(), url: url.to_owned() })
+    Ok(TargetArg {
+        name: name.to_owned(),
+        url: url.to_owned(),
+    })
 }
 
 fn parse_host_header(raw: &str) -> Result<HostHeaderArg, String> {
     let (name, host) = split_pair(raw, "--host-header", "grpc=ingest-grpc.example.com")?;
-    Ok(HostHeaderArg { name: name.to_owned(), host: host.to_owned() })
+    Ok(HostHeaderArg {
+        name: name.to_owned(),
+        host: host.to_owned(),
+    })
 }
 
 fn parse_positive(raw: &str) -> Result<f64, String> {
@@ -210,31 +220,62 @@ mod tests {
     #[test]
     fn run_flags_work_without_subcommand() {
         let cli = Cli::try_parse_from([
-            "loadtest", "--users", "50", "--spawn-rate", "10", "--duration", "10s",
-            "--target", "grpc=http://127.0.0.1:8081", "--target", "redis=http://127.0.0.1:8082",
-            "--report", "r.json",
+            "loadtest",
+            "--users",
+            "50",
+            "--spawn-rate",
+            "10",
+            "--duration",
+            "10s",
+            "--target",
+            "grpc=http://127.0.0.1:8081",
+            "--target",
+            "redis=http://127.0.0.1:8082",
+            "--report",
+            "r.json",
         ])
         .unwrap();
         assert!(cli.command.is_none());
         assert_eq!(cli.run.users, 50);
         assert_eq!(cli.run.targets.len(), 2);
-        assert_eq!(cli.run.targets[1], TargetArg { name: "redis".into(), url: "http://127.0.0.1:8082".into() });
+        assert_eq!(
+            cli.run.targets[1],
+            TargetArg {
+                name: "redis".into(),
+                url: "http://127.0.0.1:8082".into()
+            }
+        );
         assert_eq!(cli.run.duration, Some(Duration::from_secs(10)));
     }
 
     #[test]
     fn subcommands_parse() {
         let cli = Cli::try_parse_from(["loadtest", "gen", "--count", "5"]).unwrap();
-        assert!(matches!(cli.command, Some(Command::Gen(GenArgs { count: 5, .. }))));
-        let cli = Cli::try_parse_from(["loadtest", "run", "--target", "a=http://x", "--rate", "100"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Gen(GenArgs { count: 5, .. }))
+        ));
+        let cli =
+            Cli::try_parse_from(["loadtest", "run", "--target", "a=http://x", "--rate", "100"])
+                .unwrap();
         assert!(matches!(cli.command, Some(Command::Run(args)) if args.rate == Some(100.0)));
     }
 
     #[test]
     fn bad_flags_say_what_to_do() {
-        let err = Cli::try_parse_from(["loadtest", "--target", "http://127.0.0.1:8081"]).unwrap_err();
+        let err =
+            Cli::try_parse_from(["loadtest", "--target", "http://127.0.0.1:8081"]).unwrap_err();
         assert!(err.to_string().contains("NAME=VALUE"), "{err}");
-        let err = Cli::try_parse_from(["loadtest", "--target", "a=http://x", "--rate", "10", "--users", "3"]).unwrap_err();
+        let err = Cli::try_parse_from([
+            "loadtest",
+            "--target",
+            "a=http://x",
+            "--rate",
+            "10",
+            "--users",
+            "3",
+        ])
+        .unwrap_err();
         assert!(err.to_string().contains("cannot be used with"), "{err}");
         assert!(Cli::try_parse_from(["loadtest", "--target", "a b=http://x"]).is_err());
         assert!(Cli::try_parse_from(["loadtest"]).is_err());

@@ -29,11 +29,21 @@ pub struct RequestTemplate {
     authorization: Option<HeaderValue>,
 }
 
-const AGENT: HeaderValue = HeaderValue::from_static(concat!("loadtest/", env!("CARGO_PKG_VERSION")));
+const AGENT: HeaderValue =
+    HeaderValue::from_static(concat!("loadtest/", env!("CARGO_PKG_VERSION")));
 
 impl RequestTemplate {
-    pub fn new(target: &Target, content_type: HeaderValue, authorization: Option<HeaderValue>) -> Self {
-        RequestTemplate { uri: Uri::from(target.path.clone()), host: target.host.clone(), content_type, authorization }
+    pub fn new(
+        target: &Target,
+        content_type: HeaderValue,
+        authorization: Option<HeaderValue>,
+    ) -> Self {
+        RequestTemplate {
+            uri: Uri::from(target.path.clone()),
+            host: target.host.clone(),
+            content_type,
+            authorization,
+        }
     }
 
     pub fn build(&self, body: Bytes) -> Request<Full<Bytes>> {
@@ -73,7 +83,11 @@ impl Conn {
     /// Sends `req` and reads the whole response within `timeout` (connecting
     /// first if needed). After any error the connection is dropped: its state
     /// is unknown, and the next request opens a new one.
-    pub async fn send(&mut self, req: Request<Full<Bytes>>, timeout: Duration) -> Result<Reply, TransportError> {
+    pub async fn send(
+        &mut self,
+        req: Request<Full<Bytes>>,
+        timeout: Duration,
+    ) -> Result<Reply, TransportError> {
         let deadline = Instant::now() + timeout;
         let result = self.exchange(req, deadline).await;
         match &result {
@@ -84,7 +98,11 @@ impl Conn {
         result
     }
 
-    async fn exchange(&mut self, req: Request<Full<Bytes>>, deadline: Instant) -> Result<Reply, TransportError> {
+    async fn exchange(
+        &mut self,
+        req: Request<Full<Bytes>>,
+        deadline: Instant,
+    ) -> Result<Reply, TransportError> {
         let sender = self.ready(deadline).await?;
         let exchange = async {
             let res = sender.send_request(req).await.map_err(|e| classify(&e))?;
@@ -92,15 +110,23 @@ impl Conn {
             let body = body.collect().await.map_err(|e| classify(&e))?.to_bytes();
             Ok(Reply { head, body })
         };
-        timeout_at(deadline, exchange).await.map_err(|_| TransportError::Timeout)?
+        timeout_at(deadline, exchange)
+            .await
+            .map_err(|_| TransportError::Timeout)?
     }
 
     /// A connection ready for the next request. A kept-alive connection the
     /// server closed meanwhile is replaced once, silently: nothing was sent on it.
-    async fn ready(&mut self, deadline: Instant) -> Result<&mut SendRequest<Full<Bytes>>, TransportError> {
+    async fn ready(
+        &mut self,
+        deadline: Instant,
+    ) -> Result<&mut SendRequest<Full<Bytes>>, TransportError> {
         if let Some(sender) = &mut self.sender {
             let reusable = !sender.is_closed()
-                && timeout_at(deadline, sender.ready()).await.map_err(|_| TransportError::Timeout)?.is_ok();
+                && timeout_at(deadline, sender.ready())
+                    .await
+                    .map_err(|_| TransportError::Timeout)?
+                    .is_ok();
             if !reusable {
                 self.sender = None;
             }
@@ -112,7 +138,10 @@ impl Conn {
     }
 }
 
-async fn connect(addr: SocketAddr, deadline: Instant) -> Result<SendRequest<Full<Bytes>>, TransportError> {
+async fn connect(
+    addr: SocketAddr,
+    deadline: Instant,
+) -> Result<SendRequest<Full<Bytes>>, TransportError> {
     let stream = timeout_at(deadline, TcpStream::connect(addr))
         .await
         .map_err(|_| TransportError::ConnectTimeout)?
@@ -122,7 +151,9 @@ async fn connect(addr: SocketAddr, deadline: Instant) -> Result<SendRequest<Full
             _ => TransportError::Connect,
         })?;
     // Requests are small and latency is what we measure: no Nagle delay.
-    stream.set_nodelay(true).map_err(|_| TransportError::Connect)?;
+    stream
+        .set_nodelay(true)
+        .map_err(|_| TransportError::Connect)?;
     let (sender, conn) = timeout_at(deadline, http1::handshake(TokioIo::new(stream)))
         .await
         .map_err(|_| TransportError::ConnectTimeout)?
@@ -135,7 +166,10 @@ async fn connect(addr: SocketAddr, deadline: Instant) -> Result<SendRequest<Full
 }
 
 fn keeps_alive(head: &http::response::Parts) -> bool {
-    !head.headers.get(CONNECTION).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"))
+    !head
+        .headers
+        .get(CONNECTION)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"))
 }
 
 /// Names a hyper error by what a person running a load test can act on.
@@ -144,8 +178,12 @@ fn classify(e: &hyper::Error) -> TransportError {
     while let Some(s) = source {
         if let Some(io) = s.downcast_ref::<io::Error>() {
             return match io.kind() {
-                io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => TransportError::ConnectionReset,
-                io::ErrorKind::BrokenPipe | io::ErrorKind::UnexpectedEof => TransportError::ConnectionClosed,
+                io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => {
+                    TransportError::ConnectionReset
+                }
+                io::ErrorKind::BrokenPipe | io::ErrorKind::UnexpectedEof => {
+                    TransportError::ConnectionClosed
+                }
                 io::ErrorKind::TimedOut => TransportError::Timeout,
                 _ => TransportError::Io,
             };
@@ -171,7 +209,10 @@ mod tests {
 
     fn template(addr: SocketAddr) -> RequestTemplate {
         let target = crate::target::resolve(
-            &[crate::cli::TargetArg { name: "t".into(), url: format!("http://{addr}") }],
+            &[crate::cli::TargetArg {
+                name: "t".into(),
+                url: format!("http://{addr}"),
+            }],
             &[],
             "/cases",
         )
@@ -206,9 +247,19 @@ mod tests {
 
     #[tokio::test]
     async fn refused_connection_is_named() {
-        let addr = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap();
         let mut conn = Conn::new(addr);
-        let e = conn.send(template(addr).build(Bytes::from_static(b"{}")), Duration::from_secs(5)).await.unwrap_err();
+        let e = conn
+            .send(
+                template(addr).build(Bytes::from_static(b"{}")),
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap_err();
         assert_eq!(e, TransportError::ConnectRefused);
     }
 
@@ -216,14 +267,23 @@ mod tests {
     async fn garbage_is_a_protocol_error_and_silence_a_timeout() {
         let addr = raw_server(b"NOT HTTP\r\n\r\n", 1).await;
         let mut conn = Conn::new(addr);
-        let e = conn.send(template(addr).build(Bytes::new()), Duration::from_secs(5)).await.unwrap_err();
+        let e = conn
+            .send(template(addr).build(Bytes::new()), Duration::from_secs(5))
+            .await
+            .unwrap_err();
         assert_eq!(e, TransportError::Protocol);
 
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let mut conn = Conn::new(addr);
         // Accepted by the kernel backlog, never answered.
-        let e = conn.send(template(addr).build(Bytes::new()), Duration::from_millis(100)).await.unwrap_err();
+        let e = conn
+            .send(
+                template(addr).build(Bytes::new()),
+                Duration::from_millis(100),
+            )
+            .await
+            .unwrap_err();
         assert_eq!(e, TransportError::Timeout);
         drop(listener);
     }
@@ -231,11 +291,18 @@ mod tests {
     #[tokio::test]
     async fn server_closing_idle_connections_is_not_an_error() {
         // One request per connection, then the server closes (without saying so).
-        let addr = raw_server(b"HTTP/1.1 202 Accepted\r\ncontent-length: 14\r\n\r\n{\"accepted\":1}", 1).await;
+        let addr = raw_server(
+            b"HTTP/1.1 202 Accepted\r\ncontent-length: 14\r\n\r\n{\"accepted\":1}",
+            1,
+        )
+        .await;
         let mut conn = Conn::new(addr);
         let t = template(addr);
         for _ in 0..5 {
-            let reply = conn.send(t.build(Bytes::from_static(b"{}")), Duration::from_secs(5)).await.unwrap();
+            let reply = conn
+                .send(t.build(Bytes::from_static(b"{}")), Duration::from_secs(5))
+                .await
+                .unwrap();
             assert_eq!(reply.head.status, 202);
             assert_eq!(&reply.body[..], b"{\"accepted\":1}");
             // Let the close reach the client before the next request.

@@ -37,28 +37,33 @@ pub const DEPARTMENTS: [(&str, f64, f64); 22] = [
     ("Baja Verapaz", 1.0, 0.60),
 ];
 
+#[rustfmt::skip]
 const FEMALE: &[&str] = &[
     "María", "Ana", "Rosa", "Carmen", "Sofía", "Lucía", "Andrea", "Gabriela", "Karla", "Heidy", "Ingrid",
     "Mónica", "Silvia", "Claudia", "Marta", "Juana", "Sandra", "Lesly", "Dulce", "Evelyn", "Glenda", "Irma",
     "Olga", "Zoila", "Brenda", "Wendy", "Mayra", "Astrid", "Luisa", "Alejandra", "Fernanda", "Elvira",
 ];
+#[rustfmt::skip]
 const MALE: &[&str] = &[
     "José", "Juan", "Carlos", "Luis", "Jorge", "Mario", "Miguel", "Pedro", "Francisco", "Manuel", "Edgar",
     "Byron", "Erick", "Marvin", "Otto", "Diego", "Pablo", "Fernando", "Julio", "César", "Rony", "Selvin",
     "Kevin", "Wilson", "Héctor", "Hugo", "Óscar", "Estuardo", "Rodrigo", "Gustavo", "Domingo", "Sebastián",
 ];
+#[rustfmt::skip]
 const SURNAMES: &[&str] = &[
     "López", "García", "Pérez", "Hernández", "González", "Rodríguez", "Morales", "Castillo", "Ramírez",
     "Martínez", "Méndez", "Juárez", "Díaz", "Reyes", "Cruz", "Ortiz", "Sánchez", "Flores", "Gómez", "Chávez",
     "Mejía", "Velásquez", "Barrios", "Orellana", "Estrada", "Monterroso", "Alvarado", "Aguilar", "Ramos",
     "de León", "Cabrera", "Solares", "Recinos", "Cifuentes", "Arévalo", "Paz",
 ];
+#[rustfmt::skip]
 const MAYAN_SURNAMES: &[&str] = &[
     "Ajú", "Tzul", "Xicará", "Cux", "Coyoy", "Chán", "Pop", "Caal", "Choc", "Tzoc", "Quiej", "Batz", "Sic",
     "Yat", "Coc", "Ixcoy", "Tuyuc", "Xol", "Cac", "Chiquín", "Tzunún", "Sipac", "Ajcalón", "Xinico",
 ];
 
 /// (lowest age of the decade, weight): most cases are 20 to 59.
+#[rustfmt::skip]
 const AGE_DECADES: [(i64, f64); 10] = [
     (0, 3.0), (10, 6.0), (20, 22.0), (30, 24.0), (40, 18.0),
     (50, 13.0), (60, 8.0), (70, 4.0), (80, 1.6), (90, 0.4),
@@ -76,10 +81,18 @@ fn case(rng: &mut impl Rng) -> Case {
     let name = name(rng, mayan);
     let decade = AGE_DECADES[weighted(rng, AGE_DECADES.iter().map(|a| a.1))].0;
     let age = decade + rng.random_range(0..10);
-    let infectedtype = if rng.random_bool(0.06) { "imported" } else { "communitary" };
+    let infectedtype = if rng.random_bool(0.06) {
+        "imported"
+    } else {
+        "communitary"
+    };
     // active, recovered, hospitalized, deceased: older cases fare worse.
     let states = ["active", "recovered", "hospitalized", "deceased"];
-    let weights = if age >= 60 { [28.0, 45.0, 15.0, 12.0] } else { [37.0, 57.0, 5.0, 1.0] };
+    let weights = if age >= 60 {
+        [28.0, 45.0, 15.0, 12.0]
+    } else {
+        [37.0, 57.0, 5.0, 1.0]
+    };
     let state = states[weighted(rng, weights.into_iter())];
     Case::new(&name, location, age, infectedtype, state).expect("generated cases are valid")
 }
@@ -96,7 +109,11 @@ fn name(rng: &mut impl Rng, mayan: bool) -> String {
         }
     }
     for i in 0..2 {
-        let pool = if mayan && (i == 0 || rng.random_bool(0.7)) { MAYAN_SURNAMES } else { SURNAMES };
+        let pool = if mayan && (i == 0 || rng.random_bool(0.7)) {
+            MAYAN_SURNAMES
+        } else {
+            SURNAMES
+        };
         name.push(' ');
         name.push_str(pick(rng, pool));
     }
@@ -144,13 +161,17 @@ mod tests {
         assert_ne!(a, cases(500, 8));
         let mut buf = Vec::new();
         write_json(&a, &mut buf).unwrap();
-        assert_eq!(crate::traffic::parse(std::str::from_utf8(&buf).unwrap()).unwrap(), a);
+        assert_eq!(
+            crate::traffic::parse(std::str::from_utf8(&buf).unwrap()).unwrap(),
+            a
+        );
     }
 
     #[test]
     fn proportions_are_plausible() {
         let cs = cases(20_000, 1);
-        let share = |f: &dyn Fn(&Case) -> bool| cs.iter().filter(|c| f(c)).count() as f64 / cs.len() as f64;
+        let share =
+            |f: &dyn Fn(&Case) -> bool| cs.iter().filter(|c| f(c)).count() as f64 / cs.len() as f64;
         let capital = share(&|c| c.location.as_str() == "Guatemala");
         assert!((0.38..0.46).contains(&capital), "{capital}");
         let adults = share(&|c| (20..60).contains(&c.age.years()));
@@ -159,10 +180,22 @@ mod tests {
         assert!((0.04..0.08).contains(&imported), "{imported}");
         let deceased = share(&|c| c.state.as_str() == "deceased");
         assert!((0.01..0.05).contains(&deceased), "{deceased}");
-        let old_deceased = cs.iter().filter(|c| c.age.years() >= 60).filter(|c| c.state.as_str() == "deceased").count();
-        let young_deceased = cs.iter().filter(|c| c.age.years() < 60).filter(|c| c.state.as_str() == "deceased").count();
-        assert!(old_deceased * 3 > young_deceased, "older cases die more often: {old_deceased} vs {young_deceased}");
-        let all_departments: std::collections::BTreeSet<_> = cs.iter().map(|c| c.location.as_str()).collect();
+        let old_deceased = cs
+            .iter()
+            .filter(|c| c.age.years() >= 60)
+            .filter(|c| c.state.as_str() == "deceased")
+            .count();
+        let young_deceased = cs
+            .iter()
+            .filter(|c| c.age.years() < 60)
+            .filter(|c| c.state.as_str() == "deceased")
+            .count();
+        assert!(
+            old_deceased * 3 > young_deceased,
+            "older cases die more often: {old_deceased} vs {young_deceased}"
+        );
+        let all_departments: std::collections::BTreeSet<_> =
+            cs.iter().map(|c| c.location.as_str()).collect();
         assert_eq!(all_departments.len(), 22);
         assert!(cs.iter().all(|c| c.name.split(' ').count() >= 3));
     }

@@ -60,9 +60,11 @@ fn gen_command(args: &GenArgs) -> anyhow::Result<ExitCode> {
     let cases = generate::cases(args.count, args.seed);
     match &args.out {
         Some(path) => {
-            let file = std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+            let file = std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
             let mut out = std::io::BufWriter::new(file);
-            generate::write_json(&cases, &mut out).and_then(|()| out.flush())
+            generate::write_json(&cases, &mut out)
+                .and_then(|()| out.flush())
                 .with_context(|| format!("cannot write {}", path.display()))?;
             eprintln!("wrote {} cases to {}", cases.len(), path.display());
         }
@@ -77,24 +79,36 @@ fn gen_command(args: &GenArgs) -> anyhow::Result<ExitCode> {
 fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
     let (plan, thresholds) = plan(&args)?;
     let runtime = tokio_runtime(args.threads)?;
-    let started_at_unix_ms =
-        SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let started_at_unix_ms = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
     let (shared, outcome) = runtime.block_on(async {
         let mut plan = plan;
         for t in &mut plan.targets {
             // IPv4 first: "localhost" often resolves to ::1 first while
             // local servers listen on 127.0.0.1 only.
-            let addrs: Vec<_> = tokio::net::lookup_host(&t.authority).await.map(Iterator::collect).unwrap_or_default();
-            let addr = addrs.iter().find(|a| a.is_ipv4()).or(addrs.first()).copied();
+            let addrs: Vec<_> = tokio::net::lookup_host(&t.authority)
+                .await
+                .map(Iterator::collect)
+                .unwrap_or_default();
+            let addr = addrs
+                .iter()
+                .find(|a| a.is_ipv4())
+                .or(addrs.first())
+                .copied();
             t.addr = Some(addr.with_context(|| {
-                format!("cannot resolve the host of --target {}={} ({}); check the URL", t.name, t.url, t.authority)
+                format!(
+                    "cannot resolve the host of --target {}={} ({}); check the URL",
+                    t.name, t.url, t.authority
+                )
             })?);
         }
         let stop = CancellationToken::new();
         tokio::spawn(stop_on_ctrl_c(stop.clone()));
         let shared = Shared::new(plan, stop);
         let done = CancellationToken::new();
-        let progress = (!args.quiet).then(|| tokio::spawn(progress::report(shared.clone(), done.clone())));
+        let progress =
+            (!args.quiet).then(|| tokio::spawn(progress::show(shared.clone(), done.clone())));
         let outcome = run::run(shared.clone()).await;
         done.cancel();
         if let Some(p) = progress {
@@ -119,7 +133,10 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     if !report.passed {
         let failed = report.thresholds.iter().filter(|v| v.failed).count();
-        eprintln!("loadtest: {failed} of {} thresholds failed", report.thresholds.len());
+        eprintln!(
+            "loadtest: {failed} of {} thresholds failed",
+            report.thresholds.len()
+        );
         return Ok(ExitCode::from(EXIT_THRESHOLD_FAILED));
     }
     Ok(ExitCode::SUCCESS)
@@ -127,36 +144,63 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
 
 /// Checks the flags and builds everything the run needs, before any request.
 fn plan(args: &RunArgs) -> anyhow::Result<(Plan, Vec<Threshold>)> {
-    let targets = target::resolve(&args.targets, &args.host_headers, &args.path).map_err(anyhow::Error::msg)?;
+    let targets = target::resolve(&args.targets, &args.host_headers, &args.path)
+        .map_err(anyhow::Error::msg)?;
     for t in &args.fail_if {
         if let Some(name) = &t.target
             && !targets.iter().any(|x| &x.name == name)
         {
             let names: Vec<_> = targets.iter().map(|t| t.name.as_str()).collect();
-            anyhow::bail!("--fail-if {:?} names no target; the targets are: {}", t.expr, names.join(", "));
+            anyhow::bail!(
+                "--fail-if {:?} names no target; the targets are: {}",
+                t.expr,
+                names.join(", ")
+            );
         }
     }
     let cases = traffic::load(args.file.as_deref())?;
-    let shape = Shape { batch: args.batch, ndjson: args.ndjson };
-    let pool = BodyPool::build(&cases, shape, &mut rand::rngs::SmallRng::from_rng(&mut rand::rng()));
+    let shape = Shape {
+        batch: args.batch,
+        ndjson: args.ndjson,
+    };
+    let pool = BodyPool::build(
+        &cases,
+        shape,
+        &mut rand::rngs::SmallRng::from_rng(&mut rand::rng()),
+    );
     let authorization = match &args.token {
         Some(token) => {
-            let mut v = HeaderValue::from_str(&format!("Bearer {}", token.trim()))
-                .context("--token has characters that cannot go in an HTTP header; pass the bare token")?;
+            let mut v = HeaderValue::from_str(&format!("Bearer {}", token.trim())).context(
+                "--token has characters that cannot go in an HTTP header; pass the bare token",
+            )?;
             v.set_sensitive(true);
             Some(v)
         }
         None => None,
     };
     let model = match args.rate {
-        Some(rate) => Model::Open { rate, max_in_flight: args.max_in_flight },
-        None => Model::Closed { users: args.users, spawn_rate: args.spawn_rate },
+        Some(rate) => Model::Open {
+            rate,
+            max_in_flight: args.max_in_flight,
+        },
+        None => Model::Closed {
+            users: args.users,
+            spawn_rate: args.spawn_rate,
+        },
     };
     let duration = match (args.duration, args.requests) {
         (None, None) => Some(DEFAULT_DURATION),
         (d, _) => d,
     };
-    let plan = Plan { targets, model, duration, requests: args.requests, timeout: args.timeout, pool, authorization };
+    let plan = Plan {
+        targets,
+        model,
+        duration,
+        requests: args.requests,
+        timeout: args.timeout,
+        pool,
+        authorization,
+    };
     Ok((plan, args.fail_if.clone()))
 }
 
@@ -171,7 +215,10 @@ fn tokio_runtime(threads: Option<u32>) -> anyhow::Result<tokio::runtime::Runtime
         }
         None => tokio::runtime::Builder::new_multi_thread(),
     };
-    builder.enable_all().build().context("cannot start the async runtime")
+    builder
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }
 
 /// First Ctrl-C: stop sending and let requests in flight finish, so the
@@ -186,4 +233,3 @@ async fn stop_on_ctrl_c(stop: CancellationToken) {
         std::process::exit(130);
     }
 }
-

@@ -13,7 +13,7 @@ use crate::stats::Live;
 use crate::units::format_micros;
 
 /// Prints progress until `done` is cancelled; returns when it is.
-pub async fn report(shared: Arc<Shared>, done: tokio_util::sync::CancellationToken) {
+pub async fn show(shared: Arc<Shared>, done: tokio_util::sync::CancellationToken) {
     let plan = shared.plan();
     let workers = shared.live.len() as u32;
     // The bar measures time for a fixed duration, else requests.
@@ -42,7 +42,9 @@ pub async fn report(shared: Arc<Shared>, done: tokio_util::sync::CancellationTok
         }
         let mut window = Live::default();
         for live in &shared.live {
-            live.lock().unwrap_or_else(|p| p.into_inner()).drain_into(&mut window);
+            live.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .drain_into(&mut window);
         }
         let now = tokio::time::Instant::now();
         let secs = (now - last).as_secs_f64();
@@ -61,7 +63,11 @@ pub async fn report(shared: Arc<Shared>, done: tokio_util::sync::CancellationTok
         );
         match &bar {
             Some(bar) => {
-                bar.set_position(if by_time { (now - shared.start).as_millis() as u64 } else { requests });
+                bar.set_position(if by_time {
+                    (now - shared.start).as_millis() as u64
+                } else {
+                    requests
+                });
                 bar.set_message(line);
             }
             None => eprintln!("[{:>5.0}s] {line}", (now - shared.start).as_secs_f64()),

@@ -129,8 +129,16 @@ impl Summary {
                 p9999: q(0.9999),
                 max: s.latency_max(),
             },
-            status: s.statuses.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
-            transport_errors: s.transport_errors.iter().map(|(k, v)| (k.as_str().to_owned(), *v)).collect(),
+            status: s
+                .statuses
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
+            transport_errors: s
+                .transport_errors
+                .iter()
+                .map(|(k, v)| (k.as_str().to_owned(), *v))
+                .collect(),
             revisions: s.revision_shares(),
         }
     }
@@ -138,7 +146,12 @@ impl Summary {
 
 impl Report {
     /// Summarizes a finished run and checks the thresholds.
-    pub fn new(plan: &Plan, outcome: &Outcome, thresholds: &[Threshold], started_at_unix_ms: u64) -> Report {
+    pub fn new(
+        plan: &Plan,
+        outcome: &Outcome,
+        thresholds: &[Threshold],
+        started_at_unix_ms: u64,
+    ) -> Report {
         let mut total = Stats::default();
         for s in &outcome.per_target {
             total.merge(s);
@@ -149,7 +162,8 @@ impl Report {
                 let stats = match &t.target {
                     Some(name) => {
                         let i = plan.targets.iter().position(|x| &x.name == name);
-                        &outcome.per_target[i.expect("threshold targets are checked before the run")]
+                        &outcome.per_target
+                            [i.expect("threshold targets are checked before the run")]
                     }
                     None => &total,
                 };
@@ -163,10 +177,21 @@ impl Report {
             interrupted: outcome.interrupted,
             model: match plan.model {
                 Model::Closed { users, spawn_rate } => ModelReport::Closed { users, spawn_rate },
-                Model::Open { rate, max_in_flight } => ModelReport::Open { rate, max_in_flight },
+                Model::Open {
+                    rate,
+                    max_in_flight,
+                } => ModelReport::Open {
+                    rate,
+                    max_in_flight,
+                },
             },
             cases_per_request: plan.pool.cases_per_body,
-            content_type: plan.pool.content_type.to_str().unwrap_or_default().to_owned(),
+            content_type: plan
+                .pool
+                .content_type
+                .to_str()
+                .unwrap_or_default()
+                .to_owned(),
             targets: plan
                 .targets
                 .iter()
@@ -186,7 +211,11 @@ impl Report {
 
     /// Rows of (name, summary): each target, then "total" when there are several.
     fn rows(&self) -> Vec<(&str, &Summary)> {
-        let mut rows: Vec<_> = self.targets.iter().map(|t| (t.name.as_str(), &t.summary)).collect();
+        let mut rows: Vec<_> = self
+            .targets
+            .iter()
+            .map(|t| (t.name.as_str(), &t.summary))
+            .collect();
         if self.targets.len() > 1 {
             rows.push(("total", &self.total));
         }
@@ -196,7 +225,17 @@ impl Report {
     /// The tables printed at the end of a run.
     pub fn tables(&self) -> String {
         let mut main = new_table([
-            "target", "requests", "errors", "cases sent", "accepted", "req/s", "min", "p50", "p90", "p99", "p99.9",
+            "target",
+            "requests",
+            "errors",
+            "cases sent",
+            "accepted",
+            "req/s",
+            "min",
+            "p50",
+            "p90",
+            "p99",
+            "p99.9",
             "max",
         ]);
         for (name, s) in self.rows() {
@@ -209,7 +248,9 @@ impl Report {
                 s.cases_accepted.to_string(),
                 format!("{:.1}", s.requests_per_s),
             ];
-            row.extend([l.min, l.p50, l.p90, l.p99, l.p999, l.max].map(|us| format_micros(us as f64)));
+            row.extend(
+                [l.min, l.p50, l.p90, l.p99, l.p999, l.max].map(|us| format_micros(us as f64)),
+            );
             main.add_row(row);
         }
         let mut outcomes = new_table(["target", "outcome", "count", "share"]);
@@ -218,11 +259,24 @@ impl Report {
             let statuses = s.status.iter().map(|(k, v)| (format!("HTTP {k}"), *v));
             let errors = s.transport_errors.iter().map(|(k, v)| (k.clone(), *v));
             for (what, n) in statuses.chain(errors) {
-                outcomes.add_row(vec![name.to_owned(), what, n.to_string(), percent(n, s.requests)]);
+                outcomes.add_row(vec![
+                    name.to_owned(),
+                    what,
+                    n.to_string(),
+                    percent(n, s.requests),
+                ]);
             }
             for r in &s.revisions {
-                let rev = r.revision.clone().unwrap_or_else(|| "(no x-revision header)".into());
-                revisions.add_row(vec![name.to_owned(), rev, r.responses.to_string(), format!("{:.2}%", r.share * 100.0)]);
+                let rev = r
+                    .revision
+                    .clone()
+                    .unwrap_or_else(|| "(no x-revision header)".into());
+                revisions.add_row(vec![
+                    name.to_owned(),
+                    rev,
+                    r.responses.to_string(),
+                    format!("{:.2}%", r.share * 100.0),
+                ]);
             }
         }
         let mut out = format!("{main}\n{outcomes}\n");
@@ -234,7 +288,8 @@ impl Report {
 
     pub fn write_json(&self, path: &Path) -> anyhow::Result<()> {
         let json = serde_json::to_vec_pretty(self).expect("the report always serializes");
-        std::fs::write(path, json).with_context(|| format!("cannot write the report to {}", path.display()))
+        std::fs::write(path, json)
+            .with_context(|| format!("cannot write the report to {}", path.display()))
     }
 
     /// Writes `PREFIX_stats.csv`; returns its path.
@@ -242,12 +297,14 @@ impl Report {
         let mut name = prefix.as_os_str().to_owned();
         name.push("_stats.csv");
         let path = PathBuf::from(name);
-        let mut w = csv::Writer::from_path(&path).with_context(|| format!("cannot write {}", path.display()))?;
+        let mut w = csv::Writer::from_path(&path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
         w.write_record(CSV_HEADER)?;
         for row in self.csv_rows() {
             w.write_record(&row)?;
         }
-        w.flush().with_context(|| format!("cannot write {}", path.display()))?;
+        w.flush()
+            .with_context(|| format!("cannot write {}", path.display()))?;
         Ok(path)
     }
 
@@ -255,24 +312,56 @@ impl Report {
     /// Times are in milliseconds (with microsecond decimals).
     pub fn csv_rows(&self) -> Vec<Vec<String>> {
         let elapsed = self.duration_s;
-        let mut rows: Vec<Vec<String>> =
-            self.targets.iter().map(|t| csv_row("POST", &t.name, &t.summary, elapsed)).collect();
+        let mut rows: Vec<Vec<String>> = self
+            .targets
+            .iter()
+            .map(|t| csv_row("POST", &t.name, &t.summary, elapsed))
+            .collect();
         rows.push(csv_row("", "Aggregated", &self.total, elapsed));
         rows
     }
 }
 
 pub const CSV_HEADER: [&str; 22] = [
-    "Type", "Name", "Request Count", "Failure Count", "Median Response Time", "Average Response Time",
-    "Min Response Time", "Max Response Time", "Average Content Size", "Requests/s", "Failures/s", "50%", "66%",
-    "75%", "80%", "90%", "95%", "98%", "99%", "99.9%", "99.99%", "100%",
+    "Type",
+    "Name",
+    "Request Count",
+    "Failure Count",
+    "Median Response Time",
+    "Average Response Time",
+    "Min Response Time",
+    "Max Response Time",
+    "Average Content Size",
+    "Requests/s",
+    "Failures/s",
+    "50%",
+    "66%",
+    "75%",
+    "80%",
+    "90%",
+    "95%",
+    "98%",
+    "99%",
+    "99.9%",
+    "99.99%",
+    "100%",
 ];
 
 fn csv_row(kind: &str, name: &str, s: &Summary, elapsed_s: f64) -> Vec<String> {
     let ms = |us: u64| format!("{:.3}", us as f64 / 1000.0);
-    let rate = |n: u64| if elapsed_s > 0.0 { format!("{:.3}", n as f64 / elapsed_s) } else { "0.000".into() };
+    let rate = |n: u64| {
+        if elapsed_s > 0.0 {
+            format!("{:.3}", n as f64 / elapsed_s)
+        } else {
+            "0.000".into()
+        }
+    };
     let l = &s.latency_us;
-    let avg_size = if s.responses > 0 { s.body_bytes as f64 / s.responses as f64 } else { 0.0 };
+    let avg_size = if s.responses > 0 {
+        s.body_bytes as f64 / s.responses as f64
+    } else {
+        0.0
+    };
     let mut row = vec![
         kind.to_owned(),
         name.to_owned(),
@@ -286,13 +375,19 @@ fn csv_row(kind: &str, name: &str, s: &Summary, elapsed_s: f64) -> Vec<String> {
         rate(s.requests),
         rate(s.errors),
     ];
-    row.extend([l.p50, l.p66, l.p75, l.p80, l.p90, l.p95, l.p98, l.p99, l.p999, l.p9999, l.max].map(ms));
+    row.extend(
+        [
+            l.p50, l.p66, l.p75, l.p80, l.p90, l.p95, l.p98, l.p99, l.p999, l.p9999, l.max,
+        ]
+        .map(ms),
+    );
     row
 }
 
 fn new_table<const N: usize>(header: [&str; N]) -> Table {
     let mut t = Table::new();
-    t.load_preset(presets::UTF8_FULL_CONDENSED).set_header(header.to_vec());
+    t.load_preset(presets::UTF8_FULL_CONDENSED)
+        .set_header(header.to_vec());
     for i in 1..N {
         if let Some(c) = t.column_mut(i) {
             c.set_cell_alignment(CellAlignment::Right);
@@ -302,7 +397,11 @@ fn new_table<const N: usize>(header: [&str; N]) -> Table {
 }
 
 fn percent(n: u64, of: u64) -> String {
-    if of == 0 { "-".into() } else { format!("{:.2}%", n as f64 * 100.0 / of as f64) }
+    if of == 0 {
+        "-".into()
+    } else {
+        format!("{:.2}%", n as f64 * 100.0 / of as f64)
+    }
 }
 
 #[cfg(test)]
@@ -312,11 +411,25 @@ mod tests {
 
     fn summary() -> Summary {
         let mut s = Stats::default();
-        let ok = Response { status: 202, revision: Some("rev-a"), accepted: 2, body_bytes: 30 };
+        let ok = Response {
+            status: 202,
+            revision: Some("rev-a"),
+            accepted: 2,
+            body_bytes: 30,
+        };
         for us in [1_000, 2_000, 3_000] {
             s.record_response(Duration::from_micros(us), 2, ok);
         }
-        s.record_response(Duration::from_micros(1_500), 2, Response { status: 503, accepted: 0, body_bytes: 50, ..ok });
+        s.record_response(
+            Duration::from_micros(1_500),
+            2,
+            Response {
+                status: 503,
+                accepted: 0,
+                body_bytes: 50,
+                ..ok
+            },
+        );
         s.record_error(2, TransportError::ConnectRefused);
         Summary::new(&s, Duration::from_secs(2))
     }
@@ -324,12 +437,30 @@ mod tests {
     #[test]
     fn summary_of_known_stats() {
         let s = summary();
-        assert_eq!((s.requests, s.responses, s.errors, s.cases_sent, s.cases_accepted), (5, 4, 2, 10, 6));
+        assert_eq!(
+            (
+                s.requests,
+                s.responses,
+                s.errors,
+                s.cases_sent,
+                s.cases_accepted
+            ),
+            (5, 4, 2, 10, 6)
+        );
         assert_eq!(s.requests_per_s, 2.5);
         assert_eq!(s.cases_accepted_per_s, 3.0);
-        assert_eq!((s.latency_us.min, s.latency_us.p50, s.latency_us.max), (1_000, 1_500, 3_000));
-        assert_eq!(s.status, BTreeMap::from([("202".into(), 3), ("503".into(), 1)]));
-        assert_eq!(s.transport_errors, BTreeMap::from([("connect_refused".into(), 1)]));
+        assert_eq!(
+            (s.latency_us.min, s.latency_us.p50, s.latency_us.max),
+            (1_000, 1_500, 3_000)
+        );
+        assert_eq!(
+            s.status,
+            BTreeMap::from([("202".into(), 3), ("503".into(), 1)])
+        );
+        assert_eq!(
+            s.transport_errors,
+            BTreeMap::from([("connect_refused".into(), 1)])
+        );
         assert_eq!(s.revisions[0].responses, 4);
     }
 

@@ -76,12 +76,21 @@ impl Shared {
         let templates = plan
             .targets
             .iter()
-            .map(|t| RequestTemplate::new(t, plan.pool.content_type.clone(), plan.authorization.clone()))
+            .map(|t| {
+                RequestTemplate::new(
+                    t,
+                    plan.pool.content_type.clone(),
+                    plan.authorization.clone(),
+                )
+            })
             .collect();
         let start = Instant::now();
         let (workers, tickets) = match plan.model {
             Model::Closed { users, .. } => (users, None),
-            Model::Open { rate, max_in_flight } => {
+            Model::Open {
+                rate,
+                max_in_flight,
+            } => {
                 let arrivals = Arrivals::new(rate, plan.duration, plan.requests);
                 // More workers than arrivals would only hold idle connections.
                 let workers = u64::from(max_in_flight).min(arrivals.count().max(1)) as u32;
@@ -152,10 +161,19 @@ pub async fn run(shared: Arc<Shared>) -> Outcome {
             total.merge(s);
         }
     }
-    Outcome { elapsed: shared.start.elapsed(), per_target, interrupted: shared.stop.is_cancelled() }
+    Outcome {
+        elapsed: shared.start.elapsed(),
+        per_target,
+        interrupted: shared.stop.is_cancelled(),
+    }
 }
 
-async fn closed_user(shared: &Shared, target: usize, live: Arc<Mutex<Live>>, starts: Duration) -> Vec<Stats> {
+async fn closed_user(
+    shared: &Shared,
+    target: usize,
+    live: Arc<Mutex<Live>>,
+    starts: Duration,
+) -> Vec<Stats> {
     let mut stats = vec![Stats::default(); shared.plan.targets.len()];
     let wake = shared.start + starts;
     // A user due after the end never starts (the run must not outlast --duration).
@@ -178,7 +196,13 @@ async fn closed_user(shared: &Shared, target: usize, live: Arc<Mutex<Live>>, sta
         let sent = now;
         let result = conn.send(req, shared.plan.timeout).await;
         now = Instant::now();
-        record(&mut stats[target], &live, pool.cases_per_body, result, now - sent);
+        record(
+            &mut stats[target],
+            &live,
+            pool.cases_per_body,
+            result,
+            now - sent,
+        );
         // Users that never wait (a fast server) must still let others run
         // on a single-threaded runtime.
         tokio::task::consume_budget().await;
@@ -217,14 +241,28 @@ async fn open_worker(shared: &Shared, live: Arc<Mutex<Live>>) -> Vec<Stats> {
     stats
 }
 
-fn record(stats: &mut Stats, live: &Mutex<Live>, cases: u64, result: Result<Reply, TransportError>, latency: Duration) {
+fn record(
+    stats: &mut Stats,
+    live: &Mutex<Live>,
+    cases: u64,
+    result: Result<Reply, TransportError>,
+    latency: Duration,
+) {
     let ok = match result {
         Ok(reply) => {
             let ok = reply.head.status.is_success();
-            let revision = reply.head.headers.get(runtime::REVISION_HEADER).and_then(|v| v.to_str().ok());
+            let revision = reply
+                .head
+                .headers
+                .get(runtime::REVISION_HEADER)
+                .and_then(|v| v.to_str().ok());
             let accepted = if ok { parse_accepted(&reply.body) } else { 0 };
-            let response =
-                Response { status: reply.head.status.as_u16(), revision, accepted, body_bytes: reply.body.len() as u64 };
+            let response = Response {
+                status: reply.head.status.as_u16(),
+                revision,
+                accepted,
+                body_bytes: reply.body.len() as u64,
+            };
             stats.record_response(latency, cases, response);
             Some(ok)
         }
@@ -239,5 +277,6 @@ fn record(stats: &mut Stats, live: &Mutex<Live>, cases: u64, result: Result<Repl
 }
 
 fn addr(t: &Target) -> std::net::SocketAddr {
-    t.addr.expect("target addresses are resolved before the run")
+    t.addr
+        .expect("target addresses are resolved before the run")
 }

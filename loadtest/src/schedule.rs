@@ -21,9 +21,19 @@ pub struct Arrivals {
 impl Arrivals {
     /// `rate` arrivals per second, for `duration` and/or at most `limit` arrivals.
     pub fn new(rate: f64, duration: Option<Duration>, limit: Option<u64>) -> Arrivals {
-        assert!(rate.is_finite() && rate > 0.0, "the arrival rate must be positive");
-        assert!(duration.is_some() || limit.is_some(), "an open run needs an end");
-        Arrivals { rate, duration, limit }
+        assert!(
+            rate.is_finite() && rate > 0.0,
+            "the arrival rate must be positive"
+        );
+        assert!(
+            duration.is_some() || limit.is_some(),
+            "an open run needs an end"
+        );
+        Arrivals {
+            rate,
+            duration,
+            limit,
+        }
     }
 
     /// When arrival `k` (from 0) is due, as an offset from the start; `None`
@@ -83,7 +93,10 @@ pub struct Ticket {
 
 impl Tickets {
     pub fn new(arrivals: Arrivals) -> Tickets {
-        Tickets { next: AtomicU64::new(0), arrivals }
+        Tickets {
+            next: AtomicU64::new(0),
+            arrivals,
+        }
     }
 
     /// The next arrival, or `None` when the run has no more.
@@ -102,7 +115,11 @@ impl Tickets {
 /// wait is part of what a real client would see, so latency counts from the
 /// intended time.
 pub fn latency_origin(intended: Instant, taken_at: Instant, sent_at: Instant) -> Instant {
-    if taken_at >= intended { intended } else { sent_at.max(intended) }
+    if taken_at >= intended {
+        intended
+    } else {
+        sent_at.max(intended)
+    }
 }
 
 /// When closed-model user `i` (from 0) starts: `i / spawn_rate` seconds in,
@@ -139,7 +156,10 @@ mod tests {
     #[test]
     fn fractional_rates_and_limits() {
         let a = Arrivals::new(0.5, Some(Duration::from_secs(5)), None);
-        assert_eq!((0..9).map_while(|k| a.due(k)).collect::<Vec<_>>(), [0, 2, 4].map(Duration::from_secs));
+        assert_eq!(
+            (0..9).map_while(|k| a.due(k)).collect::<Vec<_>>(),
+            [0, 2, 4].map(Duration::from_secs)
+        );
         assert_eq!(a.count(), 3);
 
         let a = Arrivals::new(3.0, Some(Duration::from_secs(10)), Some(5));
@@ -155,7 +175,10 @@ mod tests {
     fn tickets_come_in_order_and_stop() {
         let t = Tickets::new(Arrivals::new(2.0, Some(Duration::from_secs(2)), None));
         let got: Vec<_> = std::iter::from_fn(|| t.take()).collect();
-        assert_eq!(got.iter().map(|t| t.index).collect::<Vec<_>>(), [0, 1, 2, 3]);
+        assert_eq!(
+            got.iter().map(|t| t.index).collect::<Vec<_>>(),
+            [0, 1, 2, 3]
+        );
         assert_eq!(got[3].due, Duration::from_millis(1500));
         assert_eq!(t.take(), None, "stays ended");
     }
@@ -165,11 +188,20 @@ mod tests {
         let t0 = Instant::now();
         let ms = Duration::from_millis;
         // Idle worker: took it 5ms early, the timer woke it 1ms late: measure from the send.
-        assert_eq!(latency_origin(t0 + ms(10), t0 + ms(5), t0 + ms(11)), t0 + ms(11));
+        assert_eq!(
+            latency_origin(t0 + ms(10), t0 + ms(5), t0 + ms(11)),
+            t0 + ms(11)
+        );
         // Busy worker: it was due at 10ms but only free at 40ms: the 30ms wait counts.
-        assert_eq!(latency_origin(t0 + ms(10), t0 + ms(40), t0 + ms(40)), t0 + ms(10));
+        assert_eq!(
+            latency_origin(t0 + ms(10), t0 + ms(40), t0 + ms(40)),
+            t0 + ms(10)
+        );
         // Never earlier than intended.
-        assert_eq!(latency_origin(t0 + ms(10), t0 + ms(5), t0 + ms(9)), t0 + ms(10));
+        assert_eq!(
+            latency_origin(t0 + ms(10), t0 + ms(5), t0 + ms(9)),
+            t0 + ms(10)
+        );
     }
 
     #[test]

@@ -96,7 +96,8 @@ impl Default for Stats {
             // Auto-resizing from 1µs: a user's histogram stays as small as
             // its slowest response needs; 3 significant digits is exact to
             // the microsecond below 2ms.
-            latency: Histogram::new(3).expect("3 significant digits is a valid histogram precision"),
+            latency: Histogram::new(3)
+                .expect("3 significant digits is a valid histogram precision"),
             min_us: u64::MAX,
             max_us: 0,
             statuses: BTreeMap::new(),
@@ -150,7 +151,9 @@ impl Stats {
         self.cases_sent += other.cases_sent;
         self.cases_accepted += other.cases_accepted;
         self.body_bytes += other.body_bytes;
-        self.latency.add(&other.latency).expect("auto-resizing histograms always merge");
+        self.latency
+            .add(&other.latency)
+            .expect("auto-resizing histograms always merge");
         self.min_us = self.min_us.min(other.min_us);
         self.max_us = self.max_us.max(other.max_us);
         for (k, v) in &other.statuses {
@@ -172,7 +175,12 @@ impl Stats {
 
     /// Failed requests: non-2xx responses plus transport errors.
     pub fn errors(&self) -> u64 {
-        let non_2xx: u64 = self.statuses.iter().filter(|(s, _)| !(200..300).contains(*s)).map(|(_, n)| n).sum();
+        let non_2xx: u64 = self
+            .statuses
+            .iter()
+            .filter(|(s, _)| !(200..300).contains(*s))
+            .map(|(_, n)| n)
+            .sum();
         non_2xx + self.transport_errors.values().sum::<u64>()
     }
 
@@ -184,11 +192,19 @@ impl Stats {
     /// Latency at quantile `q` (0..=1) in µs; 0 without responses. Exact
     /// below 2ms, within 0.1% above (never above the exact maximum).
     pub fn latency_at(&self, q: f64) -> u64 {
-        if self.latency.is_empty() { 0 } else { self.latency.value_at_quantile(q).min(self.max_us) }
+        if self.latency.is_empty() {
+            0
+        } else {
+            self.latency.value_at_quantile(q).min(self.max_us)
+        }
     }
 
     pub fn latency_min(&self) -> u64 {
-        if self.latency.is_empty() { 0 } else { self.min_us }
+        if self.latency.is_empty() {
+            0
+        } else {
+            self.min_us
+        }
     }
 
     pub fn latency_max(&self) -> u64 {
@@ -196,7 +212,11 @@ impl Stats {
     }
 
     pub fn latency_mean(&self) -> f64 {
-        if self.latency.is_empty() { 0.0 } else { self.latency.mean() }
+        if self.latency.is_empty() {
+            0.0
+        } else {
+            self.latency.mean()
+        }
     }
 
     /// Responses per revision, largest share first (ties by name, no header last).
@@ -207,10 +227,20 @@ impl Stats {
             .iter()
             .map(|(rev, n)| (Some(rev.clone()), *n))
             .chain((self.no_revision > 0).then_some((None, self.no_revision)))
-            .map(|(revision, responses)| RevisionShare { revision, responses, share: ratio(responses, total) })
+            .map(|(revision, responses)| RevisionShare {
+                revision,
+                responses,
+                share: ratio(responses, total),
+            })
             .collect();
         shares.sort_by(|a, b| {
-            let key = |s: &RevisionShare| (std::cmp::Reverse(s.responses), s.revision.is_none(), s.revision.clone());
+            let key = |s: &RevisionShare| {
+                (
+                    std::cmp::Reverse(s.responses),
+                    s.revision.is_none(),
+                    s.revision.clone(),
+                )
+            };
             key(a).cmp(&key(b))
         });
         shares
@@ -230,7 +260,11 @@ pub struct Live {
 
 impl Default for Live {
     fn default() -> Self {
-        Live { requests: 0, errors: 0, latency: Histogram::new(2).expect("2 significant digits is valid") }
+        Live {
+            requests: 0,
+            errors: 0,
+            latency: Histogram::new(2).expect("2 significant digits is valid"),
+        }
     }
 }
 
@@ -248,7 +282,9 @@ impl Live {
         into.requests += std::mem::take(&mut self.requests);
         into.errors += std::mem::take(&mut self.errors);
         if !self.latency.is_empty() {
-            into.latency.add(&self.latency).expect("auto-resizing histograms always merge");
+            into.latency
+                .add(&self.latency)
+                .expect("auto-resizing histograms always merge");
             self.latency.reset();
         }
     }
@@ -262,12 +298,18 @@ impl Live {
 /// without parsing the whole body (the ids can be long).
 pub fn parse_accepted(body: &[u8]) -> u64 {
     const KEY: &[u8] = b"\"accepted\"";
-    let Some(at) = body.windows(KEY.len()).position(|w| w == KEY) else { return 0 };
-    let Some(rest) = body[at + KEY.len()..].trim_ascii_start().strip_prefix(b":") else { return 0 };
+    let Some(at) = body.windows(KEY.len()).position(|w| w == KEY) else {
+        return 0;
+    };
+    let Some(rest) = body[at + KEY.len()..].trim_ascii_start().strip_prefix(b":") else {
+        return 0;
+    };
     rest.trim_ascii_start()
         .iter()
         .take_while(|b| b.is_ascii_digit())
-        .fold(0u64, |n, d| n.saturating_mul(10).saturating_add(u64::from(d - b'0')))
+        .fold(0u64, |n, d| {
+            n.saturating_mul(10).saturating_add(u64::from(d - b'0'))
+        })
 }
 
 /// Longest latency recorded; anything longer (only possible with a huge
@@ -278,13 +320,20 @@ const MAX_MICROS: u64 = 3_600_000_000;
 fn record(h: &mut Histogram<u64>, latency: Duration) -> u64 {
     // `record`, not `saturating_record`: the latter clamps to the current
     // size instead of growing an auto-resizing histogram.
-    let us = u64::try_from(latency.as_micros()).unwrap_or(MAX_MICROS).clamp(1, MAX_MICROS);
-    h.record(us).expect("an auto-resizing histogram records any value up to an hour");
+    let us = u64::try_from(latency.as_micros())
+        .unwrap_or(MAX_MICROS)
+        .clamp(1, MAX_MICROS);
+    h.record(us)
+        .expect("an auto-resizing histogram records any value up to an hour");
     us
 }
 
 fn ratio(part: u64, whole: u64) -> f64 {
-    if whole == 0 { 0.0 } else { part as f64 / whole as f64 }
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    }
 }
 
 #[cfg(test)]
@@ -292,7 +341,12 @@ mod tests {
     use super::*;
 
     fn ok(status: u16, revision: Option<&str>) -> Response<'_> {
-        Response { status, revision, accepted: u64::from(status == 202), body_bytes: 10 }
+        Response {
+            status,
+            revision,
+            accepted: u64::from(status == 202),
+            body_bytes: 10,
+        }
     }
 
     #[test]
@@ -348,7 +402,11 @@ mod tests {
         s.record_response(Duration::from_micros(5), 1, ok(202, None));
         s.record_error(1, TransportError::Timeout);
         let shares = s.revision_shares();
-        let want = [(Some("rev-a"), 18, 18.0 / 22.0), (Some("rev-b"), 2, 2.0 / 22.0), (None, 2, 2.0 / 22.0)];
+        let want = [
+            (Some("rev-a"), 18, 18.0 / 22.0),
+            (Some("rev-b"), 2, 2.0 / 22.0),
+            (None, 2, 2.0 / 22.0),
+        ];
         assert_eq!(shares.len(), want.len());
         for (got, (rev, n, share)) in shares.iter().zip(want) {
             assert_eq!(got.revision.as_deref(), rev);
@@ -365,7 +423,10 @@ mod tests {
         b.record_response(Duration::from_micros(300), 1, ok(503, Some("y")));
         b.record_error(1, TransportError::ConnectionReset);
         a.merge(&b);
-        assert_eq!((a.requests, a.cases_sent, a.responses(), a.errors()), (3, 5, 2, 2));
+        assert_eq!(
+            (a.requests, a.cases_sent, a.responses(), a.errors()),
+            (3, 5, 2, 2)
+        );
         assert_eq!((a.latency_min(), a.latency_max()), (100, 300));
         assert_eq!(a.revisions.len(), 2);
         assert_eq!(a.statuses[&503], 1);

@@ -78,7 +78,9 @@ impl Threshold {
     pub fn parse(raw: &str) -> Result<Threshold, String> {
         let expr = raw.trim();
         let bad = |why: String| format!("bad --fail-if {raw:?}: {why}; {HELP}");
-        let op_at = expr.find(['<', '>']).ok_or_else(|| bad("no comparison (< or >)".into()))?;
+        let op_at = expr
+            .find(['<', '>'])
+            .ok_or_else(|| bad("no comparison (< or >)".into()))?;
         let (lhs, rest) = expr.split_at(op_at);
         let (op, value) = if let Some(v) = rest.strip_prefix(">=") {
             (Op::Ge, v)
@@ -97,8 +99,12 @@ impl Threshold {
         let value = value.trim();
         let metric = parse_metric(metric_name).map_err(bad)?;
         let (metric, limit) = match metric {
-            Metric::Percentile(_) | Metric::MinLatency | Metric::MaxLatency | Metric::MeanLatency => {
-                let d = parse_duration(value).map_err(|e| bad(format!("{metric_name} needs a duration: {e}")))?;
+            Metric::Percentile(_)
+            | Metric::MinLatency
+            | Metric::MaxLatency
+            | Metric::MeanLatency => {
+                let d = parse_duration(value)
+                    .map_err(|e| bad(format!("{metric_name} needs a duration: {e}")))?;
                 (metric, d.as_secs_f64() * 1e6)
             }
             Metric::Errors | Metric::ErrorRate => match value.strip_suffix('%') {
@@ -107,7 +113,13 @@ impl Threshold {
             },
             Metric::RequestsPerSecond => (metric, number(value).map_err(bad)?),
         };
-        Ok(Threshold { expr: expr.to_owned(), target, metric, op, limit })
+        Ok(Threshold {
+            expr: expr.to_owned(),
+            target,
+            metric,
+            op,
+            limit,
+        })
     }
 
     /// The metric's value on `stats` gathered over `elapsed`.
@@ -139,7 +151,10 @@ impl Threshold {
 impl Metric {
     fn format(self, v: f64) -> String {
         match self {
-            Metric::Percentile(_) | Metric::MinLatency | Metric::MaxLatency | Metric::MeanLatency => format_micros(v),
+            Metric::Percentile(_)
+            | Metric::MinLatency
+            | Metric::MaxLatency
+            | Metric::MeanLatency => format_micros(v),
             Metric::Errors => format!("{v:.0}"),
             Metric::ErrorRate => format!("{:.3}%", v * 100.0),
             Metric::RequestsPerSecond => format!("{v:.1} req/s"),
@@ -149,9 +164,17 @@ impl Metric {
 
 impl fmt::Display for Verdict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let scope = self.target.as_deref().map(|t| format!(" on {t}")).unwrap_or_default();
+        let scope = self
+            .target
+            .as_deref()
+            .map(|t| format!(" on {t}"))
+            .unwrap_or_default();
         let state = if self.failed { "FAILED" } else { "passed" };
-        write!(f, "{state}: {}{scope} (measured {})", self.expr, self.observed_text)
+        write!(
+            f,
+            "{state}: {}{scope} (measured {})",
+            self.expr, self.observed_text
+        )
     }
 }
 
@@ -180,11 +203,19 @@ fn percentile(digits: &str) -> Result<f64, String> {
     let value = if digits.contains('.') || digits.len() <= 2 {
         digits.parse::<f64>().ok()
     } else {
-        format!("{}.{}", &digits[..2], &digits[2..]).parse::<f64>().ok()
+        format!("{}.{}", &digits[..2], &digits[2..])
+            .parse::<f64>()
+            .ok()
     };
     match value {
-        Some(v) if v > 0.0 && v < 100.0 && digits.bytes().all(|b| b.is_ascii_digit() || b == b'.') => Ok(v),
-        _ => Err(format!("p{digits} is not a percentile; use p50, p90, p99, p999...")),
+        Some(v)
+            if v > 0.0 && v < 100.0 && digits.bytes().all(|b| b.is_ascii_digit() || b == b'.') =>
+        {
+            Ok(v)
+        }
+        _ => Err(format!(
+            "p{digits} is not a percentile; use p50, p90, p99, p999..."
+        )),
     }
 }
 
@@ -206,7 +237,10 @@ mod tests {
 
     #[test]
     fn parses_the_documented_forms() {
-        assert_eq!((t("p99>50ms").metric, t("p99>50ms").op, t("p99>50ms").limit), (Metric::Percentile(99.0), Op::Gt, 50_000.0));
+        assert_eq!(
+            (t("p99>50ms").metric, t("p99>50ms").op, t("p99>50ms").limit),
+            (Metric::Percentile(99.0), Op::Gt, 50_000.0)
+        );
         assert_eq!(t("p999 > 1s").metric, Metric::Percentile(99.9));
         assert_eq!(t("p99.9>1s").metric, Metric::Percentile(99.9));
         assert_eq!(t("p9999>1s").metric, Metric::Percentile(99.99));
@@ -215,9 +249,15 @@ mod tests {
         let e = t("errors>0.1%");
         assert_eq!(e.metric, Metric::ErrorRate);
         assert!((e.limit - 0.001).abs() < 1e-12);
-        assert_eq!((t("errors>0").metric, t("errors>0").limit), (Metric::Errors, 0.0));
+        assert_eq!(
+            (t("errors>0").metric, t("errors>0").limit),
+            (Metric::Errors, 0.0)
+        );
         let r = t("rps<1000");
-        assert_eq!((r.metric, r.op, r.limit, r.target), (Metric::RequestsPerSecond, Op::Lt, 1000.0, None));
+        assert_eq!(
+            (r.metric, r.op, r.limit, r.target),
+            (Metric::RequestsPerSecond, Op::Lt, 1000.0, None)
+        );
         assert_eq!(t("grpc:p50>5ms").target.as_deref(), Some("grpc"));
     }
 
@@ -242,12 +282,21 @@ mod tests {
     fn sample() -> Stats {
         // 98 fast 202s, one slow 202, one 503 and one refused connection.
         let mut s = Stats::default();
-        let ok = Response { status: 202, revision: None, accepted: 1, body_bytes: 20 };
+        let ok = Response {
+            status: 202,
+            revision: None,
+            accepted: 1,
+            body_bytes: 20,
+        };
         for _ in 0..98 {
             s.record_response(Duration::from_micros(1_000), 1, ok);
         }
         s.record_response(Duration::from_millis(64), 1, ok);
-        s.record_response(Duration::from_micros(1_000), 1, Response { status: 503, ..ok });
+        s.record_response(
+            Duration::from_micros(1_000),
+            1,
+            Response { status: 503, ..ok },
+        );
         s.record_error(1, TransportError::ConnectRefused);
         s
     }

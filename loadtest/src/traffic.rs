@@ -28,7 +28,10 @@ pub fn load(file: Option<&Path>) -> anyhow::Result<Vec<Case>> {
                 .with_context(|| format!("cannot read the traffic file {}", path.display()))?;
             (path.display().to_string(), text)
         }
-        None => ("the built-in traffic.json".to_owned(), DEFAULT_TRAFFIC.to_owned()),
+        None => (
+            "the built-in traffic.json".to_owned(),
+            DEFAULT_TRAFFIC.to_owned(),
+        ),
     };
     parse(&text).with_context(|| format!("{name} is not a usable traffic file"))
 }
@@ -36,7 +39,9 @@ pub fn load(file: Option<&Path>) -> anyhow::Result<Vec<Case>> {
 /// Parses a JSON array of cases with the events crate's own checks.
 pub fn parse(text: &str) -> anyhow::Result<Vec<Case>> {
     if !text.trim_start().starts_with('[') {
-        anyhow::bail!("expected a JSON array of cases; write one with `loadtest gen --count 1000 --out FILE`");
+        anyhow::bail!(
+            "expected a JSON array of cases; write one with `loadtest gen --count 1000 --out FILE`"
+        );
     }
     events::parse_json_body(text.as_bytes()).map_err(|e| {
         let at = match (e.index, &e.field) {
@@ -62,7 +67,11 @@ impl Shape {
     }
 
     pub fn content_type(&self) -> HeaderValue {
-        HeaderValue::from_static(if self.ndjson { "application/x-ndjson" } else { "application/json" })
+        HeaderValue::from_static(if self.ndjson {
+            "application/x-ndjson"
+        } else {
+            "application/json"
+        })
     }
 }
 
@@ -78,17 +87,25 @@ impl BodyPool {
     pub fn build(cases: &[Case], shape: Shape, rng: &mut impl Rng) -> BodyPool {
         assert!(!cases.is_empty(), "a traffic file has at least one case");
         let per = shape.cases_per_body() as usize;
-        let encoded: Vec<Vec<u8>> =
-            cases.iter().map(|c| serde_json::to_vec(c).expect("a Case always serializes")).collect();
+        let encoded: Vec<Vec<u8>> = cases
+            .iter()
+            .map(|c| serde_json::to_vec(c).expect("a Case always serializes"))
+            .collect();
         let bodies = if per == 1 && shape.batch.is_none() && !shape.ndjson {
             // Single cases: every case once is already the best pool.
             encoded.into_iter().map(Bytes::from).collect()
         } else {
             let avg = encoded.iter().map(Vec::len).sum::<usize>() / encoded.len() + 1;
             let count = (POOL_BYTES / (avg * per)).clamp(1, POOL_BODIES);
-            (0..count).map(|_| Bytes::from(batch_body(&encoded, per, shape.ndjson, rng))).collect()
+            (0..count)
+                .map(|_| Bytes::from(batch_body(&encoded, per, shape.ndjson, rng)))
+                .collect()
         };
-        BodyPool { bodies, cases_per_body: per as u64, content_type: shape.content_type() }
+        BodyPool {
+            bodies,
+            cases_per_body: per as u64,
+            content_type: shape.content_type(),
+        }
     }
 
     pub fn pick(&self, rng: &mut impl Rng) -> Bytes {
@@ -134,13 +151,28 @@ mod tests {
     fn built_in_traffic_is_valid_and_realistic() {
         let cases = load(None).unwrap();
         assert!((150..=300).contains(&cases.len()), "{}", cases.len());
-        let departments: std::collections::BTreeSet<_> = cases.iter().map(|c| c.location.as_str()).collect();
+        let departments: std::collections::BTreeSet<_> =
+            cases.iter().map(|c| c.location.as_str()).collect();
         for d in departments.iter() {
-            assert!(crate::generate::DEPARTMENTS.iter().any(|(name, ..)| name == d), "{d} is not a department");
+            assert!(
+                crate::generate::DEPARTMENTS
+                    .iter()
+                    .any(|(name, ..)| name == d),
+                "{d} is not a department"
+            );
         }
-        assert!(departments.len() >= 18, "most departments appear: {departments:?}");
-        assert!(cases.iter().all(|c| ["communitary", "imported"].contains(&c.infectedtype.as_str())));
-        assert!(cases.iter().all(|c| ["active", "recovered", "deceased", "hospitalized"].contains(&c.state.as_str())));
+        assert!(
+            departments.len() >= 18,
+            "most departments appear: {departments:?}"
+        );
+        assert!(
+            cases
+                .iter()
+                .all(|c| ["communitary", "imported"].contains(&c.infectedtype.as_str()))
+        );
+        assert!(cases.iter().all(|c| {
+            ["active", "recovered", "deceased", "hospitalized"].contains(&c.state.as_str())
+        }));
     }
 
     #[test]
@@ -150,27 +182,73 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("case 1, field age"), "{e}");
         assert!(parse("{}").unwrap_err().to_string().contains("JSON array"));
-        assert!(load(Some(Path::new("/nonexistent/traffic.json"))).unwrap_err().to_string().contains("cannot read"));
+        assert!(
+            load(Some(Path::new("/nonexistent/traffic.json")))
+                .unwrap_err()
+                .to_string()
+                .contains("cannot read")
+        );
     }
 
     #[test]
     fn bodies_parse_back_with_the_right_count() {
         let cases = load(None).unwrap();
         let mut rng = SmallRng::seed_from_u64(1);
-        let single = BodyPool::build(&cases, Shape { batch: None, ndjson: false }, &mut rng);
+        let single = BodyPool::build(
+            &cases,
+            Shape {
+                batch: None,
+                ndjson: false,
+            },
+            &mut rng,
+        );
         assert_eq!(single.len(), cases.len());
-        assert_eq!(events::parse_json_body(&single.pick(&mut rng)).unwrap().len(), 1);
+        assert_eq!(
+            events::parse_json_body(&single.pick(&mut rng))
+                .unwrap()
+                .len(),
+            1
+        );
         assert!(single.pick(&mut rng).starts_with(b"{"));
 
-        let batch = BodyPool::build(&cases, Shape { batch: Some(7), ndjson: false }, &mut rng);
+        let batch = BodyPool::build(
+            &cases,
+            Shape {
+                batch: Some(7),
+                ndjson: false,
+            },
+            &mut rng,
+        );
         assert_eq!((batch.len(), batch.cases_per_body), (POOL_BODIES, 7));
-        assert_eq!(events::parse_json_body(&batch.pick(&mut rng)).unwrap().len(), 7);
+        assert_eq!(
+            events::parse_json_body(&batch.pick(&mut rng))
+                .unwrap()
+                .len(),
+            7
+        );
 
-        let nd = BodyPool::build(&cases, Shape { batch: Some(3), ndjson: true }, &mut rng);
+        let nd = BodyPool::build(
+            &cases,
+            Shape {
+                batch: Some(3),
+                ndjson: true,
+            },
+            &mut rng,
+        );
         assert_eq!(nd.content_type, "application/x-ndjson");
-        assert_eq!(events::parse_ndjson_body(&nd.pick(&mut rng)).unwrap().len(), 3);
+        assert_eq!(
+            events::parse_ndjson_body(&nd.pick(&mut rng)).unwrap().len(),
+            3
+        );
 
-        let one_array = BodyPool::build(&cases, Shape { batch: Some(1), ndjson: false }, &mut rng);
+        let one_array = BodyPool::build(
+            &cases,
+            Shape {
+                batch: Some(1),
+                ndjson: false,
+            },
+            &mut rng,
+        );
         assert!(one_array.pick(&mut rng).starts_with(b"["));
     }
 }

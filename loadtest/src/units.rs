@@ -13,20 +13,32 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     let mut total = 0f64;
     let mut rest = s;
     while !rest.is_empty() {
-        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-        let unit_len = rest[num_len..].find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len() - num_len);
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let unit_len = rest[num_len..]
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len() - num_len);
         let (num, unit) = (&rest[..num_len], &rest[num_len..num_len + unit_len]);
-        let value: f64 = num
-            .parse()
-            .map_err(|_| format!("bad duration {raw:?}: expected a number before the unit, e.g. 500ms, 10s, 2m"))?;
+        let value: f64 = num.parse().map_err(|_| {
+            format!("bad duration {raw:?}: expected a number before the unit, e.g. 500ms, 10s, 2m")
+        })?;
         let seconds_per_unit = match unit {
             "us" | "µs" => 1e-6,
             "ms" => 1e-3,
             "s" => 1.0,
             "m" => 60.0,
             "h" => 3600.0,
-            "" => return Err(format!("bad duration {raw:?}: add a unit (us, ms, s, m or h), e.g. {raw}s")),
-            other => return Err(format!("bad duration {raw:?}: unknown unit {other:?}; use us, ms, s, m or h")),
+            "" => {
+                return Err(format!(
+                    "bad duration {raw:?}: add a unit (us, ms, s, m or h), e.g. {raw}s"
+                ));
+            }
+            other => {
+                return Err(format!(
+                    "bad duration {raw:?}: unknown unit {other:?}; use us, ms, s, m or h"
+                ));
+            }
         };
         total += value * seconds_per_unit;
         rest = &rest[num_len + unit_len..];

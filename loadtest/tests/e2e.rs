@@ -2,11 +2,11 @@
 //! receive: what is sent, received and reported must agree exactly.
 
 use std::collections::{BTreeMap, BTreeSet};
-
 use std::path::Path;
 use std::process::Output;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -14,12 +14,12 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// Every `REV_B_EVERY`th request is served by "rev-b", the others by "rev-a".
 const REV_B_EVERY: u64 = 10;
 
-/// What a test server saw.
+/// What a test server saw, and how it behaves.
 #[derive(Default)]
 struct Seen {
     requests: AtomicU64,
@@ -32,15 +32,30 @@ struct Seen {
     content_types: Mutex<BTreeSet<String>>,
     /// Answer 503 to every Nth request.
     fail_every: Option<u64>,
+    /// Hold the first request this long.
+    stall_first: Option<Duration>,
 }
 
 async fn cases(State(seen): State<Arc<Seen>>, headers: HeaderMap, body: Bytes) -> Response {
     let n = seen.requests.fetch_add(1, Ordering::SeqCst) + 1;
-    let header = |name| headers.get(name).map(|v: &header::HeaderValue| v.to_str().unwrap().to_owned());
+    if let (1, Some(stall)) = (n, seen.stall_first) {
+        tokio::time::sleep(stall).await;
+    }
+    let header = |name| {
+        headers
+            .get(name)
+            .map(|v: &header::HeaderValue| v.to_str().unwrap().to_owned())
+    };
     seen.hosts.lock().unwrap().extend(header(header::HOST));
-    seen.authorizations.lock().unwrap().extend(header(header::AUTHORIZATION));
+    seen.authorizations
+        .lock()
+        .unwrap()
+        .extend(header(header::AUTHORIZATION));
     let content_type = header(header::CONTENT_TYPE).unwrap_or_default();
-    seen.content_types.lock().unwrap().insert(content_type.clone());
+    seen.content_types
+        .lock()
+        .unwrap()
+        .insert(content_type.clone());
     let parsed = if content_type == "application/x-ndjson" {
         events::parse_ndjson_body(&body)
     } else {
@@ -57,25 +72,39 @@ async fn cases(State(seen): State<Arc<Seen>>, headers: HeaderMap, body: Bytes) -
     let rev = [(runtime::REVISION_HEADER, revision)];
     if seen.fail_every.is_some_and(|k| n % k == 0) {
         seen.failed.fetch_add(1, Ordering::SeqCst);
-        return (StatusCode::SERVICE_UNAVAILABLE, rev, r#"{"error":"try again"}"#).into_response();
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            rev,
+            r#"{"error":"try again"}"#,
+        )
+            .into_response();
     }
     seen.accepted.fetch_add(count, Ordering::SeqCst);
     let ids: Vec<String> = (0..count).map(|i| format!("{n}-{i}")).collect();
-    (StatusCode::ACCEPTED, rev, axum::Json(serde_json::json!({"accepted": count, "ids": ids}))).into_response()
+    let body = axum::Json(json!({"accepted": count, "ids": ids}));
+    (StatusCode::ACCEPTED, rev, body).into_response()
 }
 
-async fn spawn_server(fail_every: Option<u64>) -> (String, Arc<Seen>) {
-    let seen = Arc::new(Seen { fail_every, ..Seen::default() });
+/// Starts a counting server on 127.0.0.1:0; returns its base URL.
+async fn serve(seen: Seen) -> (String, Arc<Seen>) {
+    let seen = Arc::new(seen);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = Router::new().route("/cases", post(cases)).with_state(seen.clone());
+    let app = Router::new()
+        .route("/cases", post(cases))
+        .with_state(seen.clone());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (format!("http://{addr}"), seen)
 }
 
-async fn loadtest(args: &[&str]) -> Output {
+async fn server() -> (String, Arc<Seen>) {
+    serve(Seen::default()).await
+}
+
+/// Runs the binary with a command line split on spaces (test paths have none).
+async fn loadtest(command_line: &str) -> Output {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_loadtest"))
-        .args(args)
+        .args(command_line.split_whitespace())
         .env_remove("LOADTEST_TOKEN")
         .output()
         .await
@@ -83,7 +112,8 @@ async fn loadtest(args: &[&str]) -> Output {
 }
 
 fn read_report(path: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(path).expect("the report was written")).expect("the report is JSON")
+    let bytes = std::fs::read(path).expect("the report was written");
+    serde_json::from_slice(&bytes).expect("the report is JSON")
 }
 
 fn n(v: &Value) -> u64 {
@@ -95,26 +125,32 @@ fn stderr(out: &Output) -> String {
 }
 
 fn revisions(summary: &Value) -> BTreeMap<String, u64> {
-    summary["revisions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| (r["revision"].as_str().unwrap().to_owned(), n(&r["responses"])))
+    let shares = summary["revisions"].as_array().unwrap().iter();
+    shares
+        .map(|r| {
+            (
+                r["revision"].as_str().unwrap().to_owned(),
+                n(&r["responses"]),
+            )
+        })
         .collect()
+}
+
+fn set(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|s| s.to_string()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sent_received_and_reported_agree() {
-    let (url, seen) = spawn_server(None).await;
+    let (url, seen) = server().await;
     let dir = tempfile::tempdir().unwrap();
-    let report = dir.path().join("r.json");
-    let csv = dir.path().join("run");
-    let target = format!("local={url}");
-    let out = loadtest(&[
-        "--users", "8", "--spawn-rate", "100", "--requests", "500", "--batch", "3", "--target", &target,
-        "--report", report.to_str().unwrap(), "--csv", csv.to_str().unwrap(), "--quiet",
-        "--fail-if", "errors>0", "--fail-if", "p99>1h",
-    ])
+    let (report, csv) = (dir.path().join("r.json"), dir.path().join("run"));
+    let out = loadtest(&format!(
+        "--users 8 --spawn-rate 100 --requests 500 --batch 3 --target local={url} --quiet \
+         --report {} --csv {} --fail-if errors>0 --fail-if p99>1h",
+        report.display(),
+        csv.display()
+    ))
     .await;
     assert!(out.status.success(), "{}", stderr(&out));
 
@@ -126,49 +162,72 @@ async fn sent_received_and_reported_agree() {
     assert_eq!(n(&total["cases_sent"]), 1500);
     assert_eq!(n(&total["cases_accepted"]), 1500);
     assert_eq!(n(&total["errors"]), 0);
-    assert_eq!(total["status"], serde_json::json!({"202": 500}));
-    assert_eq!(revisions(total), BTreeMap::from([("rev-a".into(), 450), ("rev-b".into(), 50)]));
+    assert_eq!(total["status"], json!({"202": 500}));
+    let served = BTreeMap::from([("rev-a".into(), 450), ("rev-b".into(), 50)]);
+    assert_eq!(revisions(total), served);
     assert_eq!(seen.rev_b.load(Ordering::SeqCst), 50);
     assert_eq!(total["revisions"][1]["share"], 0.1);
     assert_eq!(r["targets"][0]["name"], "local");
     assert_eq!(r["targets"][0]["requests"], total["requests"]);
-    assert_eq!(r["model"], serde_json::json!({"kind": "closed", "users": 8, "spawn_rate": 100.0}));
+    let model = json!({"kind": "closed", "users": 8, "spawn_rate": 100.0});
+    assert_eq!(r["model"], model);
     assert_eq!(r["passed"], true);
     assert_eq!(r["thresholds"].as_array().unwrap().len(), 2);
-    assert!(total["latency_us"]["p50"].as_u64().unwrap() <= total["latency_us"]["max"].as_u64().unwrap());
-    assert_eq!(*seen.content_types.lock().unwrap(), BTreeSet::from(["application/json".to_owned()]));
+    assert!(n(&total["latency_us"]["p50"]) <= n(&total["latency_us"]["max"]));
+    assert_eq!(
+        *seen.content_types.lock().unwrap(),
+        set(&["application/json"])
+    );
 
     let table = String::from_utf8(out.stdout).unwrap();
-    assert!(table.contains("rev-b") && table.contains("HTTP 202"), "{table}");
+    assert!(
+        table.contains("rev-b") && table.contains("HTTP 202"),
+        "{table}"
+    );
 
     let mut rows = csv::Reader::from_path(dir.path().join("run_stats.csv")).unwrap();
     assert_eq!(rows.headers().unwrap().len(), 22);
     assert_eq!(&rows.headers().unwrap()[10], "Failures/s");
     let rows: Vec<csv::StringRecord> = rows.records().map(Result::unwrap).collect();
     assert_eq!(rows.len(), 2);
-    assert_eq!((&rows[0][0], &rows[0][1], &rows[0][2]), ("POST", "local", "500"));
-    assert_eq!((&rows[1][1], &rows[1][2], &rows[1][3]), ("Aggregated", "500", "0"));
+    assert_eq!(
+        (&rows[0][0], &rows[0][1], &rows[0][2]),
+        ("POST", "local", "500")
+    );
+    assert_eq!(
+        (&rows[1][1], &rows[1][2], &rows[1][3]),
+        ("Aggregated", "500", "0")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_are_broken_down_and_thresholds_set_the_exit_code() {
-    let (url, seen) = spawn_server(Some(4)).await;
+    let (url, seen) = serve(Seen {
+        fail_every: Some(4),
+        ..Seen::default()
+    })
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("r.json");
-    let target = format!("local={url}");
-    let run = |fail_if: &'static str| {
-        let args = ["--users", "5", "--requests", "200", "--target", &target, "--report", report.to_str().unwrap(), "-q", "--fail-if", fail_if]
-            .map(str::to_owned);
-        async move { loadtest(&args.iter().map(String::as_str).collect::<Vec<_>>()).await }
+    let run = |fail_if: &str| {
+        let line = format!(
+            "--users 5 --requests 200 -q --target local={url} --report {} --fail-if {fail_if}",
+            report.display()
+        );
+        async move { loadtest(&line).await }
     };
 
     let out = run("errors>10%").await;
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    assert!(stderr(&out).contains("FAILED: errors>10% (measured 25.000%)"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("FAILED: errors>10% (measured 25.000%)"),
+        "{}",
+        stderr(&out)
+    );
     let r = read_report(&report);
     assert_eq!(r["passed"], false);
     assert_eq!(r["thresholds"][0]["failed"], true);
-    assert_eq!(r["total"]["status"], serde_json::json!({"202": 150, "503": 50}));
+    assert_eq!(r["total"]["status"], json!({"202": 150, "503": 50}));
     assert_eq!(n(&r["total"]["errors"]), 50);
     assert_eq!(n(&r["total"]["cases_sent"]), 200);
     assert_eq!(n(&r["total"]["cases_accepted"]), 150);
@@ -176,7 +235,11 @@ async fn failures_are_broken_down_and_thresholds_set_the_exit_code() {
 
     let out = run("errors>30%").await;
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stderr(&out).contains("passed: errors>30%"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("passed: errors>30%"),
+        "{}",
+        stderr(&out)
+    );
 
     // No machine sends a billion requests a second: this always fails.
     let out = run("rps<1000000000").await;
@@ -186,33 +249,45 @@ async fn failures_are_broken_down_and_thresholds_set_the_exit_code() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_targets_with_host_headers_and_a_token() {
-    let (grpc_url, grpc) = spawn_server(None).await;
-    let (redis_url, redis) = spawn_server(None).await;
+    let (grpc_url, grpc) = server().await;
+    let (redis_url, redis) = server().await;
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("r.json");
-    let out = loadtest(&[
-        "--users", "4", "--duration", "500ms", "-q",
-        "--target", &format!("grpc={grpc_url}"), "--target", &format!("redis={redis_url}"),
-        "--host-header", "grpc=ingest-grpc.example.com", "--token", "s3cret",
-        "--report", report.to_str().unwrap(),
-    ])
+    let out = loadtest(&format!(
+        "--users 4 --duration 500ms -q --target grpc={grpc_url} --target redis={redis_url} \
+         --host-header grpc=ingest-grpc.example.com --token s3cret --report {}",
+        report.display()
+    ))
     .await;
     assert!(out.status.success(), "{}", stderr(&out));
 
-    assert_eq!(*grpc.hosts.lock().unwrap(), BTreeSet::from(["ingest-grpc.example.com".to_owned()]));
-    let redis_host = redis_url.trim_start_matches("http://").to_owned();
-    assert_eq!(*redis.hosts.lock().unwrap(), BTreeSet::from([redis_host]));
+    assert_eq!(
+        *grpc.hosts.lock().unwrap(),
+        set(&["ingest-grpc.example.com"])
+    );
+    let redis_host = redis_url.trim_start_matches("http://");
+    assert_eq!(*redis.hosts.lock().unwrap(), set(&[redis_host]));
     for seen in [&grpc, &redis] {
-        assert_eq!(*seen.authorizations.lock().unwrap(), BTreeSet::from(["Bearer s3cret".to_owned()]));
+        assert_eq!(
+            *seen.authorizations.lock().unwrap(),
+            set(&["Bearer s3cret"])
+        );
     }
 
     let r = read_report(&report);
     let (g, rd) = (&r["targets"][0], &r["targets"][1]);
-    assert_eq!((g["name"].as_str(), g["host"].as_str()), (Some("grpc"), Some("ingest-grpc.example.com")));
+    assert_eq!(g["name"], "grpc");
+    assert_eq!(g["host"], "ingest-grpc.example.com");
     assert_eq!(n(&g["requests"]), grpc.requests.load(Ordering::SeqCst));
     assert_eq!(n(&rd["requests"]), redis.requests.load(Ordering::SeqCst));
-    assert!(n(&g["requests"]) > 0 && n(&rd["requests"]) > 0, "both targets get users");
-    assert_eq!(n(&r["total"]["requests"]), n(&g["requests"]) + n(&rd["requests"]));
+    assert!(
+        n(&g["requests"]) > 0 && n(&rd["requests"]) > 0,
+        "both targets get users"
+    );
+    assert_eq!(
+        n(&r["total"]["requests"]),
+        n(&g["requests"]) + n(&rd["requests"])
+    );
     assert_eq!(n(&g["cases_accepted"]), grpc.cases.load(Ordering::SeqCst));
     assert_eq!(revisions(g)["rev-b"], grpc.rev_b.load(Ordering::SeqCst));
     assert_eq!(revisions(rd)["rev-b"], redis.rev_b.load(Ordering::SeqCst));
@@ -220,13 +295,14 @@ async fn two_targets_with_host_headers_and_a_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_model_sends_every_arrival() {
-    let (url, seen) = spawn_server(None).await;
+    let (url, seen) = server().await;
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("r.json");
-    let out = loadtest(&[
-        "--rate", "400", "--duration", "500ms", "--max-in-flight", "16", "--batch", "2", "--ndjson", "-q",
-        "--target", &format!("local={url}"), "--report", report.to_str().unwrap(),
-    ])
+    let out = loadtest(&format!(
+        "--rate 400 --duration 500ms --max-in-flight 16 --batch 2 --ndjson -q \
+         --target local={url} --report {}",
+        report.display()
+    ))
     .await;
     assert!(out.status.success(), "{}", stderr(&out));
     let r = read_report(&report);
@@ -235,59 +311,119 @@ async fn open_model_sends_every_arrival() {
     assert_eq!(seen.requests.load(Ordering::SeqCst), 200);
     assert_eq!(seen.cases.load(Ordering::SeqCst), 400);
     assert_eq!(n(&r["total"]["cases_accepted"]), 400);
-    assert_eq!(r["model"], serde_json::json!({"kind": "open", "rate": 400.0, "max_in_flight": 16}));
+    assert_eq!(
+        r["model"],
+        json!({"kind": "open", "rate": 400.0, "max_in_flight": 16})
+    );
     assert_eq!(r["content_type"], "application/x-ndjson");
-    assert_eq!(*seen.content_types.lock().unwrap(), BTreeSet::from(["application/x-ndjson".to_owned()]));
+    assert_eq!(
+        *seen.content_types.lock().unwrap(),
+        set(&["application/x-ndjson"])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_model_latency_includes_the_wait_behind_a_stall() {
+    // The first request is held 300ms; with one request in flight, the
+    // arrivals due at 0, 10, ... 200ms cannot complete before 300ms, so 21
+    // of the 100 latencies are at least 100ms when measured from the
+    // intended time, and p80 is one of them (measured from the send, only
+    // the first would be).
+    let stall = Some(Duration::from_millis(300));
+    let (url, seen) = serve(Seen {
+        stall_first: stall,
+        ..Seen::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("r.json");
+    let out = loadtest(&format!(
+        "--rate 100 --requests 100 --max-in-flight 1 -q --target l={url} --report {} \
+         --fail-if p80<100ms",
+        report.display()
+    ))
+    .await;
+    assert!(
+        out.status.success(),
+        "p80 must include the stall: {}",
+        stderr(&out)
+    );
+    let r = read_report(&report);
+    assert_eq!(n(&r["total"]["requests"]), 100);
+    assert_eq!(seen.requests.load(Ordering::SeqCst), 100);
+    assert!(r["thresholds"][0]["observed"].as_f64().unwrap() >= 100_000.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_not_yet_spawned_do_not_prolong_the_run() {
-    let (url, seen) = spawn_server(None).await;
+    let (url, seen) = server().await;
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("r.json");
-    let target = format!("l={url}");
     // At 1 user/s, user 49 would start after 49s: both ends must come first.
-    for end in [["--duration", "1s"], ["--requests", "30"]] {
-        let out = loadtest(&["--users", "50", "--spawn-rate", "1", end[0], end[1], "-q", "--target", &target, "--report", report.to_str().unwrap()]).await;
+    for end in ["--duration 1s", "--requests 30"] {
+        let out = loadtest(&format!(
+            "--users 50 --spawn-rate 1 {end} -q --target l={url} --report {}",
+            report.display()
+        ))
+        .await;
         assert!(out.status.success(), "{}", stderr(&out));
-        let r = read_report(&report);
-        let secs = r["duration_s"].as_f64().unwrap();
-        assert!(secs < 20.0, "{end:?}: the run waited for users that could not send ({secs}s)");
+        let secs = read_report(&report)["duration_s"].as_f64().unwrap();
+        assert!(
+            secs < 20.0,
+            "{end}: the run waited for users that could not send ({secs}s)"
+        );
     }
     assert!(seen.requests.load(Ordering::SeqCst) >= 30);
 }
 
 #[tokio::test]
 async fn refused_connections_are_transport_errors() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("r.json");
     let target = format!("down=http://127.0.0.1:{port}");
-    let out = loadtest(&["--users", "2", "--requests", "20", "-q", "--target", &target, "--report", report.to_str().unwrap()]).await;
-    assert!(out.status.success(), "no threshold, no failure: {}", stderr(&out));
-    let r = read_report(&report);
-    assert_eq!(r["total"]["transport_errors"], serde_json::json!({"connect_refused": 20}));
-    assert_eq!((n(&r["total"]["requests"]), n(&r["total"]["errors"]), n(&r["total"]["responses"])), (20, 20, 0));
+    let out = loadtest(&format!(
+        "--users 2 --requests 20 -q --target {target} --report {}",
+        report.display()
+    ))
+    .await;
+    assert!(
+        out.status.success(),
+        "no threshold, no failure: {}",
+        stderr(&out)
+    );
+    let total = &read_report(&report)["total"];
+    assert_eq!(total["transport_errors"], json!({"connect_refused": 20}));
+    assert_eq!(n(&total["requests"]), 20);
+    assert_eq!(n(&total["errors"]), 20);
+    assert_eq!(n(&total["responses"]), 0);
 
-    let out = loadtest(&["--requests", "5", "-q", "--target", &target, "--fail-if", "errors>0"]).await;
+    let out = loadtest(&format!(
+        "--requests 5 -q --target {target} --fail-if errors>0"
+    ))
+    .await;
     assert_eq!(out.status.code(), Some(3));
 }
 
 #[tokio::test]
 async fn bad_flags_explain_themselves() {
-    let out = loadtest(&["--target", "http://127.0.0.1:8081"]).await;
+    let out = loadtest("--target http://127.0.0.1:8081").await;
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("NAME=VALUE, e.g. --target grpc=http://127.0.0.1:8081"), "{}", stderr(&out));
+    let want = "NAME=VALUE, e.g. --target grpc=http://127.0.0.1:8081";
+    assert!(stderr(&out).contains(want), "{}", stderr(&out));
 
-    let out = loadtest(&["--target", "a=http://127.0.0.1:1", "--host-header", "b=x.example.com"]).await;
+    let out = loadtest("--target a=http://127.0.0.1:1 --host-header b=x.example.com").await;
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("names no target; the targets are: a"), "{}", stderr(&out));
+    let want = "names no target; the targets are: a";
+    assert!(stderr(&out).contains(want), "{}", stderr(&out));
 
-    let out = loadtest(&["--target", "a=http://127.0.0.1:1", "--fail-if", "p99>50"]).await;
+    let out = loadtest("--target a=http://127.0.0.1:1 --fail-if p99>50").await;
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("add a unit"), "{}", stderr(&out));
 
-    let out = loadtest(&["--help"]).await;
+    let out = loadtest("--help").await;
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("--fail-if"));
 }
@@ -297,7 +433,11 @@ async fn gen_writes_valid_reproducible_traffic() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (dir.path().join("a.json"), dir.path().join("b.json"));
     for path in [&a, &b] {
-        let out = loadtest(&["gen", "--count", "300", "--seed", "9", "--out", path.to_str().unwrap()]).await;
+        let out = loadtest(&format!(
+            "gen --count 300 --seed 9 --out {}",
+            path.display()
+        ))
+        .await;
         assert!(out.status.success(), "{}", stderr(&out));
     }
     let text = std::fs::read(&a).unwrap();
@@ -305,16 +445,22 @@ async fn gen_writes_valid_reproducible_traffic() {
     assert_eq!(events::parse_json_body(&text).unwrap().len(), 300);
 
     // The file is usable as --file.
-    let (url, seen) = spawn_server(None).await;
-    let out = loadtest(&["--file", a.to_str().unwrap(), "--requests", "10", "-q", "--target", &format!("l={url}")]).await;
+    let (url, seen) = server().await;
+    let out = loadtest(&format!(
+        "--file {} --requests 10 -q --target l={url}",
+        a.display()
+    ))
+    .await;
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(seen.requests.load(Ordering::SeqCst), 10);
 }
 
 #[test]
 fn committed_traffic_json_is_valid_cases() {
-    let text = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("traffic.json")).unwrap();
-    let cases = events::parse_json_body(&text).expect("every entry of traffic.json is an events::Case");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("traffic.json");
+    let text = std::fs::read(path).unwrap();
+    let cases =
+        events::parse_json_body(&text).expect("every entry of traffic.json is an events::Case");
     assert!(cases.len() >= 150, "{}", cases.len());
 }
 
@@ -323,9 +469,17 @@ fn locust_file_is_valid_python() {
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("traffic.py");
     let source = std::fs::read_to_string(&file).unwrap();
     assert!(source.contains("FastHttpUser") && source.contains("traffic.json"));
-    match std::process::Command::new("python3").args(["-c", "import ast,sys; ast.parse(open(sys.argv[1]).read())"]).arg(&file).output() {
-        Ok(out) => assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr)),
+    let check = "import ast, sys; ast.parse(open(sys.argv[1]).read())";
+    match std::process::Command::new("python3")
+        .args(["-c", check])
+        .arg(&file)
+        .output()
+    {
+        Ok(out) => assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
         Err(e) => eprintln!("python3 is not installed ({e}): checked traffic.py's content only"),
     }
 }
-
