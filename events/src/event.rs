@@ -82,6 +82,14 @@ impl Reported {
         uuid::Uuid::now_v7().to_string()
     }
 
+    /// A UUIDv7 with the given time and the given 74 "random" bits (taken
+    /// from `bits`). Deterministic: ingest derives `bits` from a client's
+    /// `Idempotency-Key`, so a retried request gets the same ids, and passes
+    /// the key's first-seen time, so the ids still sort by acceptance time.
+    pub fn id_at(unix_ms: u64, bits: &[u8; 10]) -> String {
+        uuid::Builder::from_unix_timestamp_millis(unix_ms, bits).into_uuid().to_string()
+    }
+
     pub fn to_event(&self, source: &str) -> Event {
         let mut b = EventBuilderV10::new()
             .id(self.id.clone())
@@ -198,6 +206,61 @@ impl StatsUpdated {
     }
 }
 
+/// Longest event id accepted: ids become MongoDB `_id`s, and ours are 36
+/// characters.
+pub const MAX_ID_CHARS: usize = 256;
+
+/// What every received CloudEvent must be, whichever encoding brought it
+/// (HTTP, Redis, protobuf): spec version 1.0 (the protobuf format and Knative
+/// speak only 1.0, and a 0.3 event does not survive re-encoding), with a
+/// non-empty id of at most [`MAX_ID_CHARS`], a source and a type. Found by
+/// fuzzing: the SDK's HTTP and JSON decoders accept 0.3 and empty attributes.
+pub fn check_received(event: &Event) -> Result<(), EventError> {
+    if event.specversion() != cloudevents::event::SpecVersion::V10 {
+        return Err(EventError::new(format!(
+            "unsupported CloudEvents specversion {:?}: send 1.0",
+            event.specversion().as_str()
+        )));
+    }
+    for (name, value) in [("id", event.id()), ("source", event.source().as_str()), ("type", event.ty())] {
+        if value.trim().is_empty() {
+            return Err(EventError::new(format!("the CloudEvent has an empty {name}")));
+        }
+    }
+    if event.id().chars().count() > MAX_ID_CHARS {
+        return Err(EventError::new(format!("the CloudEvent id is over {MAX_ID_CHARS} characters")));
+    }
+    if let Some(t) = event.time()
+        && !(0..=9999).contains(&chrono::Datelike::year(t))
+    {
+        // RFC 3339, the HTTP and JSON encodings' format, has 4-digit years.
+        return Err(EventError::new(format!("the CloudEvent time {t} is out of range (years 0 to 9999)")));
+    }
+    for (name, _) in event.iter_extensions() {
+        check_extension_name(name)?;
+    }
+    Ok(())
+}
+
+/// Attribute names the CloudEvents formats reserve: an extension by one of
+/// these names (`ce-data` in binary mode, say) would collide with them.
+const RESERVED: [&str; 11] =
+    ["specversion", "id", "source", "type", "datacontenttype", "dataschema", "subject", "time", "data", "schemaurl", "datacontentencoding"];
+
+/// An extension name must be lowercase ASCII letters and digits (CloudEvents
+/// 1.0, as Knative validates `ceOverrides`) and not a reserved name.
+pub fn check_extension_name(name: &str) -> Result<(), EventError> {
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()) {
+        return Err(EventError::new(format!(
+            "CloudEvent extension {name:?} is not a valid attribute name: use lowercase letters and digits only"
+        )));
+    }
+    if RESERVED.contains(&name) {
+        return Err(EventError::new(format!("CloudEvent extension {name:?} uses a reserved attribute name")));
+    }
+    Ok(())
+}
+
 fn expect_type(event: &Event, ty: &str) -> Result<(), EventError> {
     if event.ty() != ty {
         return Err(EventError::new(format!(
@@ -241,6 +304,18 @@ mod tests {
             revision: Some("ingest-00001".into()),
             traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
         }
+    }
+
+    #[test]
+    fn ids_at_a_time_are_deterministic_v7_and_sort_by_time() {
+        let a = Reported::id_at(1_700_000_000_000, &[7; 10]);
+        assert_eq!(a, Reported::id_at(1_700_000_000_000, &[7; 10]));
+        assert_ne!(a, Reported::id_at(1_700_000_000_000, &[8; 10]));
+        let u = uuid::Uuid::parse_str(&a).unwrap();
+        assert_eq!(u.get_version_num(), 7);
+        assert_eq!(u.get_timestamp().unwrap().to_unix().0, 1_700_000_000);
+        assert!(Reported::id_at(1_700_000_000_001, &[0; 10]) > Reported::id_at(1_700_000_000_000, &[255; 10]));
+        assert!(Reported::new_id() > a, "a keyed id sorts among new ids by its time");
     }
 
     #[test]

@@ -42,11 +42,18 @@ impl<S: Send + Sync> FromRequest<S> for CloudEvent {
             status: e.status(),
             message: e.body_text(),
         })?;
-        to_event(&headers, body.to_vec()).map(CloudEvent).map_err(|e| CloudEventRejection {
-            status: StatusCode::BAD_REQUEST,
-            message: format!("not a valid CloudEvent: {e}"),
-        })
+        decode(&headers, body.to_vec())
+            .map(CloudEvent)
+            .map_err(|e| CloudEventRejection { status: StatusCode::BAD_REQUEST, message: e.0 })
     }
+}
+
+/// Decodes a CloudEvent from an HTTP request (binary or structured mode) the
+/// way every receiver does: the SDK's decoding, then [`crate::check_received`].
+pub fn decode(headers: &http::HeaderMap, body: Vec<u8>) -> Result<Event, crate::EventError> {
+    let event = to_event(headers, body).map_err(|e| crate::EventError(format!("not a valid CloudEvent: {e}")))?;
+    crate::event::check_received(&event).map_err(|e| crate::EventError(format!("not a valid CloudEvent: {}", e.0)))?;
+    Ok(event)
 }
 
 /// Why sending an event failed.

@@ -7,6 +7,7 @@
 
 pub mod case;
 pub mod event;
+pub mod fuzz;
 pub mod http;
 pub mod proto;
 pub mod redis;
@@ -14,6 +15,6 @@ pub mod redis;
 pub use case::{AGE_BUCKETS, Age, Case, CaseError, Text, parse_case, parse_json_body, parse_ndjson_body};
 pub use cloudevents::{self, Event};
 pub use event::{
-    EXT_REVISION, EXT_TRACEPARENT, EventError, Reported, StatsUpdated, StoredBatch, StoredCase,
+    EXT_REVISION, EXT_TRACEPARENT, EventError, MAX_ID_CHARS, check_extension_name, check_received, Reported, StatsUpdated, StoredBatch, StoredCase,
     WritePath, json_data, string_extension, types,
 };

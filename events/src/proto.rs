@@ -81,6 +81,18 @@ pub fn to_proto(event: &Event) -> ce::CloudEvent {
     }
 }
 
+fn attr_kind(a: &Attr) -> &'static str {
+    match a {
+        Attr::CeBoolean(_) => "boolean",
+        Attr::CeInteger(_) => "integer",
+        Attr::CeString(_) => "string",
+        Attr::CeBytes(_) => "bytes",
+        Attr::CeUri(_) => "URI",
+        Attr::CeUriRef(_) => "URI reference",
+        Attr::CeTimestamp(_) => "timestamp",
+    }
+}
+
 /// Decodes the CloudEvents protobuf format; refuses anything but spec 1.0.
 pub fn from_proto(pe: ce::CloudEvent) -> Result<Event, EventError> {
     if pe.spec_version != "1.0" {
@@ -111,6 +123,14 @@ pub fn from_proto(pe: ce::CloudEvent) -> Result<Event, EventError> {
                     .map_err(|e| EventError(format!("invalid dataschema {u:?}: {e}")))?;
                 b = b.data_with_schema(content_type.clone().unwrap_or_default(), u, Vec::<u8>::new());
             }
+            // A core attribute with the wrong type would become an extension
+            // of the same name that no other encoding can carry (found by fuzzing).
+            ("datacontenttype" | "subject" | "time" | "dataschema" | "id" | "source" | "specversion" | "type" | "data" | "data_base64", other) => {
+                return Err(EventError(format!(
+                    "CloudEvent attribute {name:?} has the wrong type ({}) or is not an attribute in the protobuf format",
+                    attr_kind(&other)
+                )));
+            }
             (_, Attr::CeString(s) | Attr::CeUri(s) | Attr::CeUriRef(s)) => b = b.extension(&name, s),
             (_, Attr::CeBoolean(v)) => b = b.extension(&name, v),
             (_, Attr::CeInteger(v)) => b = b.extension(&name, i64::from(v)),
@@ -124,6 +144,7 @@ pub fn from_proto(pe: ce::CloudEvent) -> Result<Event, EventError> {
     let mut event = b
         .build()
         .map_err(|e| EventError(format!("invalid CloudEvent {}: {e}", pe.id)))?;
+    crate::event::check_received(&event)?;
     match pe.data {
         Some(PbData::BinaryData(bytes)) => {
             event.set_data(content_type.unwrap_or_else(|| "application/octet-stream".into()), bytes);

@@ -17,8 +17,10 @@ pub fn encode(event: &Event) -> Vec<u8> {
 
 /// Decodes a stream entry value written by [`encode`].
 pub fn decode(bytes: &[u8]) -> Result<Event, EventError> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| EventError(format!("stream entry is not a CloudEvent in JSON format: {e}")))
+    let event: Event = serde_json::from_slice(bytes)
+        .map_err(|e| EventError(format!("stream entry is not a CloudEvent in JSON format: {e}")))?;
+    crate::event::check_received(&event)?;
+    Ok(event)
 }
 
 /// Every Redis key the pipeline uses, under one prefix (`REDIS_KEY_PREFIX`),

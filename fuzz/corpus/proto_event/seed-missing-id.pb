@@ -1,0 +1,5 @@
+/covid-realtime/ingest1.0"!io.covidrealtime.case.reported.v1*%
+datacontenttypeapplication/json*
+revisioningest-00001*
+time:¦’’ØÉðôÃ*H
+traceparent9700-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01:Y{"age":34,"infectedtype":"communitary","location":"PetÃ©n","name":"Ana","state":"active"}
