@@ -1,7 +1,7 @@
 //! The Knative container contract, once: bind `$PORT` (HTTP/1.1 and h2c on
 //! one port), health and metrics routes, revision header, trace context,
-//! body limit and request timeout, SIGTERM drain, and the Lambda runtime
-//! when `AWS_LAMBDA_RUNTIME_API` is set.
+//! body limit, request and header-read timeouts, who may write (`auth`),
+//! SIGTERM drain, and the Lambda runtime when `AWS_LAMBDA_RUNTIME_API` is set.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -11,20 +11,25 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::middleware;
 use axum::response::IntoResponse;
 use axum::routing::get;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 
+use crate::auth::Verifier;
 use crate::config::Config;
 use crate::sink::Sink;
-use crate::{metrics, telemetry, trace};
+use crate::{auth, metrics, telemetry, trace};
 
 /// Response header naming the revision that served the request, so a load
 /// test can measure a traffic split from outside.
@@ -34,15 +39,55 @@ pub const REVISION_HEADER: &str = "x-revision";
 pub type ReadyCheck =
     Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
 
-/// What a function contributes: its routes and the checks behind `/readyz`.
+type Wrap = Box<dyn FnOnce(Router) -> Router + Send>;
+
+/// What a function contributes: its routes, who may write to them, and the
+/// checks behind `/readyz`.
 pub struct Routes {
     router: Router,
     checks: Vec<(&'static str, ReadyCheck)>,
+    writers: Option<Verifier>,
+    before_auth: Vec<Wrap>,
+    read_only: bool,
 }
 
 impl Routes {
+    /// `router`'s write routes (any method but GET, HEAD, OPTIONS) need the
+    /// internal token when `INTERNAL_TOKEN` is set: they are hops between
+    /// functions. A public write endpoint names its own credentials with
+    /// [`Routes::writes_need`].
     pub fn new(router: Router) -> Routes {
-        Routes { router, checks: Vec::new() }
+        Routes { router, checks: Vec::new(), writers: None, before_auth: Vec::new(), read_only: false }
+    }
+
+    /// Declares that these routes only read (GET): the start-up log says so
+    /// instead of reporting on write credentials. Writes still go through
+    /// the internal-token check, so a write route added by mistake is guarded.
+    pub fn read_only(mut self) -> Routes {
+        self.read_only = true;
+        self
+    }
+
+    /// The credentials write requests to these routes need instead of the
+    /// internal token.
+    pub fn writes_need(mut self, verifier: Verifier) -> Routes {
+        self.writers = Some(verifier);
+        self
+    }
+
+    /// A layer that runs before the credential check (CORS, so refusals are
+    /// readable cross-origin; rate limits, so refusals are cheap). Layers
+    /// added later run first.
+    pub fn before_auth<L>(mut self, layer: L) -> Routes
+    where
+        L: tower::Layer<axum::routing::Route> + Clone + Send + Sync + 'static,
+        L::Service: tower::Service<Request> + Clone + Send + Sync + 'static,
+        <L::Service as tower::Service<Request>>::Response: IntoResponse + 'static,
+        <L::Service as tower::Service<Request>>::Error: Into<std::convert::Infallible> + 'static,
+        <L::Service as tower::Service<Request>>::Future: Send + 'static,
+    {
+        self.before_auth.push(Box::new(move |r: Router| r.layer(layer)));
+        self
     }
 
     /// Adds a named dependency check to `/readyz`.
@@ -82,7 +127,9 @@ impl Context {
         self.http.get_or_init(|| {
             install_crypto_provider();
             reqwest::Client::builder()
-                .pool_idle_timeout(Duration::from_secs(60))
+                // Below the servers' idle close (HEADER_READ_TIMEOUT_MS, 30 s by
+                // default), so a pooled connection is not reused as it closes.
+                .pool_idle_timeout(Duration::from_secs(20))
                 .pool_max_idle_per_host(256)
                 .tcp_nodelay(true)
                 .connect_timeout(Duration::from_secs(3))
@@ -93,8 +140,13 @@ impl Context {
 
     /// The output sink (`K_SINK`), when one is configured.
     pub fn sink(&self) -> Option<Sink> {
-        let url = self.config.sink.as_deref()?;
-        Some(Sink::new(url, self.http().clone(), &self.config.ce_overrides))
+        Some(self.sink_to(self.config.sink.as_deref()?))
+    }
+
+    /// A sink to `url` the way `K_SINK` is sent to: `K_CE_OVERRIDES` applied
+    /// and the internal token (when set) sent along.
+    pub fn sink_to(&self, url: &str) -> Sink {
+        Sink::new(url, self.http().clone(), &self.config.ce_overrides).with_bearer(self.config.internal_token.clone())
     }
 }
 
@@ -148,22 +200,30 @@ impl App {
         let App { listener, router, ctx, .. } = self;
         let token = ctx.shutdown.clone();
         tokio::spawn(stop_on_signal(token.clone()));
-        let serve = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(token.clone().cancelled_owned());
-        let mut server = tokio::spawn(async move { serve.await });
+        let mut server = tokio::spawn(serve(listener, router, token.clone(), ctx.config.header_read_timeout));
+        // Biased: when shutdown has begun, an idle server may finish in the same
+        // poll; that is the drain completing, not the server failing.
+        let mut drained = false;
         tokio::select! {
+            biased;
+            _ = token.cancelled() => {}
             res = &mut server => {
+                let stopping = token.is_cancelled();
                 token.cancel();
                 res??;
-                anyhow::bail!("the server stopped by itself");
+                if !stopping {
+                    anyhow::bail!("the server stopped by itself");
+                }
+                drained = true;
             }
-            _ = token.cancelled() => {}
         }
         tracing::info!("shutting down: draining in-flight requests");
         let deadline = tokio::time::Instant::now() + ctx.config.shutdown_timeout;
-        match tokio::time::timeout_at(deadline, &mut server).await {
-            Ok(res) => res??,
-            Err(_) => tracing::warn!("requests still in flight at the shutdown timeout"),
+        if !drained {
+            match tokio::time::timeout_at(deadline, &mut server).await {
+                Ok(res) => res??,
+                Err(_) => tracing::warn!("requests still in flight at the shutdown timeout"),
+            }
         }
         ctx.tasks.close();
         if tokio::time::timeout_at(deadline, ctx.tasks.wait()).await.is_err() {
@@ -172,6 +232,68 @@ impl App {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Accepts connections until `stop`, then lets every open connection finish
+/// its in-flight requests and close. Unlike `axum::serve`, no client can hold
+/// a connection without sending requests: the first request must arrive
+/// within `header_read_timeout` (whatever the protocol), and HTTP/1 request
+/// heads after it too (which also closes idle keep-alive connections);
+/// HTTP/2 connections are pinged so vanished peers are dropped.
+async fn serve(listener: TcpListener, router: Router, stop: CancellationToken, header_read_timeout: Duration) -> std::io::Result<()> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_read_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    tracing::error!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = stop.cancelled() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let first_request = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen = first_request.clone();
+        let service = tower::ServiceExt::map_request(router.clone(), move |mut req: Request<hyper::body::Incoming>| {
+            seen.store(true, std::sync::atomic::Ordering::Relaxed);
+            req.extensions_mut().insert(ConnectInfo(peer));
+            req
+        });
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service));
+        let conn = graceful.watch(conn.into_owned());
+        tokio::spawn(async move {
+            let mut conn = std::pin::pin!(conn);
+            // hyper's header timeout starts only once the protocol is known;
+            // a client that sends nothing, or half an HTTP/2 preface, is cut here.
+            let result = tokio::select! {
+                r = &mut conn => r,
+                _ = tokio::time::sleep(header_read_timeout) => {
+                    if !first_request.load(std::sync::atomic::Ordering::Relaxed) {
+                        tracing::debug!(%peer, "no request within the header read timeout; closing");
+                        return;
+                    }
+                    conn.await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(error = %e, %peer, "connection closed with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }
 
 async fn stop_on_signal(token: CancellationToken) {
@@ -195,8 +317,17 @@ fn contract_router(ctx: &Context, routes: Routes) -> Router {
     ::metrics::gauge!("function_info", "service" => cfg.service.clone(), "revision" => cfg.revision.clone(), "configuration" => cfg.configuration.clone()).set(1.0);
     let checks = Arc::new(routes.checks);
     let revision = HeaderValue::from_str(&cfg.revision).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
-    routes
-        .router
+    let writers = routes.writers.unwrap_or_else(|| Verifier::internal(cfg.internal_token.as_ref()));
+    if routes.read_only {
+        tracing::info!(auth = "read-only", "no write routes: reads are public");
+    } else if writers.is_open() {
+        tracing::info!(auth = "off", "auth is off: write routes accept any caller ({} to require credentials)", writers.configured_by());
+    } else {
+        tracing::info!(auth = "on", "write routes need {}", writers.describe());
+    }
+    let router = routes.router.route_layer(middleware::from_fn_with_state(Arc::new(writers), auth::require));
+    let router = routes.before_auth.into_iter().fold(router, |r, wrap| wrap(r));
+    router
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz).with_state(checks))
         .route("/metrics", get(|| async {

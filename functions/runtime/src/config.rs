@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 
+use crate::auth::{Secret, token_var};
+
 /// Reads one variable through `lookup`, with a default and a clear error.
 pub fn var<T: FromStr>(
     lookup: &dyn Fn(&str) -> Option<String>,
@@ -56,6 +58,15 @@ pub struct Config {
     /// work may take before the process exits anyway. Below Knative's default
     /// 30 s termination grace period.
     pub shutdown_timeout: Duration,
+    /// `HEADER_READ_TIMEOUT_MS` (default 30000): an HTTP/1 connection that
+    /// has not sent a whole request head within this is closed. It covers
+    /// idle keep-alive connections too, so slow-header (slowloris) clients
+    /// cannot hold connections open.
+    pub header_read_timeout: Duration,
+    /// `INTERNAL_TOKEN`: the bearer token of the hops between functions.
+    /// When set, write routes need it (unless the function names other
+    /// credentials) and this function sends it on its own hops.
+    pub internal_token: Option<Secret>,
     /// `AWS_LAMBDA_RUNTIME_API` present: serve through the Lambda runtime.
     pub lambda_runtime_api: Option<String>,
 }
@@ -95,6 +106,8 @@ impl Config {
             body_limit,
             request_timeout: Duration::from_millis(var(lookup, "REQUEST_TIMEOUT_MS", 30_000u64)?),
             shutdown_timeout: Duration::from_millis(var(lookup, "SHUTDOWN_TIMEOUT_MS", 20_000u64)?),
+            header_read_timeout: Duration::from_millis(var(lookup, "HEADER_READ_TIMEOUT_MS", 30_000u64)?.max(1)),
+            internal_token: token_var(lookup, "INTERNAL_TOKEN")?,
             lambda_runtime_api: lookup("AWS_LAMBDA_RUNTIME_API").filter(|s| !s.is_empty()),
         })
     }
@@ -110,8 +123,14 @@ fn parse_overrides(raw: &str) -> anyhow::Result<Vec<(String, String)>> {
     let Some(map) = ext.as_object() else {
         bail!("K_CE_OVERRIDES.extensions must be an object, got {ext}");
     };
-    map.iter()
+    // Sorted, whatever serde_json's map order is (bson turns on preserve_order).
+    let mut sorted: Vec<_> = map.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(b.0));
+    sorted
+        .into_iter()
         .map(|(k, v)| {
+            // Receivers refuse events with invalid extension names: fail at start-up instead.
+            events::check_extension_name(k).map_err(|e| anyhow::anyhow!("K_CE_OVERRIDES: {e}"))?;
             let value = match v {
                 serde_json::Value::String(s) => s.clone(),
                 other => other.to_string(),
@@ -163,5 +182,17 @@ mod tests {
         assert!(cfg(&[("PORT", "http")]).unwrap_err().to_string().contains("PORT"));
         assert!(cfg(&[("K_SINK", "not a url")]).unwrap_err().to_string().contains("K_SINK"));
         assert!(cfg(&[("K_CE_OVERRIDES", "{")]).unwrap_err().to_string().contains("K_CE_OVERRIDES"));
+        assert!(cfg(&[("INTERNAL_TOKEN", "short")]).unwrap_err().to_string().contains("INTERNAL_TOKEN"));
+        let bad_name = cfg(&[("K_CE_OVERRIDES", r#"{"extensions":{"team-name":"x"}}"#)]).unwrap_err().to_string();
+        assert!(bad_name.contains("K_CE_OVERRIDES") && bad_name.contains("team-name"), "{bad_name}");
+    }
+
+    #[test]
+    fn the_internal_token_is_never_in_debug_output() {
+        let c = cfg(&[("INTERNAL_TOKEN", "internal-secret-0123456789")]).unwrap();
+        assert_eq!(c.internal_token.as_ref().map(Secret::expose), Some("internal-secret-0123456789"));
+        let debug = format!("{c:?} {c:#?}");
+        assert!(!debug.contains("internal-secret-0123456789"), "{debug}");
+        assert!(debug.contains("redacted"));
     }
 }

@@ -11,9 +11,11 @@
 //! handlers and wiring.
 
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod metrics;
+pub mod ratelimit;
 pub mod redis;
 pub mod retry;
 pub mod sink;
@@ -21,6 +23,7 @@ pub mod telemetry;
 pub mod trace;
 
 pub use app::{App, Context, REVISION_HEADER, Routes, install_crypto_provider, main};
+pub use auth::{Secret, Verifier};
 pub use config::Config;
 pub use error::ApiError;
 pub use retry::Backoff;

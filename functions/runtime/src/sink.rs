@@ -1,6 +1,7 @@
 //! Sending output CloudEvents to `K_SINK` the way Knative expects: binary
 //! mode, `K_CE_OVERRIDES` applied, trace context attached, retried with
-//! back-off while the receiver is down.
+//! back-off while the receiver is down; with `INTERNAL_TOKEN` set, the
+//! token goes along as a bearer credential.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,6 +9,7 @@ use std::time::Duration;
 use events::Event;
 use events::http::SendError;
 
+use crate::auth::Secret;
 use crate::retry::Backoff;
 
 /// Where a function's output events go (its `K_SINK`).
@@ -17,11 +19,18 @@ pub struct Sink {
     client: reqwest::Client,
     overrides: Arc<[(String, String)]>,
     timeout: Duration,
+    bearer: Option<Secret>,
 }
 
 impl Sink {
     pub fn new(url: &str, client: reqwest::Client, overrides: &[(String, String)]) -> Sink {
-        Sink { url: url.into(), client, overrides: overrides.into(), timeout: Duration::from_secs(10) }
+        Sink { url: url.into(), client, overrides: overrides.into(), timeout: Duration::from_secs(10), bearer: None }
+    }
+
+    /// Sends `token` as `Authorization: Bearer` with every event.
+    pub fn with_bearer(mut self, token: Option<Secret>) -> Sink {
+        self.bearer = token;
+        self
     }
 
     pub fn url(&self) -> &str {
@@ -42,7 +51,12 @@ impl Sink {
     /// One attempt.
     pub async fn send(&self, event: Event, traceparent: Option<&str>) -> Result<(), SendError> {
         let event = self.prepare(event, traceparent);
-        let headers: Vec<(&str, &str)> = traceparent.map(|t| ("traceparent", t)).into_iter().collect();
+        let auth = self.bearer.as_ref().map(|t| format!("Bearer {}", t.expose()));
+        let headers: Vec<(&str, &str)> = traceparent
+            .map(|t| ("traceparent", t))
+            .into_iter()
+            .chain(auth.as_deref().map(|a| ("authorization", a)))
+            .collect();
         events::http::send(&self.client, &self.url, event, &headers, self.timeout).await
     }
 
