@@ -2,10 +2,13 @@
 //!
 //! `stack up` starts Redis and the MongoDB-compatible server (unless
 //! `REDIS_URL` / `MONGODB_URI` point at running ones) and every function as
-//! its own process, prints the URLs, and runs until Ctrl-C.
+//! its own process, prints the URLs, and runs until Ctrl-C. Writes need
+//! credentials: the ingest token (`INGEST_TOKEN`, or a random one, printed
+//! and kept in `<data dir>/ingest-token`) and a random internal token
+//! between the functions.
 //! `stack servers` starts only the two stores and prints their URLs.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
@@ -51,6 +54,32 @@ fn port(key: &str, default: u16) -> anyhow::Result<u16> {
 
 fn env_or(key: &str, default: &str) -> String {
     std::env::var(key).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_owned())
+}
+
+/// 244 random bits (two UUIDv4s, from the OS's generator) as 64 hex digits.
+fn random_token() -> String {
+    format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
+}
+
+/// `key` from the environment, checked as the functions will check it, or
+/// a new random token.
+fn token(key: &str) -> anyhow::Result<String> {
+    match std::env::var(key).ok().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) {
+        None => Ok(random_token()),
+        Some(t) if t.len() >= 16 && t.bytes().all(|b| b.is_ascii_graphic()) => Ok(t),
+        Some(_) => anyhow::bail!("{key} must be at least 16 visible ASCII characters (e.g. `openssl rand -hex 32`), or unset for a random one"),
+    }
+}
+
+/// Keeps the ingest token where `make demo` and the load generator find it,
+/// readable by this user only.
+fn write_token_file(path: &Path, token: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    writeln!(f, "{token}")?;
+    Ok(())
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -124,6 +153,18 @@ async fn up(data_dir: PathBuf, fresh: bool, bin_dir: Option<PathBuf>, dashboard_
     if std::env::var_os("LOG_FORMAT").is_none() {
         extra_env.push(("LOG_FORMAT".to_owned(), "text".to_owned()));
     }
+    let ingest_token = token("INGEST_TOKEN")?;
+    let token_file = data_dir.join("ingest-token");
+    write_token_file(&token_file, &ingest_token)?;
+    extra_env.push(("INGEST_TOKEN".to_owned(), ingest_token.clone()));
+    extra_env.push(("INTERNAL_TOKEN".to_owned(), token("INTERNAL_TOKEN")?));
+    // JWT settings given to `make up` go to ingest (the supervisor passes
+    // credentials only where they are used).
+    for key in stack::supervisor::CREDENTIALS.iter().filter(|k| k.starts_with("JWT_")) {
+        if let Some(v) = std::env::var(key).ok().filter(|v| !v.trim().is_empty()) {
+            extra_env.push(((*key).to_owned(), v));
+        }
+    }
     let config = StackConfig {
         bin_dir,
         redis_url: redis_url.clone(),
@@ -153,7 +194,8 @@ async fn up(data_dir: PathBuf, fresh: bool, bin_dir: Option<PathBuf>, dashboard_
     println!("  aggregate         http://127.0.0.1:{}", ports.aggregate);
     println!("  Redis             {redis_url}");
     println!("  MongoDB           {mongodb_uri}");
-    println!("Try: curl -H 'content-type: application/json' -d '{{\"name\":\"Ana\",\"location\":\"Petén\",\"age\":34,\"infectedtype\":\"communitary\",\"state\":\"active\"}}' http://127.0.0.1:{}/cases", ports.ingest_grpc);
+    println!("  ingest token      {ingest_token}  (also in {})", token_file.display());
+    println!("Try: curl -H \"authorization: Bearer $(cat {})\" -H 'content-type: application/json' -d '{{\"name\":\"Ana\",\"location\":\"Petén\",\"age\":34,\"infectedtype\":\"communitary\",\"state\":\"active\"}}' http://127.0.0.1:{}/cases", token_file.display(), ports.ingest_grpc);
     println!("Ctrl-C stops everything.");
     wait_for_ctrl_c().await;
     eprintln!("[stack] stopping");

@@ -23,6 +23,28 @@ pub struct FunctionSpec {
     pub env: Vec<(String, String)>,
 }
 
+/// Credentials, each passed only to the functions that use it and never
+/// inherited from the stack's own environment: the ingest token and JWT
+/// settings go to ingest, the internal token to every function on a hop
+/// (dashboard-api has no write routes, so it gets none).
+pub const CREDENTIALS: &[&str] = &[
+    "INGEST_TOKEN",
+    "INTERNAL_TOKEN",
+    "JWT_HS256_SECRET",
+    "JWT_RS256_PUBLIC_KEY",
+    "JWT_RS256_PUBLIC_KEY_FILE",
+    "JWT_ISSUER",
+    "JWT_AUDIENCE",
+    "JWT_REQUIRED_SCOPE",
+];
+
+fn uses_credential(function: &str, var: &str) -> bool {
+    match var {
+        "INTERNAL_TOKEN" => function != "dashboard-api",
+        _ => function.starts_with("ingest"),
+    }
+}
+
 /// Loopback ports of the local stack (each overridable by env in `make up`).
 #[derive(Debug, Clone, Copy)]
 pub struct Ports {
@@ -59,7 +81,8 @@ pub struct StackConfig {
     pub key_prefix: String,
     pub ports: Ports,
     pub dashboard_dir: PathBuf,
-    /// Added to every function (and overriding the defaults below).
+    /// Added to every function (and overriding the defaults below); the
+    /// [`CREDENTIALS`] among them only to the functions that use them.
     pub extra_env: Vec<(String, String)>,
     /// Echo function output, each line prefixed with the function's name.
     pub echo_logs: bool,
@@ -85,10 +108,13 @@ impl StackConfig {
             env.insert("K_SERVICE".into(), name.into());
             env.insert("K_CONFIGURATION".into(), name.into());
             env.insert("K_REVISION".into(), format!("{name}-00001"));
-            for (k, v) in stores.iter().cloned().chain(own.into_iter().map(|(k, v)| (k, v))) {
+            for (k, v) in stores.iter().cloned().chain(own) {
                 env.insert(k.into(), v);
             }
             for (k, v) in &self.extra_env {
+                if CREDENTIALS.contains(&k.as_str()) && !uses_credential(name, k) {
+                    continue;
+                }
                 env.insert(k.clone(), v.clone());
             }
             FunctionSpec { name: name.into(), binary: binary.into(), port, env: env.into_iter().collect() }
@@ -224,6 +250,11 @@ async fn supervise(p: Arc<Process>, bin: PathBuf, stopping: CancellationToken, e
 
 async fn run_once(p: &Process, bin: &Path, stopping: &CancellationToken, echo: bool) -> String {
     let mut cmd = Command::new(bin);
+    for var in CREDENTIALS {
+        if !p.spec.env.iter().any(|(k, _)| k == var) {
+            cmd.env_remove(var);
+        }
+    }
     cmd.envs(p.spec.env.iter().cloned())
         .stdin(Stdio::null())
         .stdout(if echo { Stdio::piped() } else { Stdio::null() })
@@ -274,5 +305,36 @@ async fn run_once(p: &Process, bin: &Path, stopping: &CancellationToken, echo: b
     match status {
         Ok(s) => s.to_string(),
         Err(e) => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_go_only_to_the_functions_that_use_them() {
+        let config = StackConfig {
+            bin_dir: PathBuf::from("/nonexistent"),
+            redis_url: "redis://127.0.0.1:1/".into(),
+            mongodb_uri: "mongodb://127.0.0.1:1/".into(),
+            database: "covid".into(),
+            key_prefix: "covid:".into(),
+            ports: Ports::default(),
+            dashboard_dir: PathBuf::from("dashboard/dist"),
+            extra_env: [("INGEST_TOKEN", "i"), ("INTERNAL_TOKEN", "n"), ("JWT_ISSUER", "j"), ("RUST_LOG", "warn")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+            echo_logs: false,
+        };
+        let has = |f: &FunctionSpec, k: &str| f.env.iter().any(|(key, _)| key == k);
+        for f in config.functions() {
+            let ingest = f.name.starts_with("ingest");
+            assert_eq!(has(&f, "INGEST_TOKEN"), ingest, "{}", f.name);
+            assert_eq!(has(&f, "JWT_ISSUER"), ingest, "{}", f.name);
+            assert_eq!(has(&f, "INTERNAL_TOKEN"), f.name != "dashboard-api", "{}", f.name);
+            assert!(has(&f, "RUST_LOG"), "other variables go everywhere");
+        }
     }
 }

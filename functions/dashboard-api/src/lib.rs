@@ -84,6 +84,7 @@ pub async fn routes_with(ctx: Context, config: DashboardConfig) -> anyhow::Resul
         api_router.fallback_service(page)
     };
     Ok(Routes::new(router)
+        .read_only()
         .ready_when("mongodb", move || {
             let m = mongo.clone();
             async move { m.ping().await }

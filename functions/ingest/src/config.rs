@@ -50,6 +50,10 @@ pub struct IngestConfig {
     pub ingest_log: Option<store::MongoConfig>,
     /// `INGEST_LOG_TTL_S` (default 86400): how long ingest log records are kept.
     pub ingest_log_ttl: Duration,
+    /// Who may post, from which origin, how often (see `access`).
+    pub access: crate::access::AccessConfig,
+    /// Where `Idempotency-Key`s are remembered (see `idempotency`).
+    pub idempotency: crate::idempotency::IdempotencyConfig,
 }
 
 impl IngestConfig {
@@ -91,6 +95,8 @@ impl IngestConfig {
                 None => None,
             },
             ingest_log_ttl: Duration::from_secs(var(lookup, "INGEST_LOG_TTL_S", 86_400u64)?),
+            access: crate::access::AccessConfig::from_lookup(lookup)?,
+            idempotency: crate::idempotency::IdempotencyConfig::from_lookup(lookup)?,
         })
     }
 }

@@ -9,8 +9,10 @@ use events::{Event, Reported};
 use futures::StreamExt;
 use redis::aio::ConnectionManager;
 use runtime::{Context, Sink};
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::access::GrpcBearer;
 use crate::config::Route;
 
 /// Why the next hop did not take the cases. Nothing is kept: the client may retry.
@@ -20,7 +22,7 @@ pub struct ForwardError(pub String);
 
 pub enum Forwarder {
     Sink(Sink),
-    Grpc(writer::case_writer_client::CaseWriterClient<Channel>),
+    Grpc(writer::case_writer_client::CaseWriterClient<InterceptedService<Channel, GrpcBearer>>),
     Redis { conn: ConnectionManager, stream: String, max_backlog: usize, append: redis::Script },
 }
 
@@ -43,7 +45,7 @@ impl Forwarder {
     /// Sets up the route without connecting (connections are lazy).
     pub fn new(ctx: &Context, route: &Route, timeout: Duration) -> anyhow::Result<Forwarder> {
         Ok(match route {
-            Route::Sink(url) => Forwarder::Sink(Sink::new(url, ctx.http().clone(), &ctx.config.ce_overrides)),
+            Route::Sink(url) => Forwarder::Sink(ctx.sink_to(url)),
             Route::Grpc { writer_url } => {
                 let channel = Endpoint::from_shared(writer_url.clone())
                     .map_err(|e| anyhow::anyhow!("GRPC_WRITER_URL={writer_url:?} is not a URL: {e}"))?
@@ -52,7 +54,8 @@ impl Forwarder {
                     .tcp_nodelay(true)
                     .http2_keep_alive_interval(Duration::from_secs(30))
                     .connect_lazy();
-                Forwarder::Grpc(writer::case_writer_client::CaseWriterClient::new(channel))
+                let bearer = GrpcBearer::new(ctx.config.internal_token.as_ref());
+                Forwarder::Grpc(writer::case_writer_client::CaseWriterClient::with_interceptor(channel, bearer))
             }
             Route::Redis { url, key_prefix, max_backlog } => Forwarder::Redis {
                 conn: runtime::redis::connect_lazy(url)?,

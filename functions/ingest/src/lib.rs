@@ -1,9 +1,12 @@
 //! ingest: `POST /cases` takes one JSON case, a JSON array (a batch) or NDJSON,
 //! gives every valid case its CloudEvent id and sends it on through the
-//! configured route. A batch is all-or-nothing.
+//! configured route. A batch is all-or-nothing. Who may post is in `access`;
+//! retried requests keep their ids through `idempotency`.
 
+pub mod access;
 pub mod config;
 pub mod forward;
+pub mod idempotency;
 
 use std::sync::Arc;
 
@@ -18,6 +21,7 @@ use serde::Serialize;
 
 pub use config::{IngestConfig, Route};
 use forward::Forwarder;
+use idempotency::KeyStore;
 
 /// Routes of ingest, configured from the environment.
 pub async fn routes(ctx: Context) -> anyhow::Result<Routes> {
@@ -26,6 +30,7 @@ pub async fn routes(ctx: Context) -> anyhow::Result<Routes> {
 
 struct Ingest {
     forwarder: Forwarder,
+    keys: KeyStore,
     log: Option<store::ingest_log::LogSender>,
     config: IngestConfig,
     source: String,
@@ -45,6 +50,7 @@ pub async fn routes_with(ctx: Context, config: IngestConfig) -> anyhow::Result<R
     };
     let state = Arc::new(Ingest {
         forwarder,
+        keys: KeyStore::new(&config.idempotency)?,
         log,
         route: config.route.name(),
         source: format!("/covid-realtime/{}", ctx.config.service),
@@ -52,11 +58,13 @@ pub async fn routes_with(ctx: Context, config: IngestConfig) -> anyhow::Result<R
         config,
     });
     let ready = state.clone();
+    let access = state.config.access.clone();
     let router = Router::new().route("/cases", post(post_cases)).with_state(state);
-    Ok(Routes::new(router).ready_when("next hop", move || {
+    let routes = Routes::new(router).ready_when("next hop", move || {
         let s = ready.clone();
         async move { s.forwarder.check().await }
-    }))
+    });
+    access.apply(routes)
 }
 
 #[derive(Debug, Serialize)]
@@ -114,6 +122,7 @@ async fn accept(
     req: Request,
     seen: &mut Seen,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    let key = idempotency::Key::from_headers(req.headers()).map_err(|e| refuse("invalid", e))?;
     let format = match req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
         Some(ct) => match ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase().as_str() {
             "application/json" => Format::Json,
@@ -160,12 +169,29 @@ async fn accept(
         )));
     }
 
-    let now = Utc::now();
+    // A keyed request gets the ids (and time) of its first attempt.
+    let (now, ids) = match &key {
+        None => (Utc::now(), (0..cases.len()).map(|_| Reported::new_id()).collect::<Vec<_>>()),
+        Some(key) => {
+            let digest = idempotency::cases_digest(&cases);
+            let now_ms = Utc::now().timestamp_millis().max(0) as u64;
+            let claimed = s.keys.claim(key, &digest, now_ms).await.map_err(|e| {
+                let reason = if e.status.is_client_error() { "idempotency_key_reused" } else { "unavailable" };
+                refuse(reason, e)
+            })?;
+            if claimed.replay {
+                metrics::counter!("ingest_idempotent_replays_total").increment(1);
+            }
+            let first = chrono::DateTime::from_timestamp_millis(claimed.first_seen_ms as i64).unwrap_or_else(Utc::now);
+            (first, idempotency::ids(key, &digest, claimed.first_seen_ms, cases.len()))
+        }
+    };
     let traceparent = trace.to_string();
     let reported: Vec<Reported> = cases
         .into_iter()
-        .map(|case| Reported {
-            id: Reported::new_id(),
+        .zip(ids)
+        .map(|(case, id)| Reported {
+            id,
             case,
             time: now,
             revision: Some(s.revision.clone()),
