@@ -4,7 +4,7 @@ SHELL := /bin/bash
 
 export COVID_TOOLS_DIR ?= /opt/covid-realtime
 
-.PHONY: help setup up test build release dashboard demo bench clean-local
+.PHONY: help setup up test build release dashboard demo rollout-demo bench clean-local
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -33,6 +33,9 @@ demo: ## With `make up` running: load both ingest ports for 2 minutes so the das
 	@test -x target/release/loadtest || $(MAKE) --no-print-directory release
 	target/release/loadtest --rate 40 --batch 5 --duration 2m \
 	  --target grpc=http://127.0.0.1:$${INGEST_GRPC_PORT:-8081} --target redis=http://127.0.0.1:$${INGEST_REDIS_PORT:-8082}
+
+rollout-demo: ## Rehearse the canary and blue/green rollouts locally (nginx weighted from the overlays' traffic blocks)
+	cargo run -q -p knative-manifests --bin rollout-rehearsal
 
 bench: ## Run every benchmark on this machine; rewrites BENCHMARKS.md and bench/results/
 	@scripts/setup.sh

@@ -3,6 +3,10 @@
 //! binaries). The library holds the models and the checks; the tests in
 //! `tests/manifests/` run them over the repository, one module per concern.
 //!
+//! [`rehearsal`] goes one step further for rollouts: the traffic blocks of
+//! the canary and blue/green overlays served by a real nginx in front of
+//! local revisions, measured with the load generator (`make rollout-demo`).
+//!
 //! The facts the checks hold the manifests to (functions, their environment
 //! with defaults, their metrics, the CloudEvent types) are written once, in
 //! [`catalogue`].
@@ -15,6 +19,7 @@ pub mod grafana;
 pub mod kustomize;
 pub mod paths;
 pub mod promql;
+pub mod rehearsal;
 pub mod resources;
 pub mod scrape;
 pub mod services;

@@ -1,0 +1,57 @@
+//! The rollout rehearsal (knative/src/rehearsal, `make rollout-demo`) with
+//! real processes: each revision of ingest-grpc runs as a local ingest
+//! process, a real nginx splits the traffic with weights generated from the
+//! overlay's traffic block, and loadtest measures the split from the
+//! `x-revision` header. Needs nginx and kubectl (scripts/setup.sh) and the
+//! ingest and loadtest binaries (`cargo build --bins`); a missing one fails
+//! the test with the command that provides it.
+
+use knative_manifests::assert_no_problems;
+use knative_manifests::rehearsal::{self, Options, Setup};
+
+fn setup() -> Setup {
+    Setup::find().unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+/// Every canary step: the split observed through nginx over at least 2,000
+/// requests is within 3 percentage points of the declared one (0 % and
+/// 100 % exactly), and every tag host answers from its revision only.
+#[test]
+fn canary_steps_split_as_their_traffic_blocks_declare() {
+    let opts = Options::default();
+    assert!(opts.requests >= 2000);
+    let steps = rehearsal::canary(&setup(), rehearsal::CANARY_STEPS, &opts).unwrap_or_else(|e| panic!("{e:#}"));
+    let mut problems = Vec::new();
+    for step in &steps {
+        eprintln!("{step}");
+        problems.extend(step.problems());
+    }
+    assert_eq!(steps.len(), rehearsal::CANARY_STEPS.len());
+    // The first step is a real split (neither 0 % nor 100 %), so the tolerance is exercised.
+    let first = &steps[0];
+    assert!(first.declared.weights().len() >= 2, "{}: expected a split, got {}", first.declared.overlay, first.declared.describe());
+    assert!(first.observed.requests >= 2000, "{}", first.observed.requests);
+    assert!(steps[1..].iter().all(|s| s.reload.is_some()), "later steps come by nginx -s reload");
+    assert_no_problems("canary rehearsal", &problems);
+}
+
+/// Blue/green: green answers on its tag host before the switch while blue
+/// takes all traffic; the switch (nginx reload under load) fails no request;
+/// afterwards every response comes from green.
+#[test]
+fn blue_green_switch_under_load_fails_no_request() {
+    let opts = Options::default();
+    let bg = rehearsal::blue_green(&setup(), rehearsal::BLUE_GREEN, rehearsal::BLUE_GREEN_SWITCH, &opts)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    eprintln!("{bg}");
+    let green = bg.after.declared.weights();
+    assert_eq!(green.len(), 1, "after the switch one revision takes all traffic: {}", bg.after.declared.describe());
+    let green = &green[0].0;
+    assert!(
+        bg.before.tags.iter().any(|t| &t.revision == green && t.observed.responses_from(green) == t.observed.requests),
+        "before the switch, green's tag host answers from {green}"
+    );
+    assert_eq!(bg.switch.observed.failed, 0, "{}", bg.switch);
+    assert_eq!(bg.after.observed.responses_from(green), bg.after.observed.requests, "{}", bg.after);
+    assert_no_problems("blue/green rehearsal", &bg.problems());
+}
