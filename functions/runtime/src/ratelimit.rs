@@ -6,7 +6,8 @@
 //! block one host usually owns, so rotating addresses inside it does not
 //! buy more requests. Memory is bounded by `capacity` clients: when the map
 //! is full, clients whose bucket has refilled (idle ones, which behave
-//! exactly like absent ones) are dropped first, then the least recently seen.
+//! exactly like absent ones) are dropped first, then the least recently
+//! seen, a tenth of the map at a time.
 //! Behind a proxy every request shares the proxy's address: limit there.
 
 use std::collections::HashMap;
@@ -65,13 +66,19 @@ impl RateLimiter {
         self.clients.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
+    /// Frees at least a tenth of the map in one pass, so a flood of new
+    /// addresses costs O(1) amortised per request, not a scan each.
     fn make_room(&self, clients: &mut HashMap<IpAddr, Bucket>, now: Instant) {
+        let target = self.capacity - (self.capacity / 10).max(1);
         let refill = |b: &Bucket| b.tokens + now.saturating_duration_since(b.last).as_secs_f64() * self.rate;
         clients.retain(|_, b| refill(b) < self.burst);
-        if clients.len() >= self.capacity
-            && let Some(oldest) = clients.iter().min_by_key(|(_, b)| b.last).map(|(k, _)| *k)
-        {
-            clients.remove(&oldest);
+        if clients.len() > target {
+            let excess = clients.len() - target;
+            let mut by_age: Vec<(Instant, IpAddr)> = clients.iter().map(|(k, b)| (b.last, *k)).collect();
+            by_age.select_nth_unstable(excess - 1);
+            for (_, k) in &by_age[..excess] {
+                clients.remove(k);
+            }
         }
     }
 }
