@@ -4,7 +4,7 @@ SHELL := /bin/bash
 
 export COVID_TOOLS_DIR ?= /opt/covid-realtime
 
-.PHONY: help setup up test build release dashboard demo rollout-demo bench clean-local
+.PHONY: help setup up test build release dashboard demo rollout-demo bench fuzz clean-local
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -31,7 +31,7 @@ dashboard: ## Build the browser dashboard into dashboard/dist
 
 demo: ## With `make up` running: load both ingest ports for 2 minutes so the dashboard fills
 	@test -x target/release/loadtest || $(MAKE) --no-print-directory release
-	target/release/loadtest --rate 40 --batch 5 --duration 2m \
+	target/release/loadtest --rate 40 --batch 5 --duration 2m --token "$$(cat $${STACK_DATA_DIR:-.local/stack}/ingest-token)" \
 	  --target grpc=http://127.0.0.1:$${INGEST_GRPC_PORT:-8081} --target redis=http://127.0.0.1:$${INGEST_REDIS_PORT:-8082}
 
 rollout-demo: ## Rehearse the canary and blue/green rollouts locally (nginx weighted from the overlays' traffic blocks)
@@ -41,6 +41,9 @@ bench: ## Run every benchmark on this machine; rewrites BENCHMARKS.md and bench/
 	@scripts/setup.sh
 	@$(MAKE) --no-print-directory release dashboard
 	target/release/bench
+
+fuzz: ## Fuzz every parser for FUZZ_SECONDS (default 20) each; needs a nightly toolchain
+	@fuzz/run.sh
 
 clean-local: ## Delete the local stack's data (.local/)
 	rm -rf .local

@@ -16,6 +16,8 @@ trap cleanup EXIT
 
 export DASHBOARD_PORT=$(free_port) INGEST_GRPC_PORT=$(free_port) INGEST_REDIS_PORT=$(free_port)
 export GRPC_WRITER_PORT=$(free_port) REDIS_SUB_PORT=$(free_port) AGGREGATE_PORT=$(free_port)
+# Writes need the ingest token: pick one, give it to the stack and to the tests.
+export INGEST_TOKEN=${INGEST_TOKEN:-$(od -An -N32 -tx1 /dev/urandom | tr -d " \n")}
 env -u REDIS_URL -u MONGODB_URI RUST_LOG=warn STACK_DATA_DIR="$work/data" \
   target/debug/stack up --fresh --quiet --dashboard-dir dashboard/dist > "$work/stack.log" 2>&1 &
 stack_pid=$!
@@ -30,9 +32,28 @@ for port in $DASHBOARD_PORT $INGEST_GRPC_PORT $INGEST_REDIS_PORT $GRPC_WRITER_PO
   done
 done
 
-cd dashboard
-DASHBOARD_URL="http://127.0.0.1:$DASHBOARD_PORT" \
-INGEST_GRPC_URL="http://127.0.0.1:$INGEST_GRPC_PORT" \
-INGEST_REDIS_URL="http://127.0.0.1:$INGEST_REDIS_PORT" \
-ARTIFACTS_DIR="${ARTIFACTS_DIR:-$PWD/test-artifacts}" \
-  npm test
+(
+  cd dashboard
+  DASHBOARD_URL="http://127.0.0.1:$DASHBOARD_PORT" \
+  INGEST_GRPC_URL="http://127.0.0.1:$INGEST_GRPC_PORT" \
+  INGEST_REDIS_URL="http://127.0.0.1:$INGEST_REDIS_PORT" \
+  ARTIFACTS_DIR="${ARTIFACTS_DIR:-$PWD/test-artifacts}" \
+    npm test
+)
+
+# loadtest/traffic.py keeps working: Locust headless for a few seconds
+# against the same stack, every request accepted.
+echo "== locust (loadtest/traffic.py)"
+locust_bin="${COVID_TOOLS_DIR:-/opt/covid-realtime}/locust-venv/bin/locust"
+[ -x "$locust_bin" ] || { echo "Locust is not installed at $locust_bin: run scripts/setup.sh" >&2; exit 1; }
+LOADTEST_TOKEN="$INGEST_TOKEN" "$locust_bin" -f loadtest/traffic.py --headless -u 4 -r 4 -t 3s \
+  --host "http://127.0.0.1:$INGEST_REDIS_PORT" --batch 3 --only-summary --csv "$work/locust" > "$work/locust.log" 2>&1 \
+  || { cat "$work/locust.log" >&2; exit 1; }
+python3 - "$work/locust_stats.csv" <<'PY'
+import csv, sys
+rows = {r["Name"]: r for r in csv.DictReader(open(sys.argv[1]))}
+agg = rows["Aggregated"]
+requests, failures = int(agg["Request Count"]), int(agg["Failure Count"])
+print(f"locust: {requests} requests, {failures} failures")
+sys.exit(0 if requests > 0 and failures == 0 else 1)
+PY

@@ -54,6 +54,16 @@ if [ ! -x "$SECANTUSD" ]; then
     || cargo install secantus-mdb --version "=$SECANTUS_VERSION" --ignore-rust-version --root "$TOOLS_DIR/secantus"
 fi
 
+# Locust, for the test that keeps loadtest/traffic.py working and for the
+# load generator benchmark (PyPI, in a virtualenv of its own).
+LOCUST_VENV="$TOOLS_DIR/locust-venv"
+if [ ! -x "$LOCUST_VENV/bin/locust" ]; then
+  echo "setup: installing Locust into $LOCUST_VENV"
+  sudo_if_needed mkdir -p "$TOOLS_DIR"
+  python3 -m venv "$LOCUST_VENV"
+  "$LOCUST_VENV/bin/pip" install --quiet --disable-pip-version-check locust
+fi
+
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "setup: cargo-nextest not found; tests will run with cargo test"
 fi

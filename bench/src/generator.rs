@@ -38,17 +38,11 @@ fn which(cmd: &str) -> Option<std::path::PathBuf> {
     None
 }
 
-/// A virtualenv with Locust, made once under .local/.
+/// Locust, from the virtualenv scripts/setup.sh makes.
 fn locust() -> anyhow::Result<std::path::PathBuf> {
-    let venv = Path::new(".local/locust-venv");
-    let bin = venv.join("bin/locust");
+    let bin = stack::servers::tools_dir().join("locust-venv/bin/locust");
     if !bin.exists() {
-        println!("  installing Locust into {} (once)", venv.display());
-        let ok = Command::new("python3").args(["-m", "venv"]).arg(venv).status()?.success()
-            && Command::new(venv.join("bin/pip")).args(["install", "--quiet", "locust"]).status()?.success();
-        if !ok {
-            bail!("could not install Locust from PyPI");
-        }
+        bail!("Locust is not installed at {}: run scripts/setup.sh", bin.display());
     }
     Ok(bin)
 }
