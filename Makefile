@@ -4,7 +4,7 @@ SHELL := /bin/bash
 
 export COVID_TOOLS_DIR ?= /opt/covid-realtime
 
-.PHONY: help setup up test build release dashboard demo rollout-demo bench fuzz clean-local
+.PHONY: help setup up test build release dashboard demo rollout-demo bench fuzz soak clean-local
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -44,6 +44,10 @@ bench: ## Run every benchmark on this machine; rewrites BENCHMARKS.md and bench/
 
 fuzz: ## Fuzz every parser for FUZZ_SECONDS (default 20) each; needs a nightly toolchain
 	@fuzz/run.sh
+
+soak: ## Fault soak in release: every fault under load for FAULT_SOAK_SECS (default 300) each; table in target/faults-report.md
+	cargo build --release --workspace --bins
+	FAULT_SOAK_SECS=$${FAULT_SOAK_SECS:-300} cargo test --release -p stack --test faults every_fault_under_load -- --nocapture
 
 clean-local: ## Delete the local stack's data (.local/)
 	rm -rf .local

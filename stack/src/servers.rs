@@ -220,7 +220,30 @@ impl MongoServer {
             .with_context(|| format!("unexpected listening address {addr:?}"))?;
         wait_for_port(self.port, &mut child, "secantusd-rs", Duration::from_secs(10))?;
         self.child = Some(child);
-        Ok(())
+        self.set_transaction_lifetime(Duration::from_secs(10))
+    }
+
+    /// How long the server keeps a transaction whose client went away (the
+    /// default 60 s would freeze counting for a minute after an aggregate is
+    /// killed mid-transaction; its transactions take milliseconds).
+    /// Production MongoDB gets the same setting (knative/stores/mongodb.yaml).
+    fn set_transaction_lifetime(&self, limit: Duration) -> anyhow::Result<()> {
+        let uri = self.uri();
+        let secs = limit.as_secs() as i32;
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(async {
+                let client = mongodb::Client::with_uri_str(&uri).await?;
+                client
+                    .database("admin")
+                    .run_command(mongodb::bson::doc! {"setParameter": 1, "transactionLifetimeLimitSeconds": secs})
+                    .await?;
+                anyhow::Ok(())
+            })
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("setting the transaction lifetime panicked"))?
+        .context("cannot set transactionLifetimeLimitSeconds on the MongoDB-compatible server")
     }
 
     pub fn uri(&self) -> String {

@@ -50,6 +50,13 @@ pub fn servers() -> &'static Servers {
     })
 }
 
+/// An HTTP client for tests, with the project's one TLS stack (ring)
+/// installed first, as every function does at start-up.
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
 /// A name no other test uses: `<what>_<uuid>`; usable as a database name or,
 /// with a trailing `:`, as a Redis key prefix.
 pub fn unique(what: &str) -> String {

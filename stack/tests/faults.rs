@@ -322,7 +322,7 @@ async fn a_full_stream_answers_503_and_never_grows_past_its_bound() {
         &[("STREAM_CONSUMER", "false"), ("MAX_STREAM_BACKLOG", &BOUND.to_string()), ("MAX_BATCH_CASES", "5")],
     )
     .await;
-    let http = reqwest::Client::new();
+    let http = stack::testing::http_client();
     let url = format!("{}/cases", p.sup.url("ingest-redis"));
     let case = |i: u64| json!({"name": format!("B{i}"), "location": "Petén", "age": 40, "infectedtype": "communitary", "state": "active"});
     let stream_len = || async { p.stream_backlog().await.0 };

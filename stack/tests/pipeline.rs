@@ -57,7 +57,7 @@ async fn start(mongodb_uri: &str, extra_env: &[(&str, &str)]) -> Pipeline {
     let redis = runtime::redis::connect_lazy(&servers.redis_url).unwrap();
     Pipeline {
         sup,
-        http: reqwest::Client::new(),
+        http: stack::testing::http_client(),
         cases: CaseStore::new(mongo.clone()),
         agg: Aggregator::new(mongo, RedisStats::new(redis.clone(), keys.clone())),
         keys,

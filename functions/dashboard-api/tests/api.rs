@@ -47,7 +47,7 @@ async fn env() -> Env {
     let redis = runtime::redis::connect_lazy(&s.redis_url).unwrap();
     Env {
         url,
-        http: reqwest::Client::new(),
+        http: stack::testing::http_client(),
         cases: CaseStore::new(mongo.clone()),
         agg: Aggregator::new(mongo, RedisStats::new(redis.clone(), keys.clone())),
         keys,

@@ -72,7 +72,7 @@ async fn seeded(e: &Env) -> serde_json::Value {
 /// Every write method on every API path, with a body that would be a case
 /// (or an operator) if anything read it.
 async fn try_every_write(e: &Env, allowed_statuses: &[u16]) {
-    let http = reqwest::Client::new();
+    let http = stack::testing::http_client();
     for path in PATHS {
         for method in [reqwest::Method::POST, reqwest::Method::PUT, reqwest::Method::DELETE, reqwest::Method::PATCH] {
             let resp = http

@@ -68,7 +68,7 @@ async fn sigterm_completes_in_flight_requests_and_exits_zero() {
     let port = stack::free_port().unwrap();
     let mut child = spawn_binary(&[("PORT", &port.to_string()), ("HOST", "127.0.0.1"), ("K_SINK", &sink.url)]);
     wait_until_listening(port).await;
-    let client = reqwest::Client::new();
+    let client = stack::testing::http_client();
     let url = format!("http://127.0.0.1:{port}/cases");
     let requests: Vec<_> = (0..5)
         .map(|i| {

@@ -93,7 +93,7 @@ async fn start() -> (Stack, String, String) {
         env,
         cases: CaseStore::new(mongo.clone()),
         agg: Aggregator::new(mongo, RedisStats::new(redis_conn, events::redis::Keys::new(prefix))),
-        http: reqwest::Client::new(),
+        http: stack::testing::http_client(),
     };
     (stack, grpc, redis)
 }

@@ -70,6 +70,10 @@ impl Consumer {
                 Ok(()) => backoff.reset(),
                 Err(e) => {
                     tracing::warn!(error = %e, "Redis unavailable; retrying");
+                    // A batch may be stored but not yet acknowledged: re-read our
+                    // own pending entries first (storing them again is a no-op),
+                    // rather than leaving them to the idle claim.
+                    own_done = false;
                     self.pause(backoff.next_delay()).await;
                 }
             }

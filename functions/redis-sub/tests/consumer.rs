@@ -113,7 +113,7 @@ async fn entries_left_pending_by_a_crashed_consumer_are_claimed_and_stored_once(
 async fn the_http_push_form_stores_a_case_event_once() {
     let e = env().await;
     let (url, ctx) = spawn(&e.env, &[("STREAM_CONSUMER", "false")]).await;
-    let http = reqwest::Client::new();
+    let http = stack::testing::http_client();
     let r = reported(1);
     for _ in 0..2 {
         let resp = events::http::binary_request(&http, &format!("{url}/"), r.to_event("/redis-stream-source"), &[]).unwrap().send().await.unwrap();

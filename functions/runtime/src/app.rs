@@ -176,6 +176,8 @@ impl App {
             .map_err(|e| anyhow::anyhow!("cannot listen on {}:{}: {e}", config.host, config.port))?;
         let addr = listener.local_addr()?;
         let ctx = Context::new(config);
+        // The recorder first: functions register their own metrics while building routes.
+        metrics::handle();
         let routes = make(ctx.clone()).await?;
         let router = contract_router(&ctx, routes);
         Ok(App { listener, addr, router, ctx })
@@ -410,6 +412,7 @@ where
     Fut: Future<Output = anyhow::Result<Routes>>,
 {
     let ctx = Context::new(config);
+    metrics::handle();
     let routes = make(ctx.clone()).await?;
     let router = contract_router(&ctx, routes);
     tracing::info!(api = ?ctx.config.lambda_runtime_api, "serving through the Lambda runtime API");

@@ -33,7 +33,7 @@ pub async fn spawn_ingest(env: &[(&str, &str)]) -> TestApp {
     let url = format!("http://127.0.0.1:{}", app.port());
     let app_ctx = app.context().clone();
     tokio::spawn(app.run_until_stopped());
-    TestApp { url, client: reqwest::Client::new(), app_ctx }
+    TestApp { url, client: stack::testing::http_client(), app_ctx }
 }
 
 impl TestApp {
