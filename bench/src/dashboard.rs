@@ -18,8 +18,28 @@ use crate::stats::{median, percentile};
 use crate::{Ctx, procs};
 
 const AREAS: [&str; 22] = [
-    "Alta Verapaz", "Baja Verapaz", "Chimaltenango", "Chiquimula", "El Progreso", "Escuintla", "Guatemala", "Huehuetenango", "Izabal", "Jalapa", "Jutiapa",
-    "Petén", "Quetzaltenango", "Quiché", "Retalhuleu", "Sacatepéquez", "San Marcos", "Santa Rosa", "Sololá", "Suchitepéquez", "Totonicapán", "Zacapa",
+    "Alta Verapaz",
+    "Baja Verapaz",
+    "Chimaltenango",
+    "Chiquimula",
+    "El Progreso",
+    "Escuintla",
+    "Guatemala",
+    "Huehuetenango",
+    "Izabal",
+    "Jalapa",
+    "Jutiapa",
+    "Petén",
+    "Quetzaltenango",
+    "Quiché",
+    "Retalhuleu",
+    "Sacatepéquez",
+    "San Marcos",
+    "Santa Rosa",
+    "Sololá",
+    "Suchitepéquez",
+    "Totonicapán",
+    "Zacapa",
 ];
 const STATES: [&str; 4] = ["active", "recovered", "hospitalized", "deceased"];
 
@@ -35,28 +55,59 @@ async fn seed(cases: &CaseStore, agg: &Aggregator, n: u64) -> anyhow::Result<()>
         let batch: Vec<Reported> = (done..done + k)
             .map(|i| Reported {
                 id: Reported::new_id(),
-                case: Case::new(&format!("Case {i}"), AREAS[(i * 7 % 22) as usize], (i % 100) as i64, "communitary", STATES[(i % 4) as usize]).expect("valid"),
+                case: Case::new(
+                    &format!("Case {i}"),
+                    AREAS[(i * 7 % 22) as usize],
+                    (i % 100) as i64,
+                    "communitary",
+                    STATES[(i % 4) as usize],
+                )
+                .expect("valid"),
                 time: chrono::Utc::now(),
                 revision: Some("ingest-grpc-00001".into()),
                 traceparent: None,
             })
             .collect();
         let ids: Vec<String> = batch.iter().map(|r| r.id.clone()).collect();
-        cases.insert(&batch, if done % 2 == 0 { WritePath::Grpc } else { WritePath::Redis }).await?;
+        cases
+            .insert(
+                &batch,
+                if done % 2 == 0 {
+                    WritePath::Grpc
+                } else {
+                    WritePath::Redis
+                },
+            )
+            .await?;
         agg.count(&ids).await?;
         done += k;
         if done % 100_000 == 0 {
-            println!("    seeded {done} cases ({:.0} s)", start.elapsed().as_secs_f64());
+            println!(
+                "    seeded {done} cases ({:.0} s)",
+                start.elapsed().as_secs_f64()
+            );
         }
     }
     Ok(())
 }
 
 fn wrk_rps(url: &str, secs: u64) -> anyhow::Result<f64> {
-    let out = Command::new("wrk").args(["-t1", "-c32", &format!("-d{secs}s"), url]).output().context("wrk is not installed: run scripts/setup.sh")?;
+    let out = Command::new("wrk")
+        .args(["-t1", "-c32", &format!("-d{secs}s"), url])
+        .output()
+        .context("wrk is not installed: run scripts/setup.sh")?;
     let text = String::from_utf8_lossy(&out.stdout);
-    anyhow::ensure!(!text.contains("Non-2xx"), "non-2xx answers from {url}: {text}");
-    text.lines().find_map(|l| l.strip_prefix("Requests/sec:").map(|v| v.trim().parse::<f64>())).context("wrk printed no Requests/sec")?.map_err(Into::into)
+    anyhow::ensure!(
+        !text.contains("Non-2xx"),
+        "non-2xx answers from {url}: {text}"
+    );
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix("Requests/sec:")
+                .map(|v| v.trim().parse::<f64>())
+        })
+        .context("wrk printed no Requests/sec")?
+        .map_err(Into::into)
 }
 
 async fn reads(ctx: &Ctx) -> anyhow::Result<(Vec<Vec<String>>, Vec<serde_json::Value>)> {
@@ -67,9 +118,16 @@ async fn reads(ctx: &Ctx) -> anyhow::Result<(Vec<Vec<String>>, Vec<serde_json::V
         let dir = ctx.work.path().join(format!("reads-{n}"));
         let redis = stack::RedisServer::start(&dir.join("redis"))?;
         let mongo = stack::MongoServer::start(&dir.join("mongo"))?;
-        let m = Mongo::connect_lazy(&MongoConfig { uri: mongo.uri(), database: "bench".into() }).await?;
+        let m = Mongo::connect_lazy(&MongoConfig {
+            uri: mongo.uri(),
+            database: "bench".into(),
+        })
+        .await?;
         let keys = events::redis::Keys::new("bench:");
-        let agg = Aggregator::new(m.clone(), RedisStats::new(runtime::redis::connect_lazy(&redis.url())?, keys));
+        let agg = Aggregator::new(
+            m.clone(),
+            RedisStats::new(runtime::redis::connect_lazy(&redis.url())?, keys),
+        );
         seed(&CaseStore::new(m), &agg, n).await?;
         let port = stack::free_port()?;
         let env: Vec<(String, String)> = [
@@ -86,9 +144,24 @@ async fn reads(ctx: &Ctx) -> anyhow::Result<(Vec<Vec<String>>, Vec<serde_json::V
         .collect();
         let api = procs::Proc::spawn(&ctx.bin("dashboard-api"), &env)?;
         let base = format!("http://127.0.0.1:{port}");
-        procs::wait_http_ok(&ctx.http, &format!("{base}/readyz"), Duration::from_secs(20)).await?;
-        let total: serde_json::Value = ctx.http.get(format!("{base}/api/summary")).send().await?.json().await?;
-        anyhow::ensure!(total["total"].as_u64() == Some(n), "seeded {n} but the summary says {}", total["total"]);
+        procs::wait_http_ok(
+            &ctx.http,
+            &format!("{base}/readyz"),
+            Duration::from_secs(20),
+        )
+        .await?;
+        let total: serde_json::Value = ctx
+            .http
+            .get(format!("{base}/api/summary"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        anyhow::ensure!(
+            total["total"].as_u64() == Some(n),
+            "seeded {n} but the summary says {}",
+            total["total"]
+        );
         for endpoint in ["/api/summary", "/api/areas/top?n=3"] {
             let url = format!("{base}{endpoint}");
             let mut rps = Vec::new();
@@ -98,7 +171,12 @@ async fn reads(ctx: &Ctx) -> anyhow::Result<(Vec<Vec<String>>, Vec<serde_json::V
                 rps.push(tokio::task::spawn_blocking(move || wrk_rps(&u, secs)).await??);
             }
             let r = median(&rps);
-            rows.push(vec![endpoint.to_owned(), int(n as f64), int(r), format!("`wrk -t1 -c32 -d{}s {url}`", ctx.secs)]);
+            rows.push(vec![
+                endpoint.to_owned(),
+                int(n as f64),
+                int(r),
+                format!("`wrk -t1 -c32 -d{}s {url}`", ctx.secs),
+            ]);
             out.push(json!({"endpoint": endpoint, "stored_cases": n, "requests_per_s": r}));
         }
         drop(api);
@@ -107,7 +185,11 @@ async fn reads(ctx: &Ctx) -> anyhow::Result<(Vec<Vec<String>>, Vec<serde_json::V
 }
 
 /// One SSE client: reports the `summary.total` of every snapshot it receives, with the time.
-async fn sse_client(http: reqwest::Client, url: String, tx: mpsc::UnboundedSender<(u64, Instant)>) -> anyhow::Result<()> {
+async fn sse_client(
+    http: reqwest::Client,
+    url: String,
+    tx: mpsc::UnboundedSender<(u64, Instant)>,
+) -> anyhow::Result<()> {
     let mut resp = http.get(url).send().await?;
     let mut buf = String::new();
     while let Some(chunk) = resp.chunk().await? {
@@ -115,7 +197,10 @@ async fn sse_client(http: reqwest::Client, url: String, tx: mpsc::UnboundedSende
         buf.push_str(&String::from_utf8_lossy(&chunk));
         while let Some(end) = buf.find("\n\n") {
             let event: String = buf.drain(..end + 2).collect();
-            let data: String = event.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
+            let data: String = event
+                .lines()
+                .filter_map(|l| l.strip_prefix("data: "))
+                .collect();
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(&data)
                 && let Some(t) = v["summary"]["total"].as_u64()
             {
@@ -130,7 +215,9 @@ async fn freshness(ctx: &Ctx, clients: usize, rounds: usize) -> anyhow::Result<(
     println!("  freshness with {clients} SSE clients");
     let r = crate::paths::start_stack(ctx, "freshness").await?;
     let stream = format!("{}/api/stream", r.sup.url("dashboard-api"));
-    let http = reqwest::Client::builder().pool_max_idle_per_host(clients * 2).build()?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(clients * 2)
+        .build()?;
     let mut receivers = Vec::new();
     for _ in 0..clients {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -139,20 +226,30 @@ async fn freshness(ctx: &Ctx, clients: usize, rounds: usize) -> anyhow::Result<(
     }
     // Every client has its first snapshot before we start.
     for rx in &mut receivers {
-        tokio::time::timeout(Duration::from_secs(20), rx.recv()).await?.context("an SSE client closed")?;
+        tokio::time::timeout(Duration::from_secs(20), rx.recv())
+            .await?
+            .context("an SSE client closed")?;
     }
     let ingest = format!("{}/cases", r.sup.url("ingest-grpc"));
     let body = r#"{"name":"Fresh","location":"Petén","age":30,"infectedtype":"communitary","state":"active"}"#;
     let receivers = Arc::new(tokio::sync::Mutex::new(receivers));
     let mut samples = Vec::new();
     for round in 1..=rounds as u64 {
-        let resp = ctx.http.post(&ingest).header("content-type", "application/json").body(body).send().await?;
+        let resp = ctx
+            .http
+            .post(&ingest)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await?;
         let accepted = Instant::now();
         anyhow::ensure!(resp.status() == 202, "ingest answered {}", resp.status());
         let mut rxs = receivers.lock().await;
         for rx in rxs.iter_mut() {
             loop {
-                let (total, at) = tokio::time::timeout(Duration::from_secs(20), rx.recv()).await?.context("an SSE client closed")?;
+                let (total, at) = tokio::time::timeout(Duration::from_secs(20), rx.recv())
+                    .await?
+                    .context("an SSE client closed")?;
                 if total >= round {
                     samples.push(at.saturating_duration_since(accepted).as_secs_f64() * 1000.0);
                     break;
@@ -163,23 +260,37 @@ async fn freshness(ctx: &Ctx, clients: usize, rounds: usize) -> anyhow::Result<(
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     r.sup.stop().await;
-    Ok((samples, format!("{clients} clients on {stream}, {rounds} single cases posted to {ingest}")))
+    Ok((
+        samples,
+        format!("{clients} clients on {stream}, {rounds} single cases posted to {ingest}"),
+    ))
 }
 
 pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
     println!("== dashboard reads and freshness");
     let (rows, reads_out) = reads(ctx).await?;
     let (samples, setup) = freshness(ctx, 200, 20).await?;
-    let (p50, p95, max) = (percentile(&samples, 0.5), percentile(&samples, 0.95), percentile(&samples, 1.0));
+    let (p50, p95, max) = (
+        percentile(&samples, 0.5),
+        percentile(&samples, 0.95),
+        percentile(&samples, 1.0),
+    );
     let md = format!(
         "Dashboard reads against dashboard-api alone (release), the stores seeded through the real write and aggregation code; medians of {} runs of {} s with wrk (1 thread, 32 connections).\n\n{}\nThe read cost does not depend on the number of stored cases: both endpoints read materialised statistics (O(areas)).\n\nFreshness, accept → browser: the time from ingest's `202` for one case to each of 200 connected SSE clients receiving a snapshot that includes it (whole pipeline running; {}): **p50 {p50:.0} ms, p95 {p95:.0} ms, max {max:.0} ms** over {} samples (target p95 < 1 s).\n\nCommand: `target/release/bench dashboard`\n",
         ctx.runs,
         ctx.secs,
-        table(&["endpoint", "stored cases", "requests/s", "command"], &rows),
+        table(
+            &["endpoint", "stored cases", "requests/s", "command"],
+            &rows
+        ),
         setup,
         samples.len()
     );
     println!("{md}");
-    crate::report::write_json(&ctx.results, "dashboard", &json!({"machine": ctx.machine, "reads": reads_out, "freshness_ms": {"p50": p50, "p95": p95, "max": max, "samples": samples.len(), "setup": setup}}))?;
+    crate::report::write_json(
+        &ctx.results,
+        "dashboard",
+        &json!({"machine": ctx.machine, "reads": reads_out, "freshness_ms": {"p50": p50, "p95": p95, "max": max, "samples": samples.len(), "setup": setup}}),
+    )?;
     crate::report::update_markdown(&ctx.markdown, "dashboard", &md)
 }

@@ -13,7 +13,8 @@ use crate::report::{int, table};
 use crate::stats::median;
 use crate::{Ctx, procs};
 
-const BODY: &str = r#"{"name":"Ana","location":"Petén","age":34,"infectedtype":"communitary","state":"active"}"#;
+const BODY: &str =
+    r#"{"name":"Ana","location":"Petén","age":34,"infectedtype":"communitary","state":"active"}"#;
 
 /// nginx answering every request with a fixed 202, one worker, no logs.
 fn start_nginx(dir: &Path, port: u16) -> anyhow::Result<procs::Proc> {
@@ -24,7 +25,14 @@ fn start_nginx(dir: &Path, port: u16) -> anyhow::Result<procs::Proc> {
     );
     std::fs::write(dir.join("nginx.conf"), conf)?;
     let nginx = which("nginx").context("nginx is not installed: run scripts/setup.sh")?;
-    let child = Command::new(nginx).arg("-c").arg(dir.join("nginx.conf")).arg("-p").arg(dir).stdout(Stdio::null()).stderr(Stdio::null()).spawn()?;
+    let child = Command::new(nginx)
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        .arg("-p")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
     Ok(procs::Proc(child))
 }
 
@@ -42,19 +50,34 @@ fn which(cmd: &str) -> Option<std::path::PathBuf> {
 fn locust() -> anyhow::Result<std::path::PathBuf> {
     let bin = stack::servers::tools_dir().join("locust-venv/bin/locust");
     if !bin.exists() {
-        bail!("Locust is not installed at {}: run scripts/setup.sh", bin.display());
+        bail!(
+            "Locust is not installed at {}: run scripts/setup.sh",
+            bin.display()
+        );
     }
     Ok(bin)
 }
 
 fn wrk_rps(url: &str, secs: u64, dir: &Path) -> anyhow::Result<f64> {
     let script = dir.join("post.lua");
-    std::fs::write(&script, format!("wrk.method = \"POST\"\nwrk.body = '{BODY}'\nwrk.headers[\"Content-Type\"] = \"application/json\"\n"))?;
+    std::fs::write(
+        &script,
+        format!(
+            "wrk.method = \"POST\"\nwrk.body = '{BODY}'\nwrk.headers[\"Content-Type\"] = \"application/json\"\n"
+        ),
+    )?;
     let wrk = which("wrk").context("wrk is not installed: run scripts/setup.sh")?;
-    let out = Command::new(wrk).args(["-t1", "-c50", &format!("-d{secs}s"), "-s"]).arg(&script).arg(url).output()?;
+    let out = Command::new(wrk)
+        .args(["-t1", "-c50", &format!("-d{secs}s"), "-s"])
+        .arg(&script)
+        .arg(url)
+        .output()?;
     let text = String::from_utf8_lossy(&out.stdout);
     text.lines()
-        .find_map(|l| l.strip_prefix("Requests/sec:").map(|v| v.trim().parse::<f64>()))
+        .find_map(|l| {
+            l.strip_prefix("Requests/sec:")
+                .map(|v| v.trim().parse::<f64>())
+        })
         .context("wrk printed no Requests/sec")?
         .map_err(Into::into)
 }
@@ -62,16 +85,40 @@ fn wrk_rps(url: &str, secs: u64, dir: &Path) -> anyhow::Result<f64> {
 fn locust_rps(bin: &Path, url: &str, secs: u64, dir: &Path) -> anyhow::Result<f64> {
     let prefix = dir.join("locust");
     let status = Command::new(bin)
-        .args(["-f", "loadtest/traffic.py", "--headless", "-u", "50", "-r", "50", "-t", &format!("{secs}s"), "--host", url, "--only-summary", "--csv"])
+        .args([
+            "-f",
+            "loadtest/traffic.py",
+            "--headless",
+            "-u",
+            "50",
+            "-r",
+            "50",
+            "-t",
+            &format!("{secs}s"),
+            "--host",
+            url,
+            "--only-summary",
+            "--csv",
+        ])
         .arg(&prefix)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()?;
-    let csv = std::fs::read_to_string(format!("{}_stats.csv", prefix.display())).with_context(|| format!("Locust wrote no stats ({status})"))?;
+    let csv = std::fs::read_to_string(format!("{}_stats.csv", prefix.display()))
+        .with_context(|| format!("Locust wrote no stats ({status})"))?;
     let mut lines = csv.lines();
-    let header: Vec<&str> = lines.next().context("empty Locust stats")?.split(',').collect();
-    let col = header.iter().position(|h| *h == "Requests/s").context("no Requests/s column")?;
-    let agg = lines.find(|l| l.contains("Aggregated")).context("no Aggregated row")?;
+    let header: Vec<&str> = lines
+        .next()
+        .context("empty Locust stats")?
+        .split(',')
+        .collect();
+    let col = header
+        .iter()
+        .position(|h| *h == "Requests/s")
+        .context("no Requests/s column")?;
+    let agg = lines
+        .find(|l| l.contains("Aggregated"))
+        .context("no Aggregated row")?;
     Ok(agg.split(',').nth(col).context("short row")?.parse()?)
 }
 
@@ -82,9 +129,27 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
     let port = stack::free_port()?;
     let _nginx = start_nginx(&dir.join("nginx"), port)?;
     let url = format!("http://127.0.0.1:{port}");
-    procs::wait_http_ok(&reqwest::Client::new(), &format!("{url}/"), Duration::from_secs(10)).await.ok();
+    procs::wait_http_ok(
+        &reqwest::Client::new(),
+        &format!("{url}/"),
+        Duration::from_secs(10),
+    )
+    .await
+    .ok();
     let locust_bin = locust()?;
-    let lt_args: Vec<String> = ["--users", "50", "--duration", &format!("{}s", ctx.secs), "--target", &format!("nginx={url}"), "--threads", "1"].iter().map(|s| s.to_string()).collect();
+    let lt_args: Vec<String> = [
+        "--users",
+        "50",
+        "--duration",
+        &format!("{}s", ctx.secs),
+        "--target",
+        &format!("nginx={url}"),
+        "--threads",
+        "1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     let (mut lt, mut lc, mut wk) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..ctx.runs {
         println!("  run {}/{}", i + 1, ctx.runs);
@@ -95,9 +160,24 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
     let (lt, lc, wk) = (median(&lt), median(&lc), median(&wk));
     let ratio = lt / lc.max(1.0);
     let rows = vec![
-        vec!["loadtest (this project, 1 thread, 50 users)".into(), int(lt), format!("`{}`", crate::loadgen::Loadtest::command(&lt_args))],
-        vec!["Locust (FastHttpUser, 1 process, 50 users)".into(), int(lc), format!("`locust -f loadtest/traffic.py --headless -u 50 -r 50 -t {}s --host {url}`", ctx.secs)],
-        vec!["wrk (1 thread, 50 connections)".into(), int(wk), format!("`wrk -t1 -c50 -d{}s -s post.lua {url}/cases`", ctx.secs)],
+        vec![
+            "loadtest (this project, 1 thread, 50 users)".into(),
+            int(lt),
+            format!("`{}`", crate::loadgen::Loadtest::command(&lt_args)),
+        ],
+        vec![
+            "Locust (FastHttpUser, 1 process, 50 users)".into(),
+            int(lc),
+            format!(
+                "`locust -f loadtest/traffic.py --headless -u 50 -r 50 -t {}s --host {url}`",
+                ctx.secs
+            ),
+        ],
+        vec![
+            "wrk (1 thread, 50 connections)".into(),
+            int(wk),
+            format!("`wrk -t1 -c50 -d{}s -s post.lua {url}/cases`", ctx.secs),
+        ],
     ];
     let md = format!(
         "Requests/s each generator sends to the same nginx endpoint (one worker, fixed 202 answer) on this machine, same run; medians of {} runs of {} s.\n\n{}\n**loadtest / Locust = {ratio:.1}×** (target: at least 10×). loadtest / wrk = {:.2}.\n",
@@ -107,6 +187,10 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
         lt / wk.max(1.0)
     );
     println!("{md}");
-    crate::report::write_json(&ctx.results, "generator", &json!({"machine": ctx.machine, "runs": ctx.runs, "secs": ctx.secs, "loadtest_rps": lt, "locust_rps": lc, "wrk_rps": wk, "loadtest_over_locust": ratio}))?;
+    crate::report::write_json(
+        &ctx.results,
+        "generator",
+        &json!({"machine": ctx.machine, "runs": ctx.runs, "secs": ctx.secs, "loadtest_rps": lt, "locust_rps": lc, "wrk_rps": wk, "loadtest_over_locust": ratio}),
+    )?;
     crate::report::update_markdown(&ctx.markdown, "generator", &md)
 }

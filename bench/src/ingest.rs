@@ -14,7 +14,10 @@ use crate::{Ctx, procs};
 
 /// A CloudEvents sink that does as little as possible: reads the body, answers 202.
 async fn spawn_sink() -> anyhow::Result<String> {
-    let router = Router::new().route("/", post(|_body: axum::body::Bytes| async { StatusCode::ACCEPTED }));
+    let router = Router::new().route(
+        "/",
+        post(|_body: axum::body::Bytes| async { StatusCode::ACCEPTED }),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/", listener.local_addr()?);
     tokio::spawn(async move { axum::serve(listener, router).await });
@@ -34,13 +37,28 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
     ];
     let proc = procs::Proc::spawn(&bin, &env)?;
     let url = format!("http://127.0.0.1:{port}");
-    procs::wait_http_ok(&ctx.http, &format!("{url}/healthz"), Duration::from_secs(10)).await?;
+    procs::wait_http_ok(
+        &ctx.http,
+        &format!("{url}/healthz"),
+        Duration::from_secs(10),
+    )
+    .await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle_rss = procs::rss_mib(proc.pid()).unwrap_or(0.0);
     let secs = ctx.secs.to_string();
     let target = format!("ingest={url}");
     let base = |extra: &[&str]| -> Vec<String> {
-        let mut a: Vec<String> = ["--duration", &format!("{secs}s"), "--target", &target, "--threads", "1"].iter().map(|s| s.to_string()).collect();
+        let mut a: Vec<String> = [
+            "--duration",
+            &format!("{secs}s"),
+            "--target",
+            &target,
+            "--threads",
+            "1",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         a.extend(extra.iter().map(|s| s.to_string()));
         a
     };
@@ -53,7 +71,12 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
         single.push(ctx.loadtest.run(&single_args)?);
         batch.push(ctx.loadtest.run(&batch_args)?);
     }
-    let single_rps = median(&single.iter().map(|r| r.total.requests_per_s).collect::<Vec<_>>());
+    let single_rps = median(
+        &single
+            .iter()
+            .map(|r| r.total.requests_per_s)
+            .collect::<Vec<_>>(),
+    );
     let half = (single_rps / 2.0).round().max(1.0);
     let half_args = base(&["--rate", &half.to_string()]);
     let mut at_half = Vec::new();
@@ -63,8 +86,14 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
     let peak_rss = procs::peak_rss_mib(proc.pid()).unwrap_or(0.0);
     drop(proc);
 
-    let m = |rs: &[crate::loadgen::Report], f: fn(&crate::loadgen::Report) -> f64| median(&rs.iter().map(f).collect::<Vec<_>>());
-    let rows = [("single case", &single, &single_args), ("100-case batch", &batch, &batch_args), ("single case at half the peak rate", &at_half, &half_args)];
+    let m = |rs: &[crate::loadgen::Report], f: fn(&crate::loadgen::Report) -> f64| {
+        median(&rs.iter().map(f).collect::<Vec<_>>())
+    };
+    let rows = [
+        ("single case", &single, &single_args),
+        ("100-case batch", &batch, &batch_args),
+        ("single case at half the peak rate", &at_half, &half_args),
+    ];
     let mut out = Vec::new();
     let mut md_rows = Vec::new();
     for (name, rs, args) in rows {
@@ -73,7 +102,15 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
         let p50 = m(rs, |r| r.total.latency_us.p50 as f64);
         let p99 = m(rs, |r| r.total.latency_us.p99 as f64);
         let errors: u64 = rs.iter().map(|r| r.total.errors).sum();
-        md_rows.push(vec![name.to_owned(), int(rps), int(cps), ms(p50), ms(p99), errors.to_string(), format!("`{}`", crate::loadgen::Loadtest::command(args))]);
+        md_rows.push(vec![
+            name.to_owned(),
+            int(rps),
+            int(cps),
+            ms(p50),
+            ms(p99),
+            errors.to_string(),
+            format!("`{}`", crate::loadgen::Loadtest::command(args)),
+        ]);
         out.push(json!({"load": name, "requests_per_s": rps, "cases_per_s": cps, "p50_us": p50, "p99_us": p99, "errors": errors, "command": crate::loadgen::Loadtest::command(args)}));
     }
     let size = procs::file_mib(&bin);
@@ -81,12 +118,27 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
         "Ingest alone, sending every case as a binary-mode CloudEvent to a trivial HTTP sink (in the bench process), load generator on one thread, all on this machine. Medians of {} runs of {} s.\n\n{}\nBinary size {:.1} MiB (release, `target/release/ingest`), idle RSS {:.1} MiB, peak RSS {:.1} MiB.\n\nTargets: ≥ 20,000 single-case requests/s; p99 < 5 ms at half that rate; idle RSS < 15 MB.\n",
         ctx.runs,
         ctx.secs,
-        table(&["load", "requests/s", "cases/s", "p50", "p99", "errors", "command"], &md_rows),
+        table(
+            &[
+                "load",
+                "requests/s",
+                "cases/s",
+                "p50",
+                "p99",
+                "errors",
+                "command"
+            ],
+            &md_rows
+        ),
         size,
         idle_rss,
         peak_rss
     );
     println!("{md}");
-    crate::report::write_json(&ctx.results, "ingest", &json!({"machine": ctx.machine, "runs": ctx.runs, "secs": ctx.secs, "loads": out, "binary_mib": size, "idle_rss_mib": idle_rss, "peak_rss_mib": peak_rss}))?;
+    crate::report::write_json(
+        &ctx.results,
+        "ingest",
+        &json!({"machine": ctx.machine, "runs": ctx.runs, "secs": ctx.secs, "loads": out, "binary_mib": size, "idle_rss_mib": idle_rss, "peak_rss_mib": peak_rss}),
+    )?;
     crate::report::update_markdown(&ctx.markdown, "ingest", &md)
 }

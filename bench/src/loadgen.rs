@@ -37,7 +37,10 @@ pub struct Loadtest {
 impl Loadtest {
     /// Runs `loadtest <args> --quiet --report <tmp>` and returns the report.
     pub fn run(&self, args: &[String]) -> anyhow::Result<Report> {
-        let report = self.dir.join(format!("report-{}.json", std::process::id() as u64 * 1000 + rand_suffix()));
+        let report = self.dir.join(format!(
+            "report-{}.json",
+            std::process::id() as u64 * 1000 + rand_suffix()
+        ));
         let out = Command::new(&self.bin)
             .args(args)
             .arg("--quiet")
@@ -46,9 +49,14 @@ impl Loadtest {
             .output()
             .with_context(|| format!("cannot run {}", self.bin.display()))?;
         if !out.status.success() {
-            bail!("loadtest {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "loadtest {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
-        let r = std::fs::read(&report).with_context(|| format!("loadtest wrote no report at {}", report.display()))?;
+        let r = std::fs::read(&report)
+            .with_context(|| format!("loadtest wrote no report at {}", report.display()))?;
         let _ = std::fs::remove_file(&report);
         Ok(serde_json::from_slice(&r)?)
     }
@@ -64,4 +72,3 @@ fn rand_suffix() -> u64 {
     static N: AtomicU64 = AtomicU64::new(0);
     N.fetch_add(1, Ordering::Relaxed)
 }
-

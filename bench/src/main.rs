@@ -18,7 +18,10 @@ use std::path::PathBuf;
 use clap::{Parser, ValueEnum};
 
 #[derive(Parser)]
-#[command(name = "bench", about = "covid-realtime benchmarks: writes bench/results/*.json and BENCHMARKS.md")]
+#[command(
+    name = "bench",
+    about = "covid-realtime benchmarks: writes bench/results/*.json and BENCHMARKS.md"
+)]
 struct Cli {
     /// Which suites to run.
     #[arg(value_enum, default_values_t = [Suite::All])]
@@ -77,12 +80,27 @@ impl Ctx {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     runtime::install_crypto_provider();
-    for b in ["ingest", "grpc-writer", "redis-sub", "aggregate", "dashboard-api", "loadtest"] {
-        anyhow::ensure!(cli.bin_dir.join(b).exists(), "{} is not built in {}: run `make release`", b, cli.bin_dir.display());
+    for b in [
+        "ingest",
+        "grpc-writer",
+        "redis-sub",
+        "aggregate",
+        "dashboard-api",
+        "loadtest",
+    ] {
+        anyhow::ensure!(
+            cli.bin_dir.join(b).exists(),
+            "{} is not built in {}: run `make release`",
+            b,
+            cli.bin_dir.display()
+        );
     }
     let work = tempfile::tempdir()?;
     let ctx = Ctx {
-        loadtest: loadgen::Loadtest { bin: cli.bin_dir.join("loadtest"), dir: work.path().to_owned() },
+        loadtest: loadgen::Loadtest {
+            bin: cli.bin_dir.join("loadtest"),
+            dir: work.path().to_owned(),
+        },
         bins: cli.bin_dir,
         results: cli.results,
         markdown: cli.markdown,
@@ -91,7 +109,9 @@ async fn main() -> anyhow::Result<()> {
         large: cli.large,
         machine: report::Machine::read(),
         work,
-        http: reqwest::Client::builder().pool_max_idle_per_host(512).build()?,
+        http: reqwest::Client::builder()
+            .pool_max_idle_per_host(512)
+            .build()?,
     };
     println!("machine: {}", ctx.machine.line());
     let all = cli.suites.contains(&Suite::All);

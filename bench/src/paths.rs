@@ -20,7 +20,14 @@ use crate::report::{int, table};
 use crate::stats::{median, percentile};
 use crate::{Ctx, procs};
 
-const FUNCTIONS: [&str; 6] = ["ingest-grpc", "ingest-redis", "grpc-writer", "redis-sub", "aggregate", "dashboard-api"];
+const FUNCTIONS: [&str; 6] = [
+    "ingest-grpc",
+    "ingest-redis",
+    "grpc-writer",
+    "redis-sub",
+    "aggregate",
+    "dashboard-api",
+];
 
 pub struct Running {
     pub sup: Supervisor,
@@ -33,14 +40,20 @@ pub struct Running {
 impl Running {
     /// Every process of the stack and its pid (functions and stores).
     pub fn pids(&self) -> Vec<(String, u32)> {
-        let mut v: Vec<(String, u32)> = FUNCTIONS.iter().filter_map(|f| self.sup.pid(f).map(|p| (f.to_string(), p))).collect();
+        let mut v: Vec<(String, u32)> = FUNCTIONS
+            .iter()
+            .filter_map(|f| self.sup.pid(f).map(|p| (f.to_string(), p)))
+            .collect();
         v.extend(self.redis.pid().map(|p| ("redis".to_owned(), p)));
         v.extend(self.mongo.pid().map(|p| ("mongodb".to_owned(), p)));
         v
     }
 
     pub fn cpu(&self) -> BTreeMap<String, f64> {
-        self.pids().into_iter().map(|(n, p)| (n, procs::cpu_s(p).unwrap_or(0.0))).collect()
+        self.pids()
+            .into_iter()
+            .map(|(n, p)| (n, procs::cpu_s(p).unwrap_or(0.0)))
+            .collect()
     }
 }
 
@@ -62,8 +75,18 @@ pub async fn start_stack(ctx: &Ctx, name: &str) -> anyhow::Result<Running> {
     };
     let sup = Supervisor::start(&config)?;
     sup.wait_ready(Duration::from_secs(60)).await?;
-    let mongo_client = Mongo::connect_lazy(&MongoConfig { uri: mongo.uri(), database: "bench".into() }).await?;
-    Ok(Running { sup, redis, mongo, cases: CaseStore::new(mongo_client.clone()), mongo_client })
+    let mongo_client = Mongo::connect_lazy(&MongoConfig {
+        uri: mongo.uri(),
+        database: "bench".into(),
+    })
+    .await?;
+    Ok(Running {
+        sup,
+        redis,
+        mongo,
+        cases: CaseStore::new(mongo_client.clone()),
+        mongo_client,
+    })
 }
 
 /// The smallest UUIDv7 string at or after `ms` (ids sort by acceptance time).
@@ -85,7 +108,13 @@ async fn accept_to_stored(r: &Running, path: &str, since_ms: i64) -> anyhow::Res
         .await?;
     Ok(docs
         .iter()
-        .filter_map(|d| Some((d.get_datetime("stored_at").ok()?.timestamp_millis() - d.get_datetime("reported_at").ok()?.timestamp_millis()) as f64))
+        .filter_map(|d| {
+            Some(
+                (d.get_datetime("stored_at").ok()?.timestamp_millis()
+                    - d.get_datetime("reported_at").ok()?.timestamp_millis())
+                    as f64,
+            )
+        })
         .collect())
 }
 
@@ -95,7 +124,10 @@ async fn wait_stored(r: &Running, path: events::WritePath, n: u64) -> anyhow::Re
         if r.cases.count(Some(path)).await? >= n {
             return Ok(Instant::now());
         }
-        anyhow::ensure!(start.elapsed() < Duration::from_secs(120), "cases on the {path} path not stored within 120 s");
+        anyhow::ensure!(
+            start.elapsed() < Duration::from_secs(120),
+            "cases on the {path} path not stored within 120 s"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -112,7 +144,12 @@ struct Run {
     errors: u64,
 }
 
-async fn one_run(ctx: &Ctx, r: &Running, path: events::WritePath, args: &[String]) -> anyhow::Result<Run> {
+async fn one_run(
+    ctx: &Ctx,
+    r: &Running,
+    path: events::WritePath,
+    args: &[String],
+) -> anyhow::Result<Run> {
     let before = r.cases.count(Some(path)).await?;
     let cpu0 = r.cpu();
     let t0 = Instant::now();
@@ -121,7 +158,15 @@ async fn one_run(ctx: &Ctx, r: &Running, path: events::WritePath, args: &[String
     let stored_at = wait_stored(r, path, before + report.total.cases_accepted).await?;
     let cpu1 = r.cpu();
     let accepted = report.total.cases_accepted.max(1) as f64;
-    let split: BTreeMap<String, f64> = cpu1.iter().map(|(k, v)| (k.clone(), (v - cpu0.get(k).copied().unwrap_or(0.0)) / accepted * 1000.0)).collect();
+    let split: BTreeMap<String, f64> = cpu1
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                (v - cpu0.get(k).copied().unwrap_or(0.0)) / accepted * 1000.0,
+            )
+        })
+        .collect();
     let lat = accept_to_stored(r, path.as_str(), t0_ms).await?;
     Ok(Run {
         requests_per_s: report.total.requests_per_s,
@@ -148,11 +193,26 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
     let mut split_rows = Vec::new();
     let mut out: Vec<Value> = Vec::new();
     let mut cost: BTreeMap<(String, u32), f64> = BTreeMap::new();
-    for (path, function) in [(events::WritePath::Grpc, "ingest-grpc"), (events::WritePath::Redis, "ingest-redis")] {
+    for (path, function) in [
+        (events::WritePath::Grpc, "ingest-grpc"),
+        (events::WritePath::Redis, "ingest-redis"),
+    ] {
         let target = format!("{}={}", path, r.sup.url(function));
         for batch in [100u32, 1] {
             let users = if batch == 1 { "64" } else { "16" };
-            let mut args: Vec<String> = ["--users", users, "--duration", &secs, "--target", &target, "--threads", "1"].iter().map(|s| s.to_string()).collect();
+            let mut args: Vec<String> = [
+                "--users",
+                users,
+                "--duration",
+                &secs,
+                "--target",
+                &target,
+                "--threads",
+                "1",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
             if batch > 1 {
                 args.extend(["--batch".to_owned(), batch.to_string()]);
             }
@@ -163,7 +223,19 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
             }
             // Accept-to-stored at half the peak request rate (open model).
             let half = (med(&runs, |x| x.requests_per_s) / 2.0).round().max(1.0);
-            let mut half_args: Vec<String> = ["--rate", &half.to_string(), "--duration", &secs, "--target", &target, "--threads", "1"].iter().map(|s| s.to_string()).collect();
+            let mut half_args: Vec<String> = [
+                "--rate",
+                &half.to_string(),
+                "--duration",
+                &secs,
+                "--target",
+                &target,
+                "--threads",
+                "1",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
             if batch > 1 {
                 half_args.extend(["--batch".to_owned(), batch.to_string()]);
             }
@@ -173,19 +245,59 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
             }
             let cpu = med(&runs, |x| x.cpu_per_1000);
             cost.insert((path.to_string(), batch), cpu);
-            let split: BTreeMap<String, f64> = runs[0].cpu_split.keys().map(|k| (k.clone(), median(&runs.iter().map(|x| x.cpu_split[k]).collect::<Vec<_>>()))).collect();
-            let label = format!("{path}, {}", if batch == 1 { "single case".to_owned() } else { format!("{batch}-case batch") });
+            let split: BTreeMap<String, f64> = runs[0]
+                .cpu_split
+                .keys()
+                .map(|k| {
+                    (
+                        k.clone(),
+                        median(&runs.iter().map(|x| x.cpu_split[k]).collect::<Vec<_>>()),
+                    )
+                })
+                .collect();
+            let label = format!(
+                "{path}, {}",
+                if batch == 1 {
+                    "single case".to_owned()
+                } else {
+                    format!("{batch}-case batch")
+                }
+            );
             rows.push(vec![
                 label.clone(),
                 int(med(&runs, |x| x.sustained)),
-                format!("{:.2} / {:.2} ms", med(&runs, |x| x.ingest_p50_us) / 1000.0, med(&runs, |x| x.ingest_p99_us) / 1000.0),
-                format!("{:.0} / {:.0} ms", med(&runs, |x| x.a2s_p50), med(&runs, |x| x.a2s_p99)),
-                format!("{:.0} / {:.0} ms", med(&half_runs, |x| x.a2s_p50), med(&half_runs, |x| x.a2s_p99)),
+                format!(
+                    "{:.2} / {:.2} ms",
+                    med(&runs, |x| x.ingest_p50_us) / 1000.0,
+                    med(&runs, |x| x.ingest_p99_us) / 1000.0
+                ),
+                format!(
+                    "{:.0} / {:.0} ms",
+                    med(&runs, |x| x.a2s_p50),
+                    med(&runs, |x| x.a2s_p99)
+                ),
+                format!(
+                    "{:.0} / {:.0} ms",
+                    med(&half_runs, |x| x.a2s_p50),
+                    med(&half_runs, |x| x.a2s_p99)
+                ),
                 format!("{cpu:.3}"),
-                runs.iter().chain(half_runs.iter()).map(|x| x.errors).sum::<u64>().to_string(),
+                runs.iter()
+                    .chain(half_runs.iter())
+                    .map(|x| x.errors)
+                    .sum::<u64>()
+                    .to_string(),
             ]);
             let mut srow = vec![label.clone()];
-            for name in ["ingest-grpc", "ingest-redis", "grpc-writer", "redis-sub", "redis", "mongodb", "aggregate"] {
+            for name in [
+                "ingest-grpc",
+                "ingest-redis",
+                "grpc-writer",
+                "redis-sub",
+                "redis",
+                "mongodb",
+                "aggregate",
+            ] {
                 srow.push(format!("{:.3}", split.get(name).copied().unwrap_or(0.0)));
             }
             split_rows.push(srow);
@@ -200,23 +312,73 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
             }));
         }
     }
-    let peak: Vec<Vec<String>> = r.pids().into_iter().map(|(n, p)| vec![n, format!("{:.1} MiB", procs::peak_rss_mib(p).unwrap_or(0.0))]).collect();
+    let peak: Vec<Vec<String>> = r
+        .pids()
+        .into_iter()
+        .map(|(n, p)| {
+            vec![
+                n,
+                format!("{:.1} MiB", procs::peak_rss_mib(p).unwrap_or(0.0)),
+            ]
+        })
+        .collect();
     let verdict = |batch: u32| {
         let g = cost[&("grpc".to_owned(), batch)];
         let rd = cost[&("redis".to_owned(), batch)];
-        let (cheap, dear, c, d) = if g <= rd { ("gRPC", "Redis", g, rd) } else { ("Redis", "gRPC", rd, g) };
-        format!("with {}: the **{cheap} path is cheaper**: {c:.3} CPU-seconds per 1,000 cases against {d:.3} on the {dear} path ({:.0}% less)", if batch == 1 { "single cases".to_owned() } else { format!("{batch}-case batches") }, (1.0 - c / d) * 100.0)
+        let (cheap, dear, c, d) = if g <= rd {
+            ("gRPC", "Redis", g, rd)
+        } else {
+            ("Redis", "gRPC", rd, g)
+        };
+        format!(
+            "with {}: the **{cheap} path is cheaper**: {c:.3} CPU-seconds per 1,000 cases against {d:.3} on the {dear} path ({:.0}% less)",
+            if batch == 1 {
+                "single cases".to_owned()
+            } else {
+                format!("{batch}-case batches")
+            },
+            (1.0 - c / d) * 100.0
+        )
     };
     let md = format!(
         "Both paths end to end on one machine (every function, Redis and the MongoDB-compatible server on the same 2 cores, load generator on one thread). Medians of {runs} runs of {secs}. Sustained = accepted cases / time from the first POST until the last is stored. Accept-to-stored = `stored_at − reported_at` of every case of the run. CPU = user+system seconds of every process of the stack (not the load generator) per 1,000 accepted cases.\n\n{}\n{}\n\nWhere the CPU goes (seconds per 1,000 cases):\n\n{}\nPeak RSS over the whole run:\n\n{}\nCommand: `target/release/bench paths` (each row's load command is in `bench/results/paths.json`).\n",
-        table(&["path, load", "sustained cases/s", "ingest p50 / p99", "accept→stored p50 / p99", "same at half the peak rate", "CPU s / 1,000 cases", "errors"], &rows),
-        [verdict(100), verdict(1)].map(|v| format!("- {v}")).join("\n"),
-        table(&["path, load", "ingest-grpc", "ingest-redis", "grpc-writer", "redis-sub", "redis", "mongodb", "aggregate"], &split_rows),
+        table(
+            &[
+                "path, load",
+                "sustained cases/s",
+                "ingest p50 / p99",
+                "accept→stored p50 / p99",
+                "same at half the peak rate",
+                "CPU s / 1,000 cases",
+                "errors"
+            ],
+            &rows
+        ),
+        [verdict(100), verdict(1)]
+            .map(|v| format!("- {v}"))
+            .join("\n"),
+        table(
+            &[
+                "path, load",
+                "ingest-grpc",
+                "ingest-redis",
+                "grpc-writer",
+                "redis-sub",
+                "redis",
+                "mongodb",
+                "aggregate"
+            ],
+            &split_rows
+        ),
         table(&["process", "peak RSS"], &peak),
         runs = ctx.runs,
     );
     println!("{md}");
     r.sup.stop().await;
-    crate::report::write_json(&ctx.results, "paths", &json!({"machine": ctx.machine, "runs": ctx.runs, "secs": ctx.secs, "results": out}))?;
+    crate::report::write_json(
+        &ctx.results,
+        "paths",
+        &json!({"machine": ctx.machine, "runs": ctx.runs, "secs": ctx.secs, "results": out}),
+    )?;
     crate::report::update_markdown(&ctx.markdown, "paths", &md)
 }

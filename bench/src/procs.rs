@@ -14,7 +14,12 @@ fn ticks_per_s() -> f64 {
 
 fn status_kb(pid: u32, field: &str) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines().find(|l| l.starts_with(field))?.split_whitespace().nth(1)?.parse().ok()
+    s.lines()
+        .find(|l| l.starts_with(field))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// Resident set size now, in MiB.
@@ -40,7 +45,9 @@ pub fn cpu_s(pid: u32) -> Option<f64> {
 
 /// Size of a file in MiB.
 pub fn file_mib(path: &Path) -> f64 {
-    std::fs::metadata(path).map(|m| m.len() as f64 / (1024.0 * 1024.0)).unwrap_or(0.0)
+    std::fs::metadata(path)
+        .map(|m| m.len() as f64 / (1024.0 * 1024.0))
+        .unwrap_or(0.0)
 }
 
 /// A child process killed when dropped.
@@ -80,7 +87,11 @@ impl Drop for Proc {
 }
 
 /// Waits until `url` answers 2xx; returns how long it took.
-pub async fn wait_http_ok(client: &reqwest::Client, url: &str, timeout: Duration) -> anyhow::Result<Duration> {
+pub async fn wait_http_ok(
+    client: &reqwest::Client,
+    url: &str,
+    timeout: Duration,
+) -> anyhow::Result<Duration> {
     let start = Instant::now();
     loop {
         if let Ok(r) = client.get(url).send().await

@@ -21,7 +21,10 @@ impl Machine {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let cpu = cpuinfo
             .lines()
-            .find_map(|l| l.strip_prefix("model name").map(|r| r.trim_start_matches([' ', '\t', ':']).to_owned()))
+            .find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|r| r.trim_start_matches([' ', '\t', ':']).to_owned())
+            })
             .unwrap_or_else(|| "unknown".into());
         let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
         let mem_kb: f64 = meminfo
@@ -31,11 +34,18 @@ impl Machine {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0.0);
         let cmd = |c: &str, a: &[&str]| {
-            std::process::Command::new(c).args(a).output().ok().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned()).unwrap_or_default()
+            std::process::Command::new(c)
+                .args(a)
+                .output()
+                .ok()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+                .unwrap_or_default()
         };
         Machine {
             cpu,
-            cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            cores: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
             memory_gib: (mem_kb / 1024.0 / 1024.0 * 10.0).round() / 10.0,
             kernel: cmd("uname", &["-r"]),
             rustc: cmd("rustc", &["--version"]),
@@ -43,13 +53,20 @@ impl Machine {
     }
 
     pub fn line(&self) -> String {
-        format!("{} cores ({}), {} GiB, Linux {}, {}", self.cores, self.cpu, self.memory_gib, self.kernel, self.rustc)
+        format!(
+            "{} cores ({}), {} GiB, Linux {}, {}",
+            self.cores, self.cpu, self.memory_gib, self.kernel, self.rustc
+        )
     }
 }
 
 /// A markdown table from a header and rows.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut s = format!("| {} |\n|{}|\n", header.join(" | "), header.iter().map(|_| "---").collect::<Vec<_>>().join("|"));
+    let mut s = format!(
+        "| {} |\n|{}|\n",
+        header.join(" | "),
+        header.iter().map(|_| "---").collect::<Vec<_>>().join("|")
+    );
     for r in rows {
         s.push_str(&format!("| {} |\n", r.join(" | ")));
     }
@@ -60,7 +77,8 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 pub fn write_json(results_dir: &Path, name: &str, value: &impl Serialize) -> anyhow::Result<()> {
     std::fs::create_dir_all(results_dir)?;
     let path = results_dir.join(format!("{name}.json"));
-    std::fs::write(&path, serde_json::to_vec_pretty(value)?).with_context(|| format!("cannot write {}", path.display()))?;
+    std::fs::write(&path, serde_json::to_vec_pretty(value)?)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     println!("wrote {}", path.display());
     Ok(())
 }
@@ -114,7 +132,11 @@ mod tests {
     fn replaces_a_section_in_place() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("B.md");
-        std::fs::write(&p, "# B\n\n<!-- bench:a -->\nold\n<!-- /bench:a -->\n\ntail\n").unwrap();
+        std::fs::write(
+            &p,
+            "# B\n\n<!-- bench:a -->\nold\n<!-- /bench:a -->\n\ntail\n",
+        )
+        .unwrap();
         update_markdown(&p, "a", "new").unwrap();
         update_markdown(&p, "b", "bee").unwrap();
         let s = std::fs::read_to_string(&p).unwrap();

@@ -120,7 +120,9 @@ impl Age {
         if (0..=i64::from(MAX_AGE)).contains(&years) {
             Ok(Age(years as u8))
         } else {
-            Err(format!("must be a whole number from 0 to {MAX_AGE}, got {years}"))
+            Err(format!(
+                "must be a whole number from 0 to {MAX_AGE}, got {years}"
+            ))
         }
     }
 
@@ -167,7 +169,11 @@ pub struct CaseError {
 
 impl CaseError {
     pub fn new(message: impl Into<String>) -> Self {
-        CaseError { message: message.into(), field: None, index: None }
+        CaseError {
+            message: message.into(),
+            field: None,
+            index: None,
+        }
     }
 
     pub fn with_field(mut self, field: impl Into<String>) -> Self {
@@ -182,7 +188,10 @@ impl CaseError {
 
     /// Turns a serde error at a tracked path into a message naming the field
     /// (and the array index for a batch).
-    fn from_path(err: serde_path_to_error::Error<serde_json::Error>, batch_index: Option<usize>) -> Self {
+    fn from_path(
+        err: serde_path_to_error::Error<serde_json::Error>,
+        batch_index: Option<usize>,
+    ) -> Self {
         let mut index = batch_index;
         let mut field = None;
         for seg in err.path().iter() {
@@ -207,7 +216,11 @@ impl CaseError {
             Some(f) if !message.contains(&format!("`{f}`")) => format!("{f}: {message}"),
             _ => message,
         };
-        CaseError { message, field, index }
+        CaseError {
+            message,
+            field,
+            index,
+        }
     }
 }
 
@@ -238,15 +251,17 @@ pub fn parse_json_body(body: &[u8]) -> Result<Vec<Case>, CaseError> {
     match first {
         Some(b'[') => {
             let de = &mut serde_json::Deserializer::from_slice(body);
-            let cases: Vec<Case> = serde_path_to_error::deserialize(de)
-                .map_err(|e| CaseError::from_path(e, None))?;
+            let cases: Vec<Case> =
+                serde_path_to_error::deserialize(de).map_err(|e| CaseError::from_path(e, None))?;
             if cases.is_empty() {
                 return Err(CaseError::new("the batch is empty: send at least one case"));
             }
             Ok(cases)
         }
         Some(b'{') => Ok(vec![parse_case(body)?]),
-        None => Err(CaseError::new("the body is empty: send a case object, an array of cases, or NDJSON")),
+        None => Err(CaseError::new(
+            "the body is empty: send a case object, an array of cases, or NDJSON",
+        )),
         Some(_) => Err(CaseError::new(
             "the body must be a JSON case object or an array of case objects",
         )),
@@ -268,7 +283,9 @@ pub fn parse_ndjson_body(body: &[u8]) -> Result<Vec<Case>, CaseError> {
         cases.push(case);
     }
     if cases.is_empty() {
-        return Err(CaseError::new("the body has no cases: send one JSON case object a line"));
+        return Err(CaseError::new(
+            "the body has no cases: send one JSON case object a line",
+        ));
     }
     Ok(cases)
 }
@@ -290,14 +307,38 @@ mod tests {
     #[test]
     fn names_the_bad_field() {
         let cases = [
-            (r#"{"name":"A","location":{"$gt":""},"age":3,"infectedtype":"x","state":"y"}"#, "location"),
-            (r#"{"name":"A","location":"L","age":-1,"infectedtype":"x","state":"y"}"#, "age"),
-            (r#"{"name":"A","location":"L","age":131,"infectedtype":"x","state":"y"}"#, "age"),
-            (r#"{"name":"A","location":"L","age":3.5,"infectedtype":"x","state":"y"}"#, "age"),
-            (r#"{"name":"A","location":"L","age":"3","infectedtype":"x","state":"y"}"#, "age"),
-            (r#"{"name":"  ","location":"L","age":3,"infectedtype":"x","state":"y"}"#, "name"),
-            (r#"{"name":"A","location":"L","age":3,"infectedtype":"x"}"#, "state"),
-            (r#"{"name":"A","location":"L","age":3,"infectedtype":"x","state":"y","extra":1}"#, "extra"),
+            (
+                r#"{"name":"A","location":{"$gt":""},"age":3,"infectedtype":"x","state":"y"}"#,
+                "location",
+            ),
+            (
+                r#"{"name":"A","location":"L","age":-1,"infectedtype":"x","state":"y"}"#,
+                "age",
+            ),
+            (
+                r#"{"name":"A","location":"L","age":131,"infectedtype":"x","state":"y"}"#,
+                "age",
+            ),
+            (
+                r#"{"name":"A","location":"L","age":3.5,"infectedtype":"x","state":"y"}"#,
+                "age",
+            ),
+            (
+                r#"{"name":"A","location":"L","age":"3","infectedtype":"x","state":"y"}"#,
+                "age",
+            ),
+            (
+                r#"{"name":"  ","location":"L","age":3,"infectedtype":"x","state":"y"}"#,
+                "name",
+            ),
+            (
+                r#"{"name":"A","location":"L","age":3,"infectedtype":"x"}"#,
+                "state",
+            ),
+            (
+                r#"{"name":"A","location":"L","age":3,"infectedtype":"x","state":"y","extra":1}"#,
+                "extra",
+            ),
         ];
         for (body, field) in cases {
             let e = parse_case(body.as_bytes()).unwrap_err();
@@ -316,11 +357,18 @@ mod tests {
 
     #[test]
     fn batch_error_names_index() {
-        let body = format!(r#"[{GOOD},{GOOD},{{"name":"A","location":"L","age":400,"infectedtype":"x","state":"y"}}]"#);
+        let body = format!(
+            r#"[{GOOD},{GOOD},{{"name":"A","location":"L","age":400,"infectedtype":"x","state":"y"}}]"#
+        );
         let e = parse_json_body(body.as_bytes()).unwrap_err();
         assert_eq!(e.index, Some(2));
         assert_eq!(e.field.as_deref(), Some("age"));
-        assert_eq!(parse_json_body(format!("[{GOOD},{GOOD}]").as_bytes()).unwrap().len(), 2);
+        assert_eq!(
+            parse_json_body(format!("[{GOOD},{GOOD}]").as_bytes())
+                .unwrap()
+                .len(),
+            2
+        );
     }
 
     #[test]
@@ -329,7 +377,12 @@ mod tests {
         let e = parse_ndjson_body(body.as_bytes()).unwrap_err();
         assert_eq!(e.index, Some(2));
         assert_eq!(e.field.as_deref(), Some("name"));
-        assert_eq!(parse_ndjson_body(format!("{GOOD}\n{GOOD}\n").as_bytes()).unwrap().len(), 2);
+        assert_eq!(
+            parse_ndjson_body(format!("{GOOD}\n{GOOD}\n").as_bytes())
+                .unwrap()
+                .len(),
+            2
+        );
     }
 
     #[test]

@@ -87,7 +87,9 @@ impl Reported {
     /// `Idempotency-Key`, so a retried request gets the same ids, and passes
     /// the key's first-seen time, so the ids still sort by acceptance time.
     pub fn id_at(unix_ms: u64, bits: &[u8; 10]) -> String {
-        uuid::Builder::from_unix_timestamp_millis(unix_ms, bits).into_uuid().to_string()
+        uuid::Builder::from_unix_timestamp_millis(unix_ms, bits)
+            .into_uuid()
+            .to_string()
     }
 
     pub fn to_event(&self, source: &str) -> Event {
@@ -96,7 +98,10 @@ impl Reported {
             .source(source.to_owned())
             .ty(types::CASE_REPORTED)
             .time(self.time)
-            .data(JSON, serde_json::to_value(&self.case).expect("a case serializes"));
+            .data(
+                JSON,
+                serde_json::to_value(&self.case).expect("a case serializes"),
+            );
         if let Some(r) = &self.revision {
             b = b.extension(EXT_REVISION, r.clone());
         }
@@ -166,7 +171,10 @@ impl StoredBatch {
             .source(source.to_owned())
             .ty(types::CASE_STORED)
             .time(Utc::now())
-            .data(JSON, serde_json::to_value(self).expect("a batch serializes"));
+            .data(
+                JSON,
+                serde_json::to_value(self).expect("a batch serializes"),
+            );
         if let Some(t) = traceparent {
             b = b.extension(EXT_TRACEPARENT, t.to_owned());
         }
@@ -195,7 +203,10 @@ impl StatsUpdated {
             .source(source.to_owned())
             .ty(types::STATS_UPDATED)
             .time(Utc::now())
-            .data(JSON, serde_json::to_value(self).expect("a notice serializes"))
+            .data(
+                JSON,
+                serde_json::to_value(self).expect("a notice serializes"),
+            )
             .build()
             .expect("every required attribute is set")
     }
@@ -222,19 +233,29 @@ pub fn check_received(event: &Event) -> Result<(), EventError> {
             event.specversion().as_str()
         )));
     }
-    for (name, value) in [("id", event.id()), ("source", event.source().as_str()), ("type", event.ty())] {
+    for (name, value) in [
+        ("id", event.id()),
+        ("source", event.source().as_str()),
+        ("type", event.ty()),
+    ] {
         if value.trim().is_empty() {
-            return Err(EventError::new(format!("the CloudEvent has an empty {name}")));
+            return Err(EventError::new(format!(
+                "the CloudEvent has an empty {name}"
+            )));
         }
     }
     if event.id().chars().count() > MAX_ID_CHARS {
-        return Err(EventError::new(format!("the CloudEvent id is over {MAX_ID_CHARS} characters")));
+        return Err(EventError::new(format!(
+            "the CloudEvent id is over {MAX_ID_CHARS} characters"
+        )));
     }
     if let Some(t) = event.time()
         && !(0..=9999).contains(&chrono::Datelike::year(t))
     {
         // RFC 3339, the HTTP and JSON encodings' format, has 4-digit years.
-        return Err(EventError::new(format!("the CloudEvent time {t} is out of range (years 0 to 9999)")));
+        return Err(EventError::new(format!(
+            "the CloudEvent time {t} is out of range (years 0 to 9999)"
+        )));
     }
     for (name, _) in event.iter_extensions() {
         check_extension_name(name)?;
@@ -244,19 +265,36 @@ pub fn check_received(event: &Event) -> Result<(), EventError> {
 
 /// Attribute names the CloudEvents formats reserve: an extension by one of
 /// these names (`ce-data` in binary mode, say) would collide with them.
-const RESERVED: [&str; 11] =
-    ["specversion", "id", "source", "type", "datacontenttype", "dataschema", "subject", "time", "data", "schemaurl", "datacontentencoding"];
+const RESERVED: [&str; 11] = [
+    "specversion",
+    "id",
+    "source",
+    "type",
+    "datacontenttype",
+    "dataschema",
+    "subject",
+    "time",
+    "data",
+    "schemaurl",
+    "datacontentencoding",
+];
 
 /// An extension name must be lowercase ASCII letters and digits (CloudEvents
 /// 1.0, as Knative validates `ceOverrides`) and not a reserved name.
 pub fn check_extension_name(name: &str) -> Result<(), EventError> {
-    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()) {
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    {
         return Err(EventError::new(format!(
             "CloudEvent extension {name:?} is not a valid attribute name: use lowercase letters and digits only"
         )));
     }
     if RESERVED.contains(&name) {
-        return Err(EventError::new(format!("CloudEvent extension {name:?} uses a reserved attribute name")));
+        return Err(EventError::new(format!(
+            "CloudEvent extension {name:?} uses a reserved attribute name"
+        )));
     }
     Ok(())
 }
@@ -280,9 +318,7 @@ pub fn json_data<T: DeserializeOwned>(event: &Event) -> Result<T, EventError> {
         Some(Data::String(s)) => serde_json::from_str(s),
         None => return Err(EventError::new("the CloudEvent has no data")),
     };
-    parsed.map_err(|e| {
-        EventError::new(format!("CloudEvent {} has invalid data: {e}", event.id()))
-    })
+    parsed.map_err(|e| EventError::new(format!("CloudEvent {} has invalid data: {e}", event.id())))
 }
 
 pub fn string_extension(event: &Event, name: &str) -> Option<String> {
@@ -314,8 +350,14 @@ mod tests {
         let u = uuid::Uuid::parse_str(&a).unwrap();
         assert_eq!(u.get_version_num(), 7);
         assert_eq!(u.get_timestamp().unwrap().to_unix().0, 1_700_000_000);
-        assert!(Reported::id_at(1_700_000_000_001, &[0; 10]) > Reported::id_at(1_700_000_000_000, &[255; 10]));
-        assert!(Reported::new_id() > a, "a keyed id sorts among new ids by its time");
+        assert!(
+            Reported::id_at(1_700_000_000_001, &[0; 10])
+                > Reported::id_at(1_700_000_000_000, &[255; 10])
+        );
+        assert!(
+            Reported::new_id() > a,
+            "a keyed id sorts among new ids by its time"
+        );
     }
 
     #[test]
@@ -339,9 +381,16 @@ mod tests {
     #[test]
     fn wrong_type_and_bad_data_are_errors() {
         let r = sample();
-        let batch = StoredBatch { cases: vec![StoredCase::from_reported(&r, WritePath::Grpc, Utc::now())] };
+        let batch = StoredBatch {
+            cases: vec![StoredCase::from_reported(&r, WritePath::Grpc, Utc::now())],
+        };
         let e = batch.to_event("/w", None);
-        assert!(Reported::from_event(&e).unwrap_err().0.contains("unexpected CloudEvent type"));
+        assert!(
+            Reported::from_event(&e)
+                .unwrap_err()
+                .0
+                .contains("unexpected CloudEvent type")
+        );
         let mut bad = r.to_event("/x");
         bad.set_data(JSON, serde_json::json!({"name": {"$gt": ""}}));
         assert!(Reported::from_event(&bad).is_err());

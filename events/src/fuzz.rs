@@ -14,12 +14,19 @@ use crate::{Reported, StoredBatch, parse_json_body, parse_ndjson_body};
 
 /// `POST /cases` bodies, as JSON (one case or a batch) and as NDJSON.
 pub fn case_body(data: &[u8]) {
-    for (format, parsed) in [("JSON", parse_json_body(data)), ("NDJSON", parse_ndjson_body(data))] {
+    for (format, parsed) in [
+        ("JSON", parse_json_body(data)),
+        ("NDJSON", parse_ndjson_body(data)),
+    ] {
         match parsed {
             Ok(cases) => {
                 assert!(!cases.is_empty(), "{format}: an accepted body has cases");
                 let again = serde_json::to_vec(&cases).expect("cases serialize");
-                assert_eq!(parse_json_body(&again).as_ref(), Ok(&cases), "{format}: accepted cases round-trip");
+                assert_eq!(
+                    parse_json_body(&again).as_ref(),
+                    Ok(&cases),
+                    "{format}: accepted cases round-trip"
+                );
             }
             Err(e) => assert!(!e.message.trim().is_empty(), "{format}: a refusal says why"),
         }
@@ -35,8 +42,13 @@ pub fn http_event(data: &[u8]) {
     let mut headers = HeaderMap::new();
     for line in head.split(|b| *b == b'\n') {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let Some(colon) = line.iter().position(|b| *b == b':') else { continue };
-        let (Ok(name), Ok(value)) = (HeaderName::from_bytes(&line[..colon]), HeaderValue::from_bytes(trim(&line[colon + 1..]))) else {
+        let Some(colon) = line.iter().position(|b| *b == b':') else {
+            continue;
+        };
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(&line[..colon]),
+            HeaderValue::from_bytes(trim(&line[colon + 1..])),
+        ) else {
             continue;
         };
         headers.append(name, value);
@@ -57,7 +69,9 @@ pub fn redis_event(data: &[u8]) {
 
 /// A protobuf `io.cloudevents.v1.CloudEvent` message, as grpc-writer gets it.
 pub fn proto_event(data: &[u8]) {
-    let Ok(message) = crate::proto::ce::CloudEvent::decode(data) else { return };
+    let Ok(message) = crate::proto::ce::CloudEvent::decode(data) else {
+        return;
+    };
     match crate::proto::from_proto(message) {
         Ok(event) => accepted_event(&event),
         Err(e) => assert!(!e.0.trim().is_empty(), "a refusal says why"),
@@ -74,9 +88,15 @@ fn accepted_event(event: &cloudevents::Event) {
         assert!(!e.0.trim().is_empty(), "a refusal says why");
     }
     let via_redis = crate::redis::decode(&crate::redis::encode(event));
-    assert!(via_redis.is_ok(), "an accepted event survives the Redis encoding: {via_redis:?}");
+    assert!(
+        via_redis.is_ok(),
+        "an accepted event survives the Redis encoding: {via_redis:?}"
+    );
     let via_proto = crate::proto::from_proto(crate::proto::to_proto(event));
-    assert!(via_proto.is_ok(), "an accepted event survives the protobuf encoding: {via_proto:?}");
+    assert!(
+        via_proto.is_ok(),
+        "an accepted event survives the protobuf encoding: {via_proto:?}"
+    );
 }
 
 fn split_head(data: &[u8]) -> (&[u8], &[u8]) {
@@ -89,7 +109,13 @@ fn split_head(data: &[u8]) -> (&[u8], &[u8]) {
 }
 
 fn trim(b: &[u8]) -> &[u8] {
-    let start = b.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(b.len());
-    let end = b.iter().rposition(|c| !c.is_ascii_whitespace()).map_or(start, |i| i + 1);
+    let start = b
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|c| !c.is_ascii_whitespace())
+        .map_or(start, |i| i + 1);
     &b[start..end]
 }

@@ -28,7 +28,11 @@ pub struct CloudEventRejection {
 
 impl IntoResponse for CloudEventRejection {
     fn into_response(self) -> Response {
-        (self.status, axum::Json(serde_json::json!({ "error": self.message }))).into_response()
+        (
+            self.status,
+            axum::Json(serde_json::json!({ "error": self.message })),
+        )
+            .into_response()
     }
 }
 
@@ -38,21 +42,28 @@ impl<S: Send + Sync> FromRequest<S> for CloudEvent {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let headers = req.headers().clone();
         // `Bytes` honours axum's DefaultBodyLimit and answers 413 past it.
-        let body = Bytes::from_request(req, state).await.map_err(|e| CloudEventRejection {
-            status: e.status(),
-            message: e.body_text(),
-        })?;
+        let body = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| CloudEventRejection {
+                status: e.status(),
+                message: e.body_text(),
+            })?;
         decode(&headers, body.to_vec())
             .map(CloudEvent)
-            .map_err(|e| CloudEventRejection { status: StatusCode::BAD_REQUEST, message: e.0 })
+            .map_err(|e| CloudEventRejection {
+                status: StatusCode::BAD_REQUEST,
+                message: e.0,
+            })
     }
 }
 
 /// Decodes a CloudEvent from an HTTP request (binary or structured mode) the
 /// way every receiver does: the SDK's decoding, then [`crate::check_received`].
 pub fn decode(headers: &http::HeaderMap, body: Vec<u8>) -> Result<Event, crate::EventError> {
-    let event = to_event(headers, body).map_err(|e| crate::EventError(format!("not a valid CloudEvent: {e}")))?;
-    crate::event::check_received(&event).map_err(|e| crate::EventError(format!("not a valid CloudEvent: {}", e.0)))?;
+    let event = to_event(headers, body)
+        .map_err(|e| crate::EventError(format!("not a valid CloudEvent: {e}")))?;
+    crate::event::check_received(&event)
+        .map_err(|e| crate::EventError(format!("not a valid CloudEvent: {}", e.0)))?;
     Ok(event)
 }
 
@@ -107,11 +118,17 @@ pub async fn send(
     extra_headers: &[(&str, &str)],
     timeout: Duration,
 ) -> Result<(), SendError> {
-    let resp = binary_request(client, url, event, extra_headers)?.timeout(timeout).send().await?;
+    let resp = binary_request(client, url, event, extra_headers)?
+        .timeout(timeout)
+        .send()
+        .await?;
     let status = resp.status();
     if status.is_success() {
         return Ok(());
     }
     let body = resp.text().await.unwrap_or_default();
-    Err(SendError::Status { status, body: body.chars().take(500).collect() })
+    Err(SendError::Status {
+        status,
+        body: body.chars().take(500).collect(),
+    })
 }

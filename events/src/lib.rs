@@ -12,9 +12,12 @@ pub mod http;
 pub mod proto;
 pub mod redis;
 
-pub use case::{AGE_BUCKETS, Age, Case, CaseError, Text, parse_case, parse_json_body, parse_ndjson_body};
+pub use case::{
+    AGE_BUCKETS, Age, Case, CaseError, Text, parse_case, parse_json_body, parse_ndjson_body,
+};
 pub use cloudevents::{self, Event};
 pub use event::{
-    EXT_REVISION, EXT_TRACEPARENT, EventError, MAX_ID_CHARS, check_extension_name, check_received, Reported, StatsUpdated, StoredBatch, StoredCase,
-    WritePath, json_data, string_extension, types,
+    EXT_REVISION, EXT_TRACEPARENT, EventError, MAX_ID_CHARS, Reported, StatsUpdated, StoredBatch,
+    StoredCase, WritePath, check_extension_name, check_received, json_data, string_extension,
+    types,
 };

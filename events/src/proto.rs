@@ -29,8 +29,8 @@ pub mod pb {
 pub use pb::covidrealtime::writer::v1 as writer;
 pub use pb::io::cloudevents::v1 as ce;
 
-use ce::cloud_event_attribute_value::Attr;
 use ce::cloud_event::Data as PbData;
+use ce::cloud_event_attribute_value::Attr;
 
 fn attr(a: Attr) -> ce::CloudEventAttributeValue {
     ce::CloudEventAttributeValue { attr: Some(a) }
@@ -40,7 +40,10 @@ fn attr(a: Attr) -> ce::CloudEventAttributeValue {
 pub fn to_proto(event: &Event) -> ce::CloudEvent {
     let mut attributes = std::collections::HashMap::new();
     if let Some(t) = event.datacontenttype() {
-        attributes.insert("datacontenttype".to_owned(), attr(Attr::CeString(t.to_owned())));
+        attributes.insert(
+            "datacontenttype".to_owned(),
+            attr(Attr::CeString(t.to_owned())),
+        );
     }
     if let Some(s) = event.subject() {
         attributes.insert("subject".to_owned(), attr(Attr::CeString(s.to_owned())));
@@ -106,7 +109,10 @@ pub fn from_proto(pe: ce::CloudEvent) -> Result<Event, EventError> {
             return Err(EventError(format!("the CloudEvent has no {name}")));
         }
     }
-    let mut b = EventBuilderV10::new().id(pe.id.clone()).source(pe.source).ty(pe.r#type);
+    let mut b = EventBuilderV10::new()
+        .id(pe.id.clone())
+        .source(pe.source)
+        .ty(pe.r#type);
     let mut content_type = None;
     for (name, value) in pe.attributes {
         let Some(a) = value.attr else { continue };
@@ -121,17 +127,27 @@ pub fn from_proto(pe: ce::CloudEvent) -> Result<Event, EventError> {
             ("dataschema", Attr::CeUri(u)) => {
                 let u = url::Url::parse(&u)
                     .map_err(|e| EventError(format!("invalid dataschema {u:?}: {e}")))?;
-                b = b.data_with_schema(content_type.clone().unwrap_or_default(), u, Vec::<u8>::new());
+                b = b.data_with_schema(
+                    content_type.clone().unwrap_or_default(),
+                    u,
+                    Vec::<u8>::new(),
+                );
             }
             // A core attribute with the wrong type would become an extension
             // of the same name that no other encoding can carry (found by fuzzing).
-            ("datacontenttype" | "subject" | "time" | "dataschema" | "id" | "source" | "specversion" | "type" | "data" | "data_base64", other) => {
+            (
+                "datacontenttype" | "subject" | "time" | "dataschema" | "id" | "source"
+                | "specversion" | "type" | "data" | "data_base64",
+                other,
+            ) => {
                 return Err(EventError(format!(
                     "CloudEvent attribute {name:?} has the wrong type ({}) or is not an attribute in the protobuf format",
                     attr_kind(&other)
                 )));
             }
-            (_, Attr::CeString(s) | Attr::CeUri(s) | Attr::CeUriRef(s)) => b = b.extension(&name, s),
+            (_, Attr::CeString(s) | Attr::CeUri(s) | Attr::CeUriRef(s)) => {
+                b = b.extension(&name, s)
+            }
             (_, Attr::CeBoolean(v)) => b = b.extension(&name, v),
             (_, Attr::CeInteger(v)) => b = b.extension(&name, i64::from(v)),
             (_, other) => {
@@ -147,14 +163,19 @@ pub fn from_proto(pe: ce::CloudEvent) -> Result<Event, EventError> {
     crate::event::check_received(&event)?;
     match pe.data {
         Some(PbData::BinaryData(bytes)) => {
-            event.set_data(content_type.unwrap_or_else(|| "application/octet-stream".into()), bytes);
+            event.set_data(
+                content_type.unwrap_or_else(|| "application/octet-stream".into()),
+                bytes,
+            );
         }
         Some(PbData::TextData(text)) => {
             let ct = content_type.unwrap_or_else(|| "text/plain".into());
             event.set_data(ct, Data::String(text));
         }
         Some(PbData::ProtoData(_)) => {
-            return Err(EventError("protobuf Any data is not used by this pipeline".into()));
+            return Err(EventError(
+                "protobuf Any data is not used by this pipeline".into(),
+            ));
         }
         None => {}
     }
@@ -184,15 +205,23 @@ mod tests {
 
     #[test]
     fn wrong_spec_version_is_refused() {
-        let mut pe = to_proto(&Reported {
-            id: "x".into(),
-            case: Case::new("Ana", "Peten", 40, "imported", "active").unwrap(),
-            time: Utc::now(),
-            revision: None,
-            traceparent: None,
-        }.to_event("/ingest"));
+        let mut pe = to_proto(
+            &Reported {
+                id: "x".into(),
+                case: Case::new("Ana", "Peten", 40, "imported", "active").unwrap(),
+                time: Utc::now(),
+                revision: None,
+                traceparent: None,
+            }
+            .to_event("/ingest"),
+        );
         pe.spec_version = "0.3".into();
-        assert!(from_proto(pe.clone()).unwrap_err().0.contains("spec_version"));
+        assert!(
+            from_proto(pe.clone())
+                .unwrap_err()
+                .0
+                .contains("spec_version")
+        );
         pe.spec_version = "1.0".into();
         pe.id.clear();
         assert!(from_proto(pe).unwrap_err().0.contains("no id"));

@@ -17,8 +17,11 @@ pub fn encode(event: &Event) -> Vec<u8> {
 
 /// Decodes a stream entry value written by [`encode`].
 pub fn decode(bytes: &[u8]) -> Result<Event, EventError> {
-    let event: Event = serde_json::from_slice(bytes)
-        .map_err(|e| EventError(format!("stream entry is not a CloudEvent in JSON format: {e}")))?;
+    let event: Event = serde_json::from_slice(bytes).map_err(|e| {
+        EventError(format!(
+            "stream entry is not a CloudEvent in JSON format: {e}"
+        ))
+    })?;
     crate::event::check_received(&event)?;
     Ok(event)
 }
@@ -32,7 +35,9 @@ pub struct Keys {
 
 impl Keys {
     pub fn new(prefix: impl Into<String>) -> Keys {
-        Keys { prefix: prefix.into() }
+        Keys {
+            prefix: prefix.into(),
+        }
     }
 
     pub fn prefix(&self) -> &str {

@@ -6,14 +6,21 @@
 use std::path::{Path, PathBuf};
 
 fn corpus(target: &str) -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus").join(target);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/corpus")
+        .join(target);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("the corpus {} cannot be read: {e}", dir.display()))
         .map(|e| e.unwrap().path())
         .filter(|p| p.is_file())
         .collect();
     files.sort();
-    assert!(files.len() >= 5, "the corpus {} has only {} inputs", dir.display(), files.len());
+    assert!(
+        files.len() >= 5,
+        "the corpus {} has only {} inputs",
+        dir.display(),
+        files.len()
+    );
     files
 }
 
@@ -29,7 +36,10 @@ fn replay(target: &str, check: fn(&[u8])) {
             .spawn(move || check(&data))
             .unwrap()
             .join();
-        assert!(result.is_ok(), "{target}: {name} broke an invariant (see the panic above)");
+        assert!(
+            result.is_ok(),
+            "{target}: {name} broke an invariant (see the panic above)"
+        );
     }
 }
 

@@ -22,18 +22,21 @@ fn any_json() -> impl Strategy<Value = Value> {
         any::<bool>().prop_map(Value::from),
         any::<i64>().prop_map(Value::from),
         any::<u64>().prop_map(Value::from),
-        any::<f64>().prop_filter_map("finite", |f| serde_json::Number::from_f64(f).map(Value::Number)),
+        any::<f64>().prop_filter_map("finite", |f| serde_json::Number::from_f64(f)
+            .map(Value::Number)),
         ".{0,40}".prop_map(Value::from),
     ];
     leaf.prop_recursive(4, 64, 8, |inner| {
         let key = prop_oneof![
             prop::sample::select(FIELDS.to_vec()).prop_map(str::to_owned),
-            prop::sample::select(vec!["$gt", "$where", "$ne", "__proto__", ""]).prop_map(str::to_owned),
+            prop::sample::select(vec!["$gt", "$where", "$ne", "__proto__", ""])
+                .prop_map(str::to_owned),
             ".{0,12}",
         ];
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-            prop::collection::btree_map(key, inner, 0..7).prop_map(|m| Value::Object(m.into_iter().collect())),
+            prop::collection::btree_map(key, inner, 0..7)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     })
 }
@@ -61,7 +64,14 @@ fn valid_case() -> impl Strategy<Value = Value> {
 
 fn expected(v: &Value) -> Case {
     let t = |k: &str| v[k].as_str().unwrap();
-    Case::new(t("name"), t("location"), v["age"].as_i64().unwrap(), t("infectedtype"), t("state")).unwrap()
+    Case::new(
+        t("name"),
+        t("location"),
+        v["age"].as_i64().unwrap(),
+        t("infectedtype"),
+        t("state"),
+    )
+    .unwrap()
 }
 
 /// A value that is wrong for `field`.
@@ -70,7 +80,8 @@ fn wrong_value(field: &'static str) -> BoxedStrategy<Value> {
         prop_oneof![
             (i64::MIN..0).prop_map(Value::from),
             (i64::from(events::case::MAX_AGE) + 1..i64::MAX).prop_map(Value::from),
-            (0.01f64..130.0).prop_filter_map("fractional", |f| (f.fract() != 0.0).then(|| json!(f))),
+            (0.01f64..130.0)
+                .prop_filter_map("fractional", |f| (f.fract() != 0.0).then(|| json!(f))),
             ".{0,10}".prop_map(Value::from),
             Just(Value::Null),
             Just(json!({"$gt": 0})),
@@ -96,7 +107,10 @@ fn wrong_value(field: &'static str) -> BoxedStrategy<Value> {
 }
 
 fn message_says_why(e: &events::CaseError) {
-    assert!(!e.message.trim().is_empty(), "an error with no message: {e:?}");
+    assert!(
+        !e.message.trim().is_empty(),
+        "an error with no message: {e:?}"
+    );
 }
 
 proptest! {
@@ -180,28 +194,52 @@ proptest! {
 // ---- CloudEvents ----
 
 fn reported() -> impl Strategy<Value = Reported> {
-    (valid_case(), any::<u64>(), proptest::option::of("[a-z0-9-]{1,30}"), 0i64..4_102_444_800_000).prop_map(|(c, bits, revision, ms)| {
-        let mut b = [0u8; 10];
-        b[..8].copy_from_slice(&bits.to_le_bytes());
-        Reported {
-            id: Reported::id_at(ms as u64, &b),
-            case: expected(&c),
-            time: chrono::DateTime::from_timestamp_millis(ms).unwrap(),
-            revision,
-            traceparent: Some(format!("00-{:032x}-{:016x}-01", u128::from(bits) + 1, bits | 1)),
-        }
-    })
+    (
+        valid_case(),
+        any::<u64>(),
+        proptest::option::of("[a-z0-9-]{1,30}"),
+        0i64..4_102_444_800_000,
+    )
+        .prop_map(|(c, bits, revision, ms)| {
+            let mut b = [0u8; 10];
+            b[..8].copy_from_slice(&bits.to_le_bytes());
+            Reported {
+                id: Reported::id_at(ms as u64, &b),
+                case: expected(&c),
+                time: chrono::DateTime::from_timestamp_millis(ms).unwrap(),
+                revision,
+                traceparent: Some(format!(
+                    "00-{:032x}-{:016x}-01",
+                    u128::from(bits) + 1,
+                    bits | 1
+                )),
+            }
+        })
 }
 
 fn same(a: &Reported, b: &Reported) {
-    assert_eq!((&a.id, &a.case, &a.revision, &a.traceparent), (&b.id, &b.case, &b.revision, &b.traceparent));
+    assert_eq!(
+        (&a.id, &a.case, &a.revision, &a.traceparent),
+        (&b.id, &b.case, &b.revision, &b.traceparent)
+    );
     assert_eq!(a.time.timestamp_millis(), b.time.timestamp_millis());
 }
 
 /// Header names a CloudEvent request may carry, plus arbitrary ones.
 fn header_name() -> impl Strategy<Value = String> {
     prop_oneof![
-        prop::sample::select(vec!["ce-specversion", "ce-id", "ce-source", "ce-type", "ce-time", "ce-subject", "ce-dataschema", "ce-traceparent", "content-type"]).prop_map(str::to_owned),
+        prop::sample::select(vec![
+            "ce-specversion",
+            "ce-id",
+            "ce-source",
+            "ce-type",
+            "ce-time",
+            "ce-subject",
+            "ce-dataschema",
+            "ce-traceparent",
+            "content-type"
+        ])
+        .prop_map(str::to_owned),
         "ce-[a-z0-9]{1,10}",
         "[a-z-]{1,12}",
     ]
@@ -209,7 +247,18 @@ fn header_name() -> impl Strategy<Value = String> {
 
 fn header_value() -> impl Strategy<Value = String> {
     prop_oneof![
-        prop::sample::select(vec!["1.0", "0.3", "2.0", "", "application/json", "application/cloudevents+json", "application/cloudevents-batch+json", "2024-05-01T10:00:00Z", "io.covidrealtime.case.reported.v1"]).prop_map(str::to_owned),
+        prop::sample::select(vec![
+            "1.0",
+            "0.3",
+            "2.0",
+            "",
+            "application/json",
+            "application/cloudevents+json",
+            "application/cloudevents-batch+json",
+            "2024-05-01T10:00:00Z",
+            "io.covidrealtime.case.reported.v1"
+        ])
+        .prop_map(str::to_owned),
         "[ -~]{0,40}",
     ]
 }
@@ -301,7 +350,9 @@ fn any_attr() -> impl Strategy<Value = ce::CloudEventAttributeValue> {
         prop::collection::vec(any::<u8>(), 0..16).prop_map(Attr::CeBytes),
         "[a-z:/.]{0,20}".prop_map(Attr::CeUri),
         "[a-z:/.]{0,20}".prop_map(Attr::CeUriRef),
-        (any::<i64>(), any::<i32>()).prop_map(|(seconds, nanos)| Attr::CeTimestamp(prost_types::Timestamp { seconds, nanos })),
+        (any::<i64>(), any::<i32>()).prop_map(|(seconds, nanos)| Attr::CeTimestamp(
+            prost_types::Timestamp { seconds, nanos }
+        )),
     ]
     .prop_map(|a| ce::CloudEventAttributeValue { attr: Some(a) })
 }
@@ -309,7 +360,15 @@ fn any_attr() -> impl Strategy<Value = ce::CloudEventAttributeValue> {
 fn any_proto_event() -> impl Strategy<Value = ce::CloudEvent> {
     use ce::cloud_event::Data;
     let name = prop_oneof![
-        prop::sample::select(vec!["datacontenttype", "subject", "time", "dataschema", "traceparent", "revision"]).prop_map(str::to_owned),
+        prop::sample::select(vec![
+            "datacontenttype",
+            "subject",
+            "time",
+            "dataschema",
+            "traceparent",
+            "revision"
+        ])
+        .prop_map(str::to_owned),
         "[a-z0-9]{0,12}",
     ];
     let data = prop_oneof![
@@ -317,7 +376,10 @@ fn any_proto_event() -> impl Strategy<Value = ce::CloudEvent> {
         prop::collection::vec(any::<u8>(), 0..64).prop_map(|b| Some(Data::BinaryData(b))),
         any_json().prop_map(|v| Some(Data::TextData(v.to_string()))),
         ".{0,40}".prop_map(|s| Some(Data::TextData(s))),
-        Just(Some(Data::ProtoData(prost_types::Any { type_url: "x".into(), value: vec![] }))),
+        Just(Some(Data::ProtoData(prost_types::Any {
+            type_url: "x".into(),
+            value: vec![]
+        }))),
     ];
     (
         ".{0,20}",
@@ -327,14 +389,16 @@ fn any_proto_event() -> impl Strategy<Value = ce::CloudEvent> {
         prop::collection::hash_map(name, any_attr(), 0..6),
         data,
     )
-        .prop_map(|(id, source, spec_version, r#type, attributes, data)| ce::CloudEvent {
-            id,
-            source,
-            spec_version,
-            r#type,
-            attributes: attributes.into_iter().collect::<HashMap<_, _>>(),
-            data,
-        })
+        .prop_map(
+            |(id, source, spec_version, r#type, attributes, data)| ce::CloudEvent {
+                id,
+                source,
+                spec_version,
+                r#type,
+                attributes: attributes.into_iter().collect::<HashMap<_, _>>(),
+                data,
+            },
+        )
 }
 
 /// 10,000 nested arrays or objects hit serde_json's recursion limit: a clean
@@ -346,19 +410,29 @@ fn deep_nesting_is_a_clean_error() {
         .spawn(|| {
             let arrays = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
             let objects = format!("{}0{}", r#"{"a":"#.repeat(10_000), "}".repeat(10_000));
-            let in_field = format!(r#"{{"name":"A","location":{arrays},"age":1,"infectedtype":"x","state":"y"}}"#);
+            let in_field = format!(
+                r#"{{"name":"A","location":{arrays},"age":1,"infectedtype":"x","state":"y"}}"#
+            );
             for body in [&arrays, &objects, &in_field] {
-                for e in [parse_json_body(body.as_bytes()).unwrap_err(), parse_ndjson_body(body.as_bytes()).unwrap_err()] {
+                for e in [
+                    parse_json_body(body.as_bytes()).unwrap_err(),
+                    parse_ndjson_body(body.as_bytes()).unwrap_err(),
+                ] {
                     message_says_why(&e);
                 }
             }
             let e = parse_json_body(in_field.as_bytes()).unwrap_err();
             assert_eq!(e.field.as_deref(), Some("location"), "{e:?}");
-            let deep_event = format!(r#"{{"specversion":"1.0","id":"1","source":"/s","type":"t","data":{arrays}}}"#);
+            let deep_event = format!(
+                r#"{{"specversion":"1.0","id":"1","source":"/s","type":"t","data":{arrays}}}"#
+            );
             let e = events::redis::decode(deep_event.as_bytes()).unwrap_err();
             assert!(e.0.contains("recursion limit"), "{e}");
             let mut h = HeaderMap::new();
-            h.insert("content-type", HeaderValue::from_static("application/cloudevents+json"));
+            h.insert(
+                "content-type",
+                HeaderValue::from_static("application/cloudevents+json"),
+            );
             assert!(to_event(&h, deep_event.into_bytes()).is_err());
         })
         .unwrap()
@@ -368,12 +442,18 @@ fn deep_nesting_is_a_clean_error() {
 
 #[test]
 fn cloudevent_refusals_name_the_problem() {
-    let e = events::redis::decode(br#"{"specversion":"9.9","id":"1","source":"/s","type":"t"}"#).unwrap_err();
+    let e = events::redis::decode(br#"{"specversion":"9.9","id":"1","source":"/s","type":"t"}"#)
+        .unwrap_err();
     assert!(e.0.contains("9.9") || e.0.contains("specversion"), "{e}");
-    let e = events::redis::decode(br#"{"specversion":"1.0","source":"/s","type":"t"}"#).unwrap_err();
+    let e =
+        events::redis::decode(br#"{"specversion":"1.0","source":"/s","type":"t"}"#).unwrap_err();
     assert!(e.0.contains("id"), "{e}");
     let mut h = HeaderMap::new();
-    for (k, v) in [("ce-specversion", "1.0"), ("ce-source", "/s"), ("ce-type", "t")] {
+    for (k, v) in [
+        ("ce-specversion", "1.0"),
+        ("ce-source", "/s"),
+        ("ce-type", "t"),
+    ] {
         h.insert(k, HeaderValue::from_static(v));
     }
     let e = to_event(&h, b"{}".to_vec()).unwrap_err().to_string();
@@ -391,17 +471,37 @@ fn cloudevent_refusals_name_the_problem() {
     h.insert("ce-specversion", HeaderValue::from_static("1.0"));
     assert!(events::http::decode(&h, b"{}".to_vec()).is_ok());
     h.insert("ce-source", HeaderValue::from_static(""));
-    assert!(events::http::decode(&h, b"{}".to_vec()).unwrap_err().0.contains("empty source"));
-    let e = events::redis::decode(br#"{"specversion":"1.0","id":"","source":"/s","type":"t"}"#).unwrap_err();
+    assert!(
+        events::http::decode(&h, b"{}".to_vec())
+            .unwrap_err()
+            .0
+            .contains("empty source")
+    );
+    let e = events::redis::decode(br#"{"specversion":"1.0","id":"","source":"/s","type":"t"}"#)
+        .unwrap_err();
     assert!(e.0.contains("empty id"), "{e}");
-    let long_id = format!(r#"{{"specversion":"1.0","id":"{}","source":"/s","type":"t"}}"#, "i".repeat(events::MAX_ID_CHARS + 1));
-    assert!(events::redis::decode(long_id.as_bytes()).unwrap_err().0.contains("over"));
+    let long_id = format!(
+        r#"{{"specversion":"1.0","id":"{}","source":"/s","type":"t"}}"#,
+        "i".repeat(events::MAX_ID_CHARS + 1)
+    );
+    assert!(
+        events::redis::decode(long_id.as_bytes())
+            .unwrap_err()
+            .0
+            .contains("over")
+    );
 }
 
 #[test]
 fn extension_names_must_be_valid_attribute_names() {
     let mut h = HeaderMap::new();
-    for (k, v) in [("ce-specversion", "1.0"), ("ce-id", "1"), ("ce-source", "/s"), ("ce-type", "t"), ("ce-traceparent", "x")] {
+    for (k, v) in [
+        ("ce-specversion", "1.0"),
+        ("ce-id", "1"),
+        ("ce-source", "/s"),
+        ("ce-type", "t"),
+        ("ce-traceparent", "x"),
+    ] {
         h.insert(k, HeaderValue::from_static(v));
     }
     assert!(events::http::decode(&h, Vec::new()).is_ok());
@@ -425,7 +525,19 @@ fn times_beyond_rfc_3339_are_refused() {
     let mut pe = events::proto::to_proto(&r.to_event("/ingest"));
     pe.attributes.insert(
         "time".into(),
-        ce::CloudEventAttributeValue { attr: Some(ce::cloud_event_attribute_value::Attr::CeTimestamp(prost_types::Timestamp { seconds: 554_742_584_082, nanos: 0 })) },
+        ce::CloudEventAttributeValue {
+            attr: Some(ce::cloud_event_attribute_value::Attr::CeTimestamp(
+                prost_types::Timestamp {
+                    seconds: 554_742_584_082,
+                    nanos: 0,
+                },
+            )),
+        },
     );
-    assert!(events::proto::from_proto(pe).unwrap_err().0.contains("out of range"));
+    assert!(
+        events::proto::from_proto(pe)
+            .unwrap_err()
+            .0
+            .contains("out of range")
+    );
 }

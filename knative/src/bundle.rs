@@ -4,7 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use crate::resources::{self, Broker, Ingress, RedisStreamSource, Service, SinkBinding, Trigger, Typed};
+use crate::resources::{
+    self, Broker, Ingress, RedisStreamSource, Service, SinkBinding, Trigger, Typed,
+};
 
 pub struct Bundle {
     /// Where it came from (a kustomization directory), for messages.
@@ -16,7 +18,11 @@ pub struct Bundle {
 
 impl Bundle {
     /// Parses every document; a modelled kind that does not parse strictly is an error.
-    pub fn new(source: String, dir: PathBuf, docs: Vec<serde_yaml::Value>) -> anyhow::Result<Bundle> {
+    pub fn new(
+        source: String,
+        dir: PathBuf,
+        docs: Vec<serde_yaml::Value>,
+    ) -> anyhow::Result<Bundle> {
         let mut typed = Vec::new();
         let mut errors = Vec::new();
         for doc in &docs {
@@ -29,7 +35,12 @@ impl Bundle {
         if !errors.is_empty() {
             anyhow::bail!("{source}: {}", errors.join("\n"));
         }
-        Ok(Bundle { source, dir, docs, typed })
+        Ok(Bundle {
+            source,
+            dir,
+            docs,
+            typed,
+        })
     }
 
     pub fn services(&self) -> impl Iterator<Item = &Service> {
@@ -84,8 +95,13 @@ impl Bundle {
     }
 
     /// Documents of `kind` (any apiVersion).
-    pub fn of_kind<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a serde_yaml::Value> + 'a {
-        self.docs.iter().filter(move |d| crate::yaml::type_of(d).1 == kind)
+    pub fn of_kind<'a>(
+        &'a self,
+        kind: &'a str,
+    ) -> impl Iterator<Item = &'a serde_yaml::Value> + 'a {
+        self.docs
+            .iter()
+            .filter(move |d| crate::yaml::type_of(d).1 == kind)
     }
 
     fn data_keys(&self, kind: &str) -> BTreeMap<String, BTreeSet<String>> {

@@ -32,11 +32,19 @@ pub struct Var {
 }
 
 const fn v(name: &'static str, default: Default) -> Var {
-    Var { name, default, when: None }
+    Var {
+        name,
+        default,
+        when: None,
+    }
 }
 
 const fn when(name: &'static str, default: Default, var: &'static str, value: &'static str) -> Var {
-    Var { name, default, when: Some((var, value)) }
+    Var {
+        name,
+        default,
+        when: Some((var, value)),
+    }
 }
 
 /// A function: a binary of the workspace, deployed as one or more Knative Services.
@@ -75,7 +83,12 @@ pub const COMMON_VARS: &[Var] = &[
 ];
 
 /// Variables that carry credentials: only ever from a Secret (secretKeyRef).
-pub const SECRET_VARS: &[&str] = &["MONGODB_URI", "INGEST_TOKEN", "INTERNAL_TOKEN", "JWT_HS256_SECRET"];
+pub const SECRET_VARS: &[&str] = &[
+    "MONGODB_URI",
+    "INGEST_TOKEN",
+    "INTERNAL_TOKEN",
+    "JWT_HS256_SECRET",
+];
 
 /// Variables Knative Serving sets itself and refuses in a Service's env.
 pub const KNATIVE_RESERVED: &[&str] = &["PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION"];
@@ -90,12 +103,19 @@ pub const COMMON_METRICS: &[&str] = &[
     "function_start_to_listen_seconds",
 ];
 
-const MONGODB_URI: Var = v("MONGODB_URI", Default::Loopback("mongodb://127.0.0.1:27017/?directConnection=true"));
+const MONGODB_URI: Var = v(
+    "MONGODB_URI",
+    Default::Loopback("mongodb://127.0.0.1:27017/?directConnection=true"),
+);
 const MONGODB_DATABASE: Var = v("MONGODB_DATABASE", Default::Value("covid"));
 const REDIS_URL: Var = v("REDIS_URL", Default::Loopback("redis://127.0.0.1:6379/"));
 const REDIS_KEY_PREFIX: Var = v("REDIS_KEY_PREFIX", Default::Value("covid:"));
-const WRITER_METRICS: [&str; 4] =
-    ["writer_cases_stored_total", "writer_cases_duplicate_total", "writer_batch_size", "writer_write_duration_seconds"];
+const WRITER_METRICS: [&str; 4] = [
+    "writer_cases_stored_total",
+    "writer_cases_duplicate_total",
+    "writer_batch_size",
+    "writer_write_duration_seconds",
+];
 
 pub const FUNCTIONS: &[Function] = &[
     Function {
@@ -103,11 +123,31 @@ pub const FUNCTIONS: &[Function] = &[
         vars: &[
             // grpc | redis | sink; sink is the default only when K_SINK is set.
             v("INGEST_ROUTE", Default::Required),
-            when("GRPC_WRITER_URL", Default::Loopback("http://127.0.0.1:8090"), "INGEST_ROUTE", "grpc"),
-            when("REDIS_URL", Default::Loopback("redis://127.0.0.1:6379/"), "INGEST_ROUTE", "redis"),
-            when("REDIS_KEY_PREFIX", Default::Value("covid:"), "INGEST_ROUTE", "redis"),
+            when(
+                "GRPC_WRITER_URL",
+                Default::Loopback("http://127.0.0.1:8090"),
+                "INGEST_ROUTE",
+                "grpc",
+            ),
+            when(
+                "REDIS_URL",
+                Default::Loopback("redis://127.0.0.1:6379/"),
+                "INGEST_ROUTE",
+                "redis",
+            ),
+            when(
+                "REDIS_KEY_PREFIX",
+                Default::Value("covid:"),
+                "INGEST_ROUTE",
+                "redis",
+            ),
             // Most entries the stream may hold before ingest answers 503.
-            when("MAX_STREAM_BACKLOG", Default::Value("100000"), "INGEST_ROUTE", "redis"),
+            when(
+                "MAX_STREAM_BACKLOG",
+                Default::Value("100000"),
+                "INGEST_ROUTE",
+                "redis",
+            ),
             v("MAX_BATCH_CASES", Default::Value("1000")),
             v("FORWARD_TIMEOUT_MS", Default::Value("5000")),
             // Unset: no ingest log.
@@ -126,10 +166,16 @@ pub const FUNCTIONS: &[Function] = &[
             v("CORS_ORIGIN", Default::Unset),
             // 0: no rate limit; the burst defaults to twice the rate, at least 1.
             v("RATE_LIMIT_RPS", Default::Value("0")),
-            v("RATE_LIMIT_BURST", Default::Value("2 x RATE_LIMIT_RPS, at least 1")),
+            v(
+                "RATE_LIMIT_BURST",
+                Default::Value("2 x RATE_LIMIT_RPS, at least 1"),
+            ),
             v("IDEMPOTENCY_TTL_S", Default::Value("86400")),
         ],
-        metrics: &["ingest_cases_accepted_total", "ingest_requests_refused_total"],
+        metrics: &[
+            "ingest_cases_accepted_total",
+            "ingest_requests_refused_total",
+        ],
         needs_sink: false,
         port_name: "http1",
     },
@@ -183,7 +229,11 @@ pub const FUNCTIONS: &[Function] = &[
             v("SWEEP_INTERVAL_MS", Default::Value("2000")),
             v("NOTIFY_MIN_INTERVAL_MS", Default::Value("200")),
         ],
-        metrics: &["aggregate_cases_counted_total", "aggregate_cases_by_state_total", "aggregate_cases_by_area_total"],
+        metrics: &[
+            "aggregate_cases_counted_total",
+            "aggregate_cases_by_state_total",
+            "aggregate_cases_by_area_total",
+        ],
         needs_sink: false,
         port_name: "http1",
     },
@@ -233,7 +283,10 @@ impl Function {
     /// The variable `name`, if this function reads it.
     pub fn var(&self, name: &str) -> Option<&'static Var> {
         // Own entries first: they override the common ones' defaults.
-        self.vars.iter().chain(COMMON_VARS.iter()).find(|v| v.name == name)
+        self.vars
+            .iter()
+            .chain(COMMON_VARS.iter())
+            .find(|v| v.name == name)
     }
 
     /// Every metric this function exports.

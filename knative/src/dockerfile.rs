@@ -42,10 +42,12 @@ pub fn parse(text: &str) -> anyhow::Result<Dockerfile> {
         if in_directives {
             if let Some(d) = trimmed.strip_prefix('#')
                 && let Some((k, v)) = d.trim().split_once('=')
-                    && !k.trim().contains(' ') {
-                        df.directives.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
-                        continue;
-                    }
+                && !k.trim().contains(' ')
+            {
+                df.directives
+                    .insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
+                continue;
+            }
             in_directives = false;
         }
         if trimmed.starts_with('#') || (trimmed.is_empty() && pending.is_none()) {
@@ -64,20 +66,38 @@ pub fn parse(text: &str) -> anyhow::Result<Dockerfile> {
             continue;
         }
         let (kw, args) = acc.split_once(char::is_whitespace).unwrap_or((&acc, ""));
-        instructions.push(Instruction { line: start, keyword: kw.to_ascii_uppercase(), args: args.trim().to_owned() });
+        instructions.push(Instruction {
+            line: start,
+            keyword: kw.to_ascii_uppercase(),
+            args: args.trim().to_owned(),
+        });
     }
     if let Some((line, _)) = pending {
         anyhow::bail!("line {line}: a continued instruction never ends");
     }
     for ins in instructions {
         if ins.keyword == "FROM" {
-            let words: Vec<&str> = ins.args.split_whitespace().filter(|w| !w.starts_with("--")).collect();
+            let words: Vec<&str> = ins
+                .args
+                .split_whitespace()
+                .filter(|w| !w.starts_with("--"))
+                .collect();
             let (image, name) = match words.as_slice() {
                 [image] => (*image, None),
-                [image, as_, name] if as_.eq_ignore_ascii_case("as") => (*image, Some(name.to_string())),
-                _ => anyhow::bail!("line {}: FROM {} is not `FROM image [AS name]`", ins.line, ins.args),
+                [image, as_, name] if as_.eq_ignore_ascii_case("as") => {
+                    (*image, Some(name.to_string()))
+                }
+                _ => anyhow::bail!(
+                    "line {}: FROM {} is not `FROM image [AS name]`",
+                    ins.line,
+                    ins.args
+                ),
             };
-            df.stages.push(Stage { image: image.to_owned(), name, instructions: Vec::new() });
+            df.stages.push(Stage {
+                image: image.to_owned(),
+                name,
+                instructions: Vec::new(),
+            });
         } else if let Some(stage) = df.stages.last_mut() {
             stage.instructions.push(ins);
         } else if ins.keyword == "ARG" {
@@ -92,7 +112,10 @@ pub fn parse(text: &str) -> anyhow::Result<Dockerfile> {
 
 fn split_arg(args: &str) -> (String, Option<String>) {
     match args.split_once('=') {
-        Some((k, v)) => (k.trim().to_owned(), Some(v.trim().trim_matches('"').to_owned())),
+        Some((k, v)) => (
+            k.trim().to_owned(),
+            Some(v.trim().trim_matches('"').to_owned()),
+        ),
         None => (args.trim().to_owned(), None),
     }
 }
@@ -117,7 +140,9 @@ impl Dockerfile {
             .chain(extra.iter().map(|(k, v)| (k.clone(), v.clone())))
             .collect::<BTreeMap<_, _>>();
         for (k, v) in vars {
-            out = out.replace(&format!("${{{k}}}"), &v).replace(&format!("${k}"), &v);
+            out = out
+                .replace(&format!("${{{k}}}"), &v)
+                .replace(&format!("${k}"), &v);
         }
         out
     }
@@ -126,7 +151,9 @@ impl Dockerfile {
 impl Stage {
     pub fn all(&self, keyword: &str) -> impl Iterator<Item = &Instruction> {
         let keyword = keyword.to_owned();
-        self.instructions.iter().filter(move |i| i.keyword == keyword)
+        self.instructions
+            .iter()
+            .filter(move |i| i.keyword == keyword)
     }
 }
 
@@ -158,8 +185,17 @@ pub fn check(df: &Dockerfile, cx: &Context) -> Problems {
         p.push("a build stage and a runtime stage are expected".into());
         return p;
     }
-    let uses_mounts = df.stages.iter().flat_map(|s| s.all("RUN")).any(|r| r.args.contains("--mount="));
-    if uses_mounts && !df.directives.get("syntax").is_some_and(|s| s.starts_with("docker/dockerfile:1")) {
+    let uses_mounts = df
+        .stages
+        .iter()
+        .flat_map(|s| s.all("RUN"))
+        .any(|r| r.args.contains("--mount="));
+    if uses_mounts
+        && !df
+            .directives
+            .get("syntax")
+            .is_some_and(|s| s.starts_with("docker/dockerfile:1"))
+    {
         p.push("RUN --mount needs `# syntax=docker/dockerfile:1` as the first line".into());
     }
     let stage_names: BTreeSet<&str> = df.stages.iter().filter_map(|s| s.name.as_deref()).collect();
@@ -169,13 +205,19 @@ pub fn check(df: &Dockerfile, cx: &Context) -> Problems {
     for (i, stage) in df.stages.iter().enumerate() {
         for args in &arg_sets {
             let image = df.substitute(&stage.image, args);
-            let earlier = df.stages[..i].iter().any(|s| s.name.as_deref() == Some(image.as_str()));
+            let earlier = df.stages[..i]
+                .iter()
+                .any(|s| s.name.as_deref() == Some(image.as_str()));
             if image.contains('$') {
                 p.push(format!("FROM {}: ${{...}} without a default", stage.image));
             } else if stage_names.contains(image.as_str()) && !earlier {
-                p.push(format!("FROM {image}: a stage can only build on an earlier one"));
+                p.push(format!(
+                    "FROM {image}: a stage can only build on an earlier one"
+                ));
             } else if !earlier && !is_pinned(&image) {
-                p.push(format!("FROM {image}: pin the base image by tag (not latest) or digest"));
+                p.push(format!(
+                    "FROM {image}: pin the base image by tag (not latest) or digest"
+                ));
             }
         }
     }
@@ -183,35 +225,63 @@ pub fn check(df: &Dockerfile, cx: &Context) -> Problems {
     let function_default = df.global_args.get("FUNCTION").cloned().flatten();
     match &function_default {
         Some(f) if cx.binaries.contains(f) => {}
-        Some(f) => p.push(format!("ARG FUNCTION={f} is not a binary of the workspace ({:?})", cx.binaries)),
-        None => p.push("ARG FUNCTION=<binary> with a default is expected before the first FROM".into()),
+        Some(f) => p.push(format!(
+            "ARG FUNCTION={f} is not a binary of the workspace ({:?})",
+            cx.binaries
+        )),
+        None => {
+            p.push("ARG FUNCTION=<binary> with a default is expected before the first FROM".into())
+        }
     }
     for args in cx.bake_args {
         match args.get("FUNCTION") {
             Some(f) if cx.binaries.contains(f) => {}
-            Some(f) => p.push(format!("the bake file builds FUNCTION={f}, which is not a binary of the workspace")),
+            Some(f) => p.push(format!(
+                "the bake file builds FUNCTION={f}, which is not a binary of the workspace"
+            )),
             None => p.push("a bake target without a FUNCTION argument".into()),
         }
     }
     // The build stage: the official Rust image, new enough; protoc; cached cargo build of one binary.
-    let Some(build) = df.stages.iter().find(|s| s.all("RUN").any(|r| r.args.contains("cargo build"))) else {
+    let Some(build) = df
+        .stages
+        .iter()
+        .find(|s| s.all("RUN").any(|r| r.args.contains("cargo build")))
+    else {
         p.push("no stage runs cargo build".into());
         return p;
     };
     match build.image.strip_prefix("rust:").and_then(|t| {
         let mut it = t.split(['-', '.']);
-        Some((it.next()?.parse::<u32>().ok()?, it.next()?.parse::<u32>().ok()?))
+        Some((
+            it.next()?.parse::<u32>().ok()?,
+            it.next()?.parse::<u32>().ok()?,
+        ))
     }) {
         Some(v) if v >= cx.rust_version => {}
-        Some(v) => p.push(format!("FROM {}: Rust {}.{} is older than the workspace's rust-version {}.{}", build.image, v.0, v.1, cx.rust_version.0, cx.rust_version.1)),
-        None => p.push(format!("FROM {}: build on the official image rust:<major.minor>-<debian>", build.image)),
+        Some(v) => p.push(format!(
+            "FROM {}: Rust {}.{} is older than the workspace's rust-version {}.{}",
+            build.image, v.0, v.1, cx.rust_version.0, cx.rust_version.1
+        )),
+        None => p.push(format!(
+            "FROM {}: build on the official image rust:<major.minor>-<debian>",
+            build.image
+        )),
     }
     let runs: Vec<&str> = build.all("RUN").map(|r| r.args.as_str()).collect();
     if !runs.iter().any(|r| r.contains("protobuf-compiler")) {
         p.push("the build stage must install protobuf-compiler (protoc builds proto/)".into());
     }
-    let cargo = runs.iter().find(|r| r.contains("cargo build")).copied().unwrap_or_default();
-    for needle in ["--profile dist", "--locked", "--mount=type=cache,target=/usr/local/cargo/registry"] {
+    let cargo = runs
+        .iter()
+        .find(|r| r.contains("cargo build"))
+        .copied()
+        .unwrap_or_default();
+    for needle in [
+        "--profile dist",
+        "--locked",
+        "--mount=type=cache,target=/usr/local/cargo/registry",
+    ] {
         if !cargo.contains(needle) {
             p.push(format!("cargo build should use {needle}"));
         }
@@ -241,32 +311,47 @@ pub fn check(df: &Dockerfile, cx: &Context) -> Problems {
         }
         None => p.push("the final stage needs a non-root USER".into()),
     }
-    let entry = runtime.all("ENTRYPOINT").last().and_then(|e| exec_form(&e.args));
+    let entry = runtime
+        .all("ENTRYPOINT")
+        .last()
+        .and_then(|e| exec_form(&e.args));
     match entry.as_deref() {
         Some([path, ..]) => {
             let copied = runtime.all("COPY").any(|c| {
-                c.args.contains(&format!("--from={}", build.name.as_deref().unwrap_or("")))
+                c.args
+                    .contains(&format!("--from={}", build.name.as_deref().unwrap_or("")))
                     && c.args.split_whitespace().last() == Some(path.as_str())
             });
             if !copied {
-                p.push(format!("ENTRYPOINT {path} is not the binary copied from the build stage"));
+                p.push(format!(
+                    "ENTRYPOINT {path} is not the binary copied from the build stage"
+                ));
             }
             let copy_src = runtime
                 .all("COPY")
                 .find(|c| c.args.split_whitespace().last() == Some(path.as_str()))
                 .and_then(|c| c.args.split_whitespace().rev().nth(1).map(str::to_owned));
             if let Some(src) = copy_src
-                && (!cargo.contains(&src) || !cargo.contains("target/dist/$FUNCTION")) {
-                    p.push(format!("{src} (copied to {path}) must be target/dist/$FUNCTION installed by the cargo build step"));
-                }
+                && (!cargo.contains(&src) || !cargo.contains("target/dist/$FUNCTION"))
+            {
+                p.push(format!("{src} (copied to {path}) must be target/dist/$FUNCTION installed by the cargo build step"));
+            }
         }
         _ => p.push("ENTRYPOINT must be in exec form: [\"/path/to/binary\"]".into()),
     }
     if runtime.all("RUN").next().is_some() {
         p.push("the distroless runtime stage has no shell: no RUN there".into());
     }
-    if df.stages.iter().flat_map(|s| s.all("ADD")).any(|a| a.args.contains("://")) {
-        p.push("ADD <url> fetches unpinned content at build time; download in a RUN with a checksum".into());
+    if df
+        .stages
+        .iter()
+        .flat_map(|s| s.all("ADD"))
+        .any(|a| a.args.contains("://"))
+    {
+        p.push(
+            "ADD <url> fetches unpinned content at build time; download in a RUN with a checksum"
+                .into(),
+        );
     }
     p
 }
@@ -277,7 +362,11 @@ pub fn bake_args(hcl: &str) -> Vec<BTreeMap<String, String>> {
     hcl.lines()
         .filter_map(|l| {
             let l = l.trim();
-            let inner = l.strip_prefix("args")?.trim_start().strip_prefix('=')?.trim();
+            let inner = l
+                .strip_prefix("args")?
+                .trim_start()
+                .strip_prefix('=')?
+                .trim();
             let inner = inner.strip_prefix('{')?.strip_suffix('}')?;
             Some(
                 inner
@@ -303,7 +392,14 @@ mod tests {
 
     fn problems(text: &str) -> Problems {
         let bins = BTreeSet::from(["ingest".to_owned()]);
-        check(&parse(text).unwrap(), &Context { binaries: &bins, rust_version: (1, 88), bake_args: &[] })
+        check(
+            &parse(text).unwrap(),
+            &Context {
+                binaries: &bins,
+                rust_version: (1, 88),
+                bake_args: &[],
+            },
+        )
     }
 
     #[test]
@@ -331,7 +427,9 @@ mod tests {
 
     #[test]
     fn bake_args_are_read() {
-        let a = bake_args("target \"x\" {\n  args = { FUNCTION = \"dashboard-api\", ASSETS = \"dashboard\" }\n}\n");
+        let a = bake_args(
+            "target \"x\" {\n  args = { FUNCTION = \"dashboard-api\", ASSETS = \"dashboard\" }\n}\n",
+        );
         assert_eq!(a[0]["FUNCTION"], "dashboard-api");
         assert_eq!(a[0]["ASSETS"], "dashboard");
     }

@@ -13,8 +13,15 @@ use crate::resources::Service;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
     Literal(String),
-    ConfigMap { name: String, key: String },
-    Secret { name: String, key: String, optional: bool },
+    ConfigMap {
+        name: String,
+        key: String,
+    },
+    Secret {
+        name: String,
+        key: String,
+        optional: bool,
+    },
     FieldRef(String),
 }
 
@@ -56,7 +63,11 @@ pub fn effective_env(
     for e in &c.env {
         let source = match (&e.value, &e.value_from) {
             (Some(v), None) => Source::Literal(v.clone()),
-            (None, Some(from)) => match (&from.config_map_key_ref, &from.secret_key_ref, &from.field_ref) {
+            (None, Some(from)) => match (
+                &from.config_map_key_ref,
+                &from.secret_key_ref,
+                &from.field_ref,
+            ) {
                 (Some(r), None, None) => {
                     match config_maps.get(&r.name) {
                         Some(keys) if keys.contains(&r.key) => {}
@@ -69,11 +80,16 @@ pub fn effective_env(
                             e.name, r.name
                         )),
                     }
-                    Source::ConfigMap { name: r.name.clone(), key: r.key.clone() }
+                    Source::ConfigMap {
+                        name: r.name.clone(),
+                        key: r.key.clone(),
+                    }
                 }
-                (None, Some(r), None) => {
-                    Source::Secret { name: r.name.clone(), key: r.key.clone(), optional: r.optional.unwrap_or(false) }
-                }
+                (None, Some(r), None) => Source::Secret {
+                    name: r.name.clone(),
+                    key: r.key.clone(),
+                    optional: r.optional.unwrap_or(false),
+                },
                 (None, None, Some(f)) => Source::FieldRef(f.field_path.clone()),
                 _ => {
                     problems.push(format!("Service {name}: {} needs exactly one of configMapKeyRef, secretKeyRef, fieldRef", e.name));
@@ -82,12 +98,18 @@ pub fn effective_env(
             },
             (None, None) => Source::Literal(String::new()),
             (Some(_), Some(_)) => {
-                problems.push(format!("Service {name}: {} has both value and valueFrom", e.name));
+                problems.push(format!(
+                    "Service {name}: {} has both value and valueFrom",
+                    e.name
+                ));
                 continue;
             }
         };
         if env.insert(e.name.clone(), source).is_some() {
-            problems.push(format!("Service {name}: {} is set twice (env and envFrom, or env twice)", e.name));
+            problems.push(format!(
+                "Service {name}: {} is set twice (env and envFrom, or env twice)",
+                e.name
+            ));
         }
     }
     env
@@ -100,9 +122,13 @@ pub fn check(bundle: &Bundle, secret_keys: &BTreeMap<String, BTreeSet<String>>) 
     let config_maps = bundle.config_maps();
     for service in bundle.services() {
         let sname = &service.metadata.name;
-        let Some(fname) = function_of(service) else { continue };
+        let Some(fname) = function_of(service) else {
+            continue;
+        };
         let Some(function) = catalogue::function(&fname) else {
-            problems.push(format!("Service {sname}: its image names function {fname:?}, which is not in the catalogue"));
+            problems.push(format!(
+                "Service {sname}: its image names function {fname:?}, which is not in the catalogue"
+            ));
             continue;
         };
         let env = effective_env(service, &config_maps, &mut problems);
@@ -112,7 +138,9 @@ pub fn check(bundle: &Bundle, secret_keys: &BTreeMap<String, BTreeSet<String>>) 
         };
         for (var, source) in &env {
             if KNATIVE_RESERVED.contains(&var.as_str()) {
-                problems.push(format!("Service {sname}: {var} is set by Knative and may not be set in the Service"));
+                problems.push(format!(
+                    "Service {sname}: {var} is set by Knative and may not be set in the Service"
+                ));
                 continue;
             }
             let Some(spec) = function.var(var) else {
@@ -129,9 +157,12 @@ pub fn check(bundle: &Bundle, secret_keys: &BTreeMap<String, BTreeSet<String>>) 
                 _ => {}
             }
             if let Some((cond, value)) = spec.when
-                && literal(cond).as_deref() != Some(value) {
-                    problems.push(format!("Service {sname}: {var} is set but {fname} only reads it when {cond}={value}"));
-                }
+                && literal(cond).as_deref() != Some(value)
+            {
+                problems.push(format!(
+                    "Service {sname}: {var} is set but {fname} only reads it when {cond}={value}"
+                ));
+            }
             if SECRET_VARS.contains(&var.as_str()) && !matches!(source, Source::Secret { .. }) {
                 problems.push(format!("Service {sname}: {var} carries credentials: read it from a Secret (secretKeyRef), never inline"));
             }
@@ -145,7 +176,9 @@ pub fn check(bundle: &Bundle, secret_keys: &BTreeMap<String, BTreeSet<String>>) 
         }
         for spec in function.all_vars() {
             let needed = matches!(spec.default, Default::Required | Default::Loopback(_));
-            let applies = spec.when.is_none_or(|(cond, value)| literal(cond).as_deref() == Some(value));
+            let applies = spec
+                .when
+                .is_none_or(|(cond, value)| literal(cond).as_deref() == Some(value));
             if needed && applies && !env.contains_key(spec.name) {
                 let why = match spec.default {
                     Default::Loopback(d) => format!("its default {d} only works on a laptop"),
@@ -154,9 +187,14 @@ pub fn check(bundle: &Bundle, secret_keys: &BTreeMap<String, BTreeSet<String>>) 
                 problems.push(format!("Service {sname}: {} must be set: {why}", spec.name));
             }
             if let Some(Source::Secret { optional: true, .. }) = env.get(spec.name)
-                && needed && applies {
-                    problems.push(format!("Service {sname}: {} is required, so its secretKeyRef may not be optional", spec.name));
-                }
+                && needed
+                && applies
+            {
+                problems.push(format!(
+                    "Service {sname}: {} is required, so its secretKeyRef may not be optional",
+                    spec.name
+                ));
+            }
         }
     }
     problems

@@ -15,7 +15,10 @@ pub struct Query {
 /// Every PromQL expression in `dashboard`.
 pub fn queries(dashboard: &Value) -> Vec<Query> {
     let mut out = Vec::new();
-    let mut panels: Vec<&Value> = dashboard["panels"].as_array().map(|a| a.iter().collect()).unwrap_or_default();
+    let mut panels: Vec<&Value> = dashboard["panels"]
+        .as_array()
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
     while let Some(panel) = panels.pop() {
         if let Some(nested) = panel["panels"].as_array() {
             panels.extend(nested);
@@ -23,17 +26,33 @@ pub fn queries(dashboard: &Value) -> Vec<Query> {
         let title = panel["title"].as_str().unwrap_or("untitled");
         for t in panel["targets"].as_array().into_iter().flatten() {
             if let Some(expr) = t["expr"].as_str() {
-                out.push(Query { place: format!("panel {title:?} target {}", t["refId"].as_str().unwrap_or("?")), expr: expr.to_owned() });
+                out.push(Query {
+                    place: format!(
+                        "panel {title:?} target {}",
+                        t["refId"].as_str().unwrap_or("?")
+                    ),
+                    expr: expr.to_owned(),
+                });
             }
         }
     }
-    for var in dashboard["templating"]["list"].as_array().into_iter().flatten() {
+    for var in dashboard["templating"]["list"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
         if var["type"] != "query" {
             continue;
         }
-        let q = var["query"]["query"].as_str().or_else(|| var["query"].as_str()).unwrap_or_default();
+        let q = var["query"]["query"]
+            .as_str()
+            .or_else(|| var["query"].as_str())
+            .unwrap_or_default();
         if let Some(expr) = label_values_metric(q) {
-            out.push(Query { place: format!("variable ${}", var["name"].as_str().unwrap_or("?")), expr });
+            out.push(Query {
+                place: format!("variable ${}", var["name"].as_str().unwrap_or("?")),
+                expr,
+            });
         }
     }
     out
@@ -67,9 +86,10 @@ pub fn check_structure(name: &str, d: &Value) -> crate::Problems {
     for panel in d["panels"].as_array().into_iter().flatten() {
         let title = panel["title"].as_str().unwrap_or("untitled");
         if let Some(id) = panel["id"].as_u64()
-            && !ids.insert(id) {
-                p.push(format!("{name}: panel id {id} is used twice"));
-            }
+            && !ids.insert(id)
+        {
+            p.push(format!("{name}: panel id {id} is used twice"));
+        }
         if panel["type"] != "row" && panel["targets"].as_array().is_none_or(|t| t.is_empty()) {
             p.push(format!("{name}: panel {title:?} has no query"));
         }

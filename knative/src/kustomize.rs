@@ -45,8 +45,10 @@ pub struct Generator {
 impl Kustomization {
     pub fn load(dir: &Path) -> anyhow::Result<Kustomization> {
         let path = dir.join("kustomization.yaml");
-        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        serde_yaml::from_str(&text).with_context(|| format!("{} is not a kustomization", path.display()))
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        serde_yaml::from_str(&text)
+            .with_context(|| format!("{} is not a kustomization", path.display()))
     }
 
     /// Files this kustomization reads (resources, patches, generator inputs),
@@ -55,13 +57,24 @@ impl Kustomization {
         let mut out: Vec<String> = self.resources.clone();
         out.extend(self.patches_strategic_merge.iter().cloned());
         out.extend(self.patches_json6902.iter().map(|p| p.path.clone()));
-        for g in self.config_map_generator.iter().chain(&self.secret_generator) {
+        for g in self
+            .config_map_generator
+            .iter()
+            .chain(&self.secret_generator)
+        {
             // `files` entries may be `key=path`.
-            out.extend(g.files.iter().map(|f| f.rsplit('=').next().unwrap_or(f).to_owned()));
+            out.extend(
+                g.files
+                    .iter()
+                    .map(|f| f.rsplit('=').next().unwrap_or(f).to_owned()),
+            );
             out.extend(g.env.iter().cloned());
             out.extend(g.envs.iter().cloned());
         }
-        out.into_iter().map(|f| normalize(&dir.join(f))).filter(|p| !p.is_dir()).collect()
+        out.into_iter()
+            .map(|f| normalize(&dir.join(f)))
+            .filter(|p| !p.is_dir())
+            .collect()
     }
 
     /// Directories this kustomization builds on.
@@ -139,6 +152,10 @@ pub fn kubectl_version(kubectl: &Path) -> String {
     Command::new(kubectl)
         .args(["version", "--client"])
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().replace('\n', "; "))
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .trim()
+                .replace('\n', "; ")
+        })
         .unwrap_or_else(|e| format!("unknown ({e})"))
 }

@@ -20,7 +20,10 @@ pub fn knative_dir() -> PathBuf {
 
 /// A path relative to the repository root, for messages.
 pub fn rel(path: &Path) -> String {
-    path.strip_prefix(repo_root()).unwrap_or(path).display().to_string()
+    path.strip_prefix(repo_root())
+        .unwrap_or(path)
+        .display()
+        .to_string()
 }
 
 /// The directory holding the debug binaries (`target/debug`): found by
@@ -30,9 +33,10 @@ pub fn debug_bin_dir() -> PathBuf {
     if let Ok(exe) = std::env::current_exe() {
         for dir in exe.ancestors().skip(1) {
             if dir.file_name().is_some_and(|n| n == "deps")
-                && let Some(profile) = dir.parent() {
-                    return profile.to_path_buf();
-                }
+                && let Some(profile) = dir.parent()
+            {
+                return profile.to_path_buf();
+            }
         }
     }
     let target = std::env::var_os("CARGO_TARGET_DIR")

@@ -8,15 +8,46 @@
 use std::collections::BTreeSet;
 
 const KEYWORDS: &[&str] = &[
-    "by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless", "offset",
-    "atan2", "inf", "nan",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "bool",
+    "and",
+    "or",
+    "unless",
+    "offset",
+    "atan2",
+    "inf",
+    "nan",
     // Aggregation operators may stand before `by (...)`, away from their `(`.
-    "sum", "min", "max", "avg", "group", "stddev", "stdvar", "count", "count_values", "bottomk", "topk",
-    "quantile", "limitk", "limit_ratio",
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "group",
+    "stddev",
+    "stdvar",
+    "count",
+    "count_values",
+    "bottomk",
+    "topk",
+    "quantile",
+    "limitk",
+    "limit_ratio",
 ];
 
 /// Keywords followed by a parenthesised label list.
-const LABEL_LIST: &[&str] = &["by", "without", "on", "ignoring", "group_left", "group_right"];
+const LABEL_LIST: &[&str] = &[
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+];
 
 /// Metric names used in `expr`, as written.
 pub fn metric_names(expr: &str) -> BTreeSet<String> {
@@ -36,7 +67,9 @@ pub fn metric_names(expr: &str) -> BTreeSet<String> {
             }
             c if c.is_ascii_alphabetic() || c == '_' || c == ':' => {
                 let start = i;
-                while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_' || chars[i] == ':') {
+                while i < chars.len()
+                    && (chars[i].is_ascii_alphanumeric() || chars[i] == '_' || chars[i] == ':')
+                {
                     i += 1;
                 }
                 let word: String = chars[start..i].iter().collect();
@@ -51,7 +84,10 @@ pub fn metric_names(expr: &str) -> BTreeSet<String> {
                     if is_call {
                         i = skip_until(&chars, j, ')');
                     }
-                } else if !after_dollar && !is_call && !KEYWORDS.contains(&word.to_ascii_lowercase().as_str()) {
+                } else if !after_dollar
+                    && !is_call
+                    && !KEYWORDS.contains(&word.to_ascii_lowercase().as_str())
+                {
                     out.insert(word);
                 }
                 continue;
@@ -129,7 +165,9 @@ mod tests {
     #[test]
     fn rate_with_labels_and_grouping() {
         assert_eq!(
-            names(r#"sum by (route, status) (rate(http_requests_total{route!~"/metrics|/healthz", knative_service=~"$service"}[$__rate_interval]))"#),
+            names(
+                r#"sum by (route, status) (rate(http_requests_total{route!~"/metrics|/healthz", knative_service=~"$service"}[$__rate_interval]))"#
+            ),
             ["http_requests_total"]
         );
     }
@@ -137,8 +175,14 @@ mod tests {
     #[test]
     fn histogram_quantile_and_binary_operators() {
         let e = r#"histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket[5m]))) / ignoring(knative_revision) group_left sum(x_total) > bool 0.5"#;
-        assert_eq!(names(e), ["http_request_duration_seconds_bucket", "x_total"]);
-        assert_eq!(base_name("http_request_duration_seconds_bucket"), "http_request_duration_seconds");
+        assert_eq!(
+            names(e),
+            ["http_request_duration_seconds_bucket", "x_total"]
+        );
+        assert_eq!(
+            base_name("http_request_duration_seconds_bucket"),
+            "http_request_duration_seconds"
+        );
     }
 
     #[test]
@@ -149,6 +193,9 @@ mod tests {
 
     #[test]
     fn a_typo_shows_up() {
-        assert_eq!(names("rate(http_request_total[1m])"), ["http_request_total"]);
+        assert_eq!(
+            names("rate(http_request_total[1m])"),
+            ["http_request_total"]
+        );
     }
 }

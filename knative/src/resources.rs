@@ -571,10 +571,14 @@ pub const MODELLED: &[(&str, &str)] = &[
 pub fn parse(doc: &serde_yaml::Value) -> anyhow::Result<Option<Typed>> {
     let (api, kind) = crate::yaml::type_of(doc);
     let name = crate::yaml::name_of(doc);
-    let known_kind = MODELLED.iter().any(|(_, k)| *k == kind) && (api.contains("knative.dev") || kind == "Ingress");
+    let known_kind = MODELLED.iter().any(|(_, k)| *k == kind)
+        && (api.contains("knative.dev") || kind == "Ingress");
     if !MODELLED.contains(&(api.as_str(), kind.as_str())) {
         if known_kind {
-            anyhow::bail!("{kind} {name}: apiVersion {api} is not the one this project uses ({})", expected_api(&kind));
+            anyhow::bail!(
+                "{kind} {name}: apiVersion {api} is not the one this project uses ({})",
+                expected_api(&kind)
+            );
         }
         return Ok(None);
     }
@@ -585,7 +589,9 @@ pub fn parse(doc: &serde_yaml::Value) -> anyhow::Result<Option<Typed>> {
         "SinkBinding" => Typed::SinkBinding(serde_yaml::from_value(v).with_context(ctx)?),
         "Broker" => Typed::Broker(serde_yaml::from_value(v).with_context(ctx)?),
         "Trigger" => Typed::Trigger(serde_yaml::from_value(v).with_context(ctx)?),
-        "RedisStreamSource" => Typed::RedisStreamSource(serde_yaml::from_value(v).with_context(ctx)?),
+        "RedisStreamSource" => {
+            Typed::RedisStreamSource(serde_yaml::from_value(v).with_context(ctx)?)
+        }
         "Ingress" => Typed::Ingress(serde_yaml::from_value(v).with_context(ctx)?),
         _ => unreachable!("every modelled kind is matched"),
     }))
@@ -616,13 +622,18 @@ mod tests {
 
     #[test]
     fn a_valid_service_parses() {
-        assert!(matches!(parse_str(&service("")).unwrap(), Some(Typed::Service(_))));
+        assert!(matches!(
+            parse_str(&service("")).unwrap(),
+            Some(Typed::Service(_))
+        ));
     }
 
     #[test]
     fn a_misspelt_field_is_an_error() {
-        let err = parse_str(&service("          readinesProbe:\n            httpGet:\n              path: /readyz\n"))
-            .unwrap_err();
+        let err = parse_str(&service(
+            "          readinesProbe:\n            httpGet:\n              path: /readyz\n",
+        ))
+        .unwrap_err();
         assert!(format!("{err:#}").contains("readinesProbe"), "{err:#}");
     }
 
@@ -635,12 +646,21 @@ mod tests {
     #[test]
     fn a_wrong_api_version_is_an_error() {
         let s = "apiVersion: serving.knative.dev/v1alpha1\nkind: Service\nmetadata:\n  name: s\nspec: {}\n";
-        assert!(parse_str(s).unwrap_err().to_string().contains("serving.knative.dev/v1"));
+        assert!(
+            parse_str(s)
+                .unwrap_err()
+                .to_string()
+                .contains("serving.knative.dev/v1")
+        );
     }
 
     #[test]
     fn other_kinds_are_left_alone() {
-        assert!(parse_str("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n").unwrap().is_none());
+        assert!(
+            parse_str("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n")
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]

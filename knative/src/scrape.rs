@@ -36,23 +36,45 @@ pub struct Case {
     pub warm_up: &'static [Request],
 }
 
-const CASE_JSON: &str =
-    r#"{"name":"Scrape","location":"Quetzaltenango","age":41,"infectedtype":"community","state":"active"}"#;
-const REFUSED_CASE_JSON: &str =
-    r#"{"name":"sink-refuses","location":"Quetzaltenango","age":41,"infectedtype":"community","state":"active"}"#;
+const CASE_JSON: &str = r#"{"name":"Scrape","location":"Quetzaltenango","age":41,"infectedtype":"community","state":"active"}"#;
+const REFUSED_CASE_JSON: &str = r#"{"name":"sink-refuses","location":"Quetzaltenango","age":41,"infectedtype":"community","state":"active"}"#;
 
 pub const CASES: &[Case] = &[Case {
     function: "ingest",
     // INGEST_ROUTE unset + K_SINK: the sink route, no Redis or gRPC writer needed.
-    env: &[("K_SINK", "{sink}"), ("K_REVISION", "ingest-scrape"), ("FORWARD_TIMEOUT_MS", "2000")],
+    env: &[
+        ("K_SINK", "{sink}"),
+        ("K_REVISION", "ingest-scrape"),
+        ("FORWARD_TIMEOUT_MS", "2000"),
+    ],
     warm_up: &[
-        Request { method: "GET", path: "/healthz", content_type: None, body: "" },
+        Request {
+            method: "GET",
+            path: "/healthz",
+            content_type: None,
+            body: "",
+        },
         // 202: ingest_cases_accepted_total
-        Request { method: "POST", path: "/cases", content_type: Some("application/json"), body: CASE_JSON },
+        Request {
+            method: "POST",
+            path: "/cases",
+            content_type: Some("application/json"),
+            body: CASE_JSON,
+        },
         // 415: ingest_requests_refused_total
-        Request { method: "POST", path: "/cases", content_type: Some("text/plain"), body: "x" },
+        Request {
+            method: "POST",
+            path: "/cases",
+            content_type: Some("text/plain"),
+            body: "x",
+        },
         // the sink answers 500, ingest 503: http_request_errors_total
-        Request { method: "POST", path: "/cases", content_type: Some("application/json"), body: REFUSED_CASE_JSON },
+        Request {
+            method: "POST",
+            path: "/cases",
+            content_type: Some("application/json"),
+            body: REFUSED_CASE_JSON,
+        },
     ],
 }];
 
@@ -65,7 +87,8 @@ pub struct Response {
 
 /// One request on a fresh connection (`connection: close`).
 pub fn http(port: u16, req: &Request) -> anyhow::Result<Response> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).with_context(|| format!("cannot connect to 127.0.0.1:{port}"))?;
+    let mut stream = TcpStream::connect(("127.0.0.1", port))
+        .with_context(|| format!("cannot connect to 127.0.0.1:{port}"))?;
     stream.set_read_timeout(Some(Duration::from_secs(15)))?;
     let mut head = format!(
         "{} {} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nconnection: close\r\ncontent-length: {}\r\n",
@@ -88,14 +111,23 @@ pub fn http(port: u16, req: &Request) -> anyhow::Result<Response> {
         .and_then(|s| s.parse().ok())
         .with_context(|| format!("not an HTTP response: {text:.200}"))?;
     let (headers, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let body = if headers.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_owned() };
+    let body = if headers
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
     Ok(Response { status, body })
 }
 
 fn dechunk(mut s: &str) -> String {
     let mut out = String::new();
     while let Some((size, rest)) = s.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
         if n == 0 || rest.len() < n {
             break;
         }
@@ -139,13 +171,18 @@ fn answer(conn: TcpStream) -> std::io::Result<()> {
                 break;
             }
             if let Some((k, v)) = line.split_once(':')
-                && k.trim().eq_ignore_ascii_case("content-length") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
+                && k.trim().eq_ignore_ascii_case("content-length")
+            {
+                length = v.trim().parse().unwrap_or(0);
+            }
         }
         let mut body = vec![0; length];
         reader.read_exact(&mut body)?;
-        let status = if String::from_utf8_lossy(&body).contains("sink-refuses") { "500 Internal Server Error" } else { "202 Accepted" };
+        let status = if String::from_utf8_lossy(&body).contains("sink-refuses") {
+            "500 Internal Server Error"
+        } else {
+            "202 Accepted"
+        };
         writer.write_all(format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n").as_bytes())?;
     }
 }
@@ -177,7 +214,9 @@ pub fn start(binary: &Path, env: &[(String, String)]) -> anyhow::Result<Running>
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let child = cmd.spawn().with_context(|| format!("cannot start {}", binary.display()))?;
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {}", binary.display()))?;
     let mut running = Running { child, port };
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
@@ -189,7 +228,10 @@ pub fn start(binary: &Path, env: &[(String, String)]) -> anyhow::Result<Running>
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    bail!("{} did not listen on 127.0.0.1:{port} within 20 s", binary.display())
+    bail!(
+        "{} did not listen on 127.0.0.1:{port} within 20 s",
+        binary.display()
+    )
 }
 
 /// Metric names (`# TYPE` lines and samples) in a Prometheus text exposition.
@@ -213,12 +255,25 @@ pub fn exposed_names(text: &str) -> std::collections::BTreeSet<String> {
 /// Runs one [`Case`]: start, warm up, scrape. Returns the metric names exposed.
 pub fn run(case: &Case, binary: &Path) -> anyhow::Result<std::collections::BTreeSet<String>> {
     let sink = spawn_stand_in_sink()?;
-    let env: Vec<(String, String)> = case.env.iter().map(|(k, v)| (k.to_string(), v.replace("{sink}", &sink))).collect();
+    let env: Vec<(String, String)> = case
+        .env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.replace("{sink}", &sink)))
+        .collect();
     let running = start(binary, &env)?;
     for req in case.warm_up {
-        http(running.port, req).with_context(|| format!("{} {} {}", case.function, req.method, req.path))?;
+        http(running.port, req)
+            .with_context(|| format!("{} {} {}", case.function, req.method, req.path))?;
     }
-    let scrape = http(running.port, &Request { method: "GET", path: "/metrics", content_type: None, body: "" })?;
+    let scrape = http(
+        running.port,
+        &Request {
+            method: "GET",
+            path: "/metrics",
+            content_type: None,
+            body: "",
+        },
+    )?;
     if scrape.status != 200 {
         bail!("{} GET /metrics answered {}", case.function, scrape.status);
     }

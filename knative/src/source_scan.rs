@@ -22,9 +22,10 @@ pub fn scan(dirs: &[std::path::PathBuf]) -> Found {
     for dir in dirs {
         crate::yaml::walk(dir, &mut |p: &Path| {
             if p.extension().is_some_and(|e| e == "rs")
-                && let Ok(text) = std::fs::read_to_string(p) {
-                    scan_text(&text, &mut found);
-                }
+                && let Ok(text) = std::fs::read_to_string(p)
+            {
+                scan_text(&text, &mut found);
+            }
         });
     }
     found
@@ -41,15 +42,23 @@ pub fn scan_text(text: &str, found: &mut Found) {
             found.env.insert((*var).to_owned());
         }
     }
-    for (patterns, set, is_env) in [(ENV_READS, &mut found.env, true), (METRIC_MACROS, &mut found.metrics, false)] {
+    for (patterns, set, is_env) in [
+        (ENV_READS, &mut found.env, true),
+        (METRIC_MACROS, &mut found.metrics, false),
+    ] {
         for pat in patterns {
             for (at, _) in code.match_indices(pat) {
                 let rest = &code[at + pat.len()..];
-                let word: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                let word: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
                 let looks_right = if is_env {
-                    word.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+                    word.chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
                 } else {
-                    word.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                    word.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
                 };
                 if !word.is_empty() && looks_right && rest[word.len()..].starts_with('"') {
                     set.insert(word);
@@ -72,7 +81,13 @@ mod tests {
              #[cfg(test)] mod tests { cfg(&[(\"PORT\", \"1\")]); lookup(\"TEST_ONLY\"); }",
             &mut f,
         );
-        assert_eq!(f.env.into_iter().collect::<Vec<_>>(), ["HOSTNAME", "K_SINK", "READ_COUNT"]);
-        assert_eq!(f.metrics.into_iter().collect::<Vec<_>>(), ["writer_cases_stored_total", "x_y"]);
+        assert_eq!(
+            f.env.into_iter().collect::<Vec<_>>(),
+            ["HOSTNAME", "K_SINK", "READ_COUNT"]
+        );
+        assert_eq!(
+            f.metrics.into_iter().collect::<Vec<_>>(),
+            ["writer_cases_stored_total", "x_y"]
+        );
     }
 }

@@ -26,7 +26,11 @@ pub const SHELLCHECK: Tool = Tool {
     install: "apt-get install -y shellcheck",
 };
 
-pub const BASH: Tool = Tool { name: "bash", override_var: "BASH_FOR_TESTS", install: "apt-get install -y bash" };
+pub const BASH: Tool = Tool {
+    name: "bash",
+    override_var: "BASH_FOR_TESTS",
+    install: "apt-get install -y bash",
+};
 
 /// The executable of `tool`: `$OVERRIDE_VAR` if set, else the first match on `PATH`.
 pub fn find(tool: &Tool) -> anyhow::Result<PathBuf> {
@@ -35,7 +39,12 @@ pub fn find(tool: &Tool) -> anyhow::Result<PathBuf> {
         if p.is_file() {
             return Ok(p);
         }
-        bail!("{}={} is not a file; unset it or point it at a {} executable", tool.override_var, p.display(), tool.name);
+        bail!(
+            "{}={} is not a file; unset it or point it at a {} executable",
+            tool.override_var,
+            p.display(),
+            tool.name
+        );
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
     for dir in std::env::split_paths(&path) {

@@ -42,30 +42,49 @@ pub struct Dependency {
 pub fn load() -> anyhow::Result<Metadata> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let out = Command::new(&cargo)
-        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
         .current_dir(crate::paths::repo_root())
         .output()
         .context("cannot run cargo metadata")?;
     if !out.status.success() {
-        bail!("cargo metadata failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     serde_json::from_slice(&out.stdout).context("cargo metadata printed unexpected JSON")
 }
 
 impl Package {
     pub fn dir(&self) -> PathBuf {
-        self.manifest_path.parent().expect("a manifest is in a directory").to_path_buf()
+        self.manifest_path
+            .parent()
+            .expect("a manifest is in a directory")
+            .to_path_buf()
     }
 
     pub fn binaries(&self) -> impl Iterator<Item = &str> {
-        self.targets.iter().filter(|t| t.kind.iter().any(|k| k == "bin")).map(|t| t.name.as_str())
+        self.targets
+            .iter()
+            .filter(|t| t.kind.iter().any(|k| k == "bin"))
+            .map(|t| t.name.as_str())
     }
 }
 
 impl Metadata {
     /// Every binary target of the workspace.
     pub fn binaries(&self) -> BTreeSet<String> {
-        self.packages.iter().flat_map(|p| p.binaries()).map(str::to_owned).collect()
+        self.packages
+            .iter()
+            .flat_map(|p| p.binaries())
+            .map(str::to_owned)
+            .collect()
     }
 
     /// Binaries of packages under `functions/`: the deployable functions.
@@ -81,7 +100,9 @@ impl Metadata {
 
     /// The package that builds binary `bin`.
     pub fn package_of_binary(&self, bin: &str) -> Option<&Package> {
-        self.packages.iter().find(|p| p.binaries().any(|b| b == bin))
+        self.packages
+            .iter()
+            .find(|p| p.binaries().any(|b| b == bin))
     }
 
     /// Source directories of `package` and of the workspace packages it
@@ -96,12 +117,16 @@ impl Metadata {
             if let Some(p) = self.packages.iter().find(|p| p.dir() == dir) {
                 for d in &p.dependencies {
                     if d.kind.is_none()
-                        && let Some(path) = &d.path {
-                            todo.push(path.clone());
-                        }
+                        && let Some(path) = &d.path
+                    {
+                        todo.push(path.clone());
+                    }
                 }
             }
         }
-        seen.into_iter().map(|d| d.join("src")).filter(|d| d.is_dir()).collect()
+        seen.into_iter()
+            .map(|d| d.join("src"))
+            .filter(|d| d.is_dir())
+            .collect()
     }
 }

@@ -9,7 +9,8 @@ use serde::Deserialize as _;
 pub fn documents(text: &str) -> anyhow::Result<Vec<serde_yaml::Value>> {
     let mut docs = Vec::new();
     for (i, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let value = serde_yaml::Value::deserialize(de).with_context(|| format!("document {} is not valid YAML", i + 1))?;
+        let value = serde_yaml::Value::deserialize(de)
+            .with_context(|| format!("document {} is not valid YAML", i + 1))?;
         if !value.is_null() {
             docs.push(value);
         }
@@ -19,13 +20,19 @@ pub fn documents(text: &str) -> anyhow::Result<Vec<serde_yaml::Value>> {
 
 /// Every non-empty document of the file at `path`.
 pub fn file_documents(path: &Path) -> anyhow::Result<Vec<serde_yaml::Value>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     documents(&text).with_context(|| format!("{} does not parse", path.display()))
 }
 
 /// `apiVersion` and `kind` of a resource document.
 pub fn type_of(doc: &serde_yaml::Value) -> (String, String) {
-    let s = |k: &str| doc.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+    let s = |k: &str| {
+        doc.get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
     (s("apiVersion"), s("kind"))
 }
 
@@ -52,11 +59,16 @@ pub fn yaml_files(dir: &Path) -> Vec<std::path::PathBuf> {
 
 /// Calls `f` for every file under `dir`, skipping `target/` and hidden folders.
 pub fn walk(dir: &Path, f: &mut dyn FnMut(&Path)) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     let mut entries: Vec<_> = entries.flatten().map(|e| e.path()).collect();
     entries.sort();
     for p in entries {
-        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if p.is_dir() {
             if name != "target" && !name.starts_with('.') {
                 walk(&p, f);

@@ -20,7 +20,8 @@ fn setup() -> Setup {
 fn canary_steps_split_as_their_traffic_blocks_declare() {
     let opts = Options::default();
     assert!(opts.requests >= 2000);
-    let steps = rehearsal::canary(&setup(), rehearsal::CANARY_STEPS, &opts).unwrap_or_else(|e| panic!("{e:#}"));
+    let steps = rehearsal::canary(&setup(), rehearsal::CANARY_STEPS, &opts)
+        .unwrap_or_else(|e| panic!("{e:#}"));
     let mut problems = Vec::new();
     for step in &steps {
         eprintln!("{step}");
@@ -29,9 +30,21 @@ fn canary_steps_split_as_their_traffic_blocks_declare() {
     assert_eq!(steps.len(), rehearsal::CANARY_STEPS.len());
     // The first step is a real split (neither 0 % nor 100 %), so the tolerance is exercised.
     let first = &steps[0];
-    assert!(first.declared.weights().len() >= 2, "{}: expected a split, got {}", first.declared.overlay, first.declared.describe());
-    assert!(first.observed.requests >= 2000, "{}", first.observed.requests);
-    assert!(steps[1..].iter().all(|s| s.reload.is_some()), "later steps come by nginx -s reload");
+    assert!(
+        first.declared.weights().len() >= 2,
+        "{}: expected a split, got {}",
+        first.declared.overlay,
+        first.declared.describe()
+    );
+    assert!(
+        first.observed.requests >= 2000,
+        "{}",
+        first.observed.requests
+    );
+    assert!(
+        steps[1..].iter().all(|s| s.reload.is_some()),
+        "later steps come by nginx -s reload"
+    );
     assert_no_problems("canary rehearsal", &problems);
 }
 
@@ -41,17 +54,34 @@ fn canary_steps_split_as_their_traffic_blocks_declare() {
 #[test]
 fn blue_green_switch_under_load_fails_no_request() {
     let opts = Options::default();
-    let bg = rehearsal::blue_green(&setup(), rehearsal::BLUE_GREEN, rehearsal::BLUE_GREEN_SWITCH, &opts)
-        .unwrap_or_else(|e| panic!("{e:#}"));
+    let bg = rehearsal::blue_green(
+        &setup(),
+        rehearsal::BLUE_GREEN,
+        rehearsal::BLUE_GREEN_SWITCH,
+        &opts,
+    )
+    .unwrap_or_else(|e| panic!("{e:#}"));
     eprintln!("{bg}");
     let green = bg.after.declared.weights();
-    assert_eq!(green.len(), 1, "after the switch one revision takes all traffic: {}", bg.after.declared.describe());
+    assert_eq!(
+        green.len(),
+        1,
+        "after the switch one revision takes all traffic: {}",
+        bg.after.declared.describe()
+    );
     let green = &green[0].0;
     assert!(
-        bg.before.tags.iter().any(|t| &t.revision == green && t.observed.responses_from(green) == t.observed.requests),
+        bg.before.tags.iter().any(
+            |t| &t.revision == green && t.observed.responses_from(green) == t.observed.requests
+        ),
         "before the switch, green's tag host answers from {green}"
     );
     assert_eq!(bg.switch.observed.failed, 0, "{}", bg.switch);
-    assert_eq!(bg.after.observed.responses_from(green), bg.after.observed.requests, "{}", bg.after);
+    assert_eq!(
+        bg.after.observed.responses_from(green),
+        bg.after.observed.requests,
+        "{}",
+        bg.after
+    );
     assert_no_problems("blue/green rehearsal", &bg.problems());
 }

@@ -28,9 +28,16 @@ use crate::{MongoServer, RedisServer, Supervisor};
 /// profile directory its own executable is in (`target/<profile>/deps/<test>`).
 pub fn built_binaries() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
-    let dir = exe.parent().and_then(|deps| deps.parent()).context("the test binary has no profile directory")?.to_owned();
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .context("the test binary has no profile directory")?
+        .to_owned();
     if !dir.join("ingest").exists() {
-        bail!("function binaries not found in {}: run `cargo build --workspace --bins` first (make test does)", dir.display());
+        bail!(
+            "function binaries not found in {}: run `cargo build --workspace --bins` first (make test does)",
+            dir.display()
+        );
     }
     Ok(dir)
 }
@@ -40,7 +47,10 @@ pub fn built_binaries() -> anyhow::Result<PathBuf> {
 pub fn soak_from_env() -> anyhow::Result<Duration> {
     match std::env::var("FAULT_SOAK_SECS") {
         Ok(v) if !v.trim().is_empty() => {
-            let secs: u64 = v.trim().parse().with_context(|| format!("FAULT_SOAK_SECS={v:?} is not a number of seconds"))?;
+            let secs: u64 = v
+                .trim()
+                .parse()
+                .with_context(|| format!("FAULT_SOAK_SECS={v:?} is not a number of seconds"))?;
             Ok(Duration::from_secs(secs))
         }
         _ => Ok(Duration::ZERO),
@@ -75,7 +85,10 @@ pub enum Answer {
     /// 202 with the ids ingest gave the cases, in order.
     Accepted(Vec<String>),
     /// 5xx: nothing accepted; the client may retry after `retry_after`.
-    Unavailable { status: u16, retry_after: Option<Duration> },
+    Unavailable {
+        status: u16,
+        retry_after: Option<Duration>,
+    },
     /// Any other status: the load only sends valid cases, so this is a bug.
     Refused { status: u16, body: String },
     /// No answer (connection refused or reset, timeout): outcome unknown.
@@ -121,7 +134,10 @@ impl LoadShape {
             accepted: targets.iter().map(|_| AtomicUsize::new(0)).collect(),
             targets,
             shape: self.clone(),
-            http: reqwest::Client::builder().timeout(self.request_timeout).build().expect("an HTTP client"),
+            http: reqwest::Client::builder()
+                .timeout(self.request_timeout)
+                .build()
+                .expect("an HTTP client"),
             stop: CancellationToken::new(),
         });
         let mut clients = JoinSet::new();
@@ -137,7 +153,11 @@ impl LoadShape {
 impl RunningLoad {
     /// Requests answered 202 so far by each target, in target order.
     pub fn accepted(&self) -> Vec<usize> {
-        self.state.accepted.iter().map(|a| a.load(Ordering::Relaxed)).collect()
+        self.state
+            .accepted
+            .iter()
+            .map(|a| a.load(Ordering::Relaxed))
+            .collect()
     }
 
     pub fn targets(&self) -> &[Target] {
@@ -147,7 +167,12 @@ impl RunningLoad {
     /// Waits until every target has answered `n` more requests with 202
     /// than `since` (from [`RunningLoad::accepted`]); on `limit`, names the
     /// targets that did not.
-    pub async fn wait_accepting(&self, since: &[usize], n: usize, limit: Duration) -> Result<(), String> {
+    pub async fn wait_accepting(
+        &self,
+        since: &[usize],
+        n: usize,
+        limit: Duration,
+    ) -> Result<(), String> {
         let start = Instant::now();
         loop {
             let behind: Vec<&str> = self
@@ -162,7 +187,10 @@ impl RunningLoad {
                 return Ok(());
             }
             if start.elapsed() > limit {
-                return Err(format!("{} accepted fewer than {n} requests within {limit:?}", behind.join(", ")));
+                return Err(format!(
+                    "{} accepted fewer than {n} requests within {limit:?}",
+                    behind.join(", ")
+                ));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -190,8 +218,16 @@ async fn client(s: Arc<LoadState>, t: usize, c: usize) -> Vec<Sent> {
             _ = tick.tick() => {}
             _ = s.stop.cancelled() => break,
         }
-        let names: Vec<String> = (0..s.shape.batch).map(|k| format!("{} c{c} r{seq} #{k}", target.function)).collect();
-        let body = Value::Array(names.iter().enumerate().map(|(k, n)| case(n, seq * s.shape.batch + k)).collect());
+        let names: Vec<String> = (0..s.shape.batch)
+            .map(|k| format!("{} c{c} r{seq} #{k}", target.function))
+            .collect();
+        let body = Value::Array(
+            names
+                .iter()
+                .enumerate()
+                .map(|(k, n)| case(n, seq * s.shape.batch + k))
+                .collect(),
+        );
         let answer = post(&s.http, &url, &body).await;
         // Behave like a polite client: honour Retry-After, and do not spin
         // on a port nobody listens on while a function restarts.
@@ -200,10 +236,16 @@ async fn client(s: Arc<LoadState>, t: usize, c: usize) -> Vec<Sent> {
                 s.accepted[t].fetch_add(1, Ordering::Relaxed);
                 Duration::ZERO
             }
-            Answer::Unavailable { retry_after, .. } => retry_after.unwrap_or(MAX_RETRY_AFTER).min(MAX_RETRY_AFTER),
+            Answer::Unavailable { retry_after, .. } => {
+                retry_after.unwrap_or(MAX_RETRY_AFTER).min(MAX_RETRY_AFTER)
+            }
             Answer::Refused { .. } | Answer::NoAnswer(_) => s.shape.pace * 2,
         };
-        log.push(Sent { function: target.function.clone(), names, answer });
+        log.push(Sent {
+            function: target.function.clone(),
+            names,
+            answer,
+        });
         if !pause.is_zero() {
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
@@ -240,13 +282,26 @@ async fn post(http: &reqwest::Client, url: &str, body: &Value) -> Answer {
     match status {
         202 => match resp.json::<Value>().await {
             Ok(v) => Answer::Accepted(
-                v["ids"].as_array().map(|ids| ids.iter().filter_map(|i| i.as_str().map(str::to_owned)).collect()).unwrap_or_default(),
+                v["ids"]
+                    .as_array()
+                    .map(|ids| {
+                        ids.iter()
+                            .filter_map(|i| i.as_str().map(str::to_owned))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
             ),
             // Accepted, but the answer was cut: the client cannot know the ids.
             Err(e) => Answer::NoAnswer(format!("202 without a readable body: {e}")),
         },
-        500..=599 => Answer::Unavailable { status, retry_after },
-        _ => Answer::Refused { status, body: resp.text().await.unwrap_or_default() },
+        500..=599 => Answer::Unavailable {
+            status,
+            retry_after,
+        },
+        _ => Answer::Refused {
+            status,
+            body: resp.text().await.unwrap_or_default(),
+        },
     }
 }
 
@@ -311,10 +366,14 @@ impl Fault {
             Fault::RestartMongo(down) => {
                 tokio::task::block_in_place(|| stores.mongo.stop());
                 tokio::time::sleep(down).await;
-                tokio::task::block_in_place(|| stores.mongo.restart()).context("restarting the MongoDB-compatible server")
+                tokio::task::block_in_place(|| stores.mongo.restart())
+                    .context("restarting the MongoDB-compatible server")
             }
             Fault::StallMongo(length) => {
-                let pid = stores.mongo.pid().context("the MongoDB-compatible server is not running")?;
+                let pid = stores
+                    .mongo
+                    .pid()
+                    .context("the MongoDB-compatible server is not running")?;
                 signal(pid, libc::SIGSTOP)?;
                 tokio::time::sleep(length).await;
                 signal(pid, libc::SIGCONT)
@@ -334,7 +393,10 @@ impl Fault {
 fn signal(pid: u32, sig: i32) -> anyhow::Result<()> {
     // SAFETY: signalling a server process this test started.
     if unsafe { libc::kill(pid as i32, sig) } != 0 {
-        bail!("cannot send signal {sig} to {pid}: {}", std::io::Error::last_os_error());
+        bail!(
+            "cannot send signal {sig} to {pid}: {}",
+            std::io::Error::last_os_error()
+        );
     }
     Ok(())
 }
@@ -381,9 +443,19 @@ pub async fn inject_under_load(
 ) -> anyhow::Result<(Vec<Sent>, Injections)> {
     let started = Instant::now();
     let mut problems = Vec::new();
-    if let Err(e) = load.wait_accepting(&vec![0; load.targets().len()], schedule.accepted_between, schedule.comeback_limit).await {
+    if let Err(e) = load
+        .wait_accepting(
+            &vec![0; load.targets().len()],
+            schedule.accepted_between,
+            schedule.comeback_limit,
+        )
+        .await
+    {
         let requests = load.stop().await;
-        bail!("the load did not flow before the fault: {e} ({} requests sent)", requests.len());
+        bail!(
+            "the load did not flow before the fault: {e} ({} requests sent)",
+            requests.len()
+        );
     }
     let injected = async {
         let mut count = 0;
@@ -396,9 +468,11 @@ pub async fn inject_under_load(
             let end = Instant::now();
             let since = load.accepted();
             let comeback = async {
-                load.wait_accepting(&since, 1, schedule.comeback_limit).await?;
+                load.wait_accepting(&since, 1, schedule.comeback_limit)
+                    .await?;
                 let back = end.elapsed();
-                load.wait_accepting(&since, schedule.accepted_between, schedule.comeback_limit).await?;
+                load.wait_accepting(&since, schedule.accepted_between, schedule.comeback_limit)
+                    .await?;
                 Ok::<_, String>(back)
             };
             let (comeback, ()) = tokio::join!(comeback, tokio::time::sleep(schedule.tail));
@@ -419,7 +493,15 @@ pub async fn inject_under_load(
     .await;
     let requests = load.stop().await;
     let (count, last_end, back_after) = injected?;
-    Ok((requests, Injections { count, last_end, back_after, problems }))
+    Ok((
+        requests,
+        Injections {
+            count,
+            last_end,
+            back_after,
+            problems,
+        },
+    ))
 }
 
 // ---------------------------------------------------------------------------
@@ -428,13 +510,24 @@ pub async fn inject_under_load(
 /// Resident memory of a process in KiB (`VmRSS` in `/proc/<pid>/status`).
 pub fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim().parse().ok()
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// Samples every function's resident memory each `every` until `until` is
 /// cancelled; returns the peak per function in KiB. A function that is not
 /// running at a sample (restarting) is skipped for that sample.
-pub async fn peak_rss(sup: &Supervisor, every: Duration, until: &CancellationToken) -> BTreeMap<String, u64> {
+pub async fn peak_rss(
+    sup: &Supervisor,
+    every: Duration,
+    until: &CancellationToken,
+) -> BTreeMap<String, u64> {
     let mut peak: BTreeMap<String, u64> = BTreeMap::new();
     let mut tick = tokio::time::interval(every);
     loop {
@@ -493,7 +586,10 @@ fn some<'a>(items: impl IntoIterator<Item = &'a String>) -> String {
 impl Audit {
     /// Compares what the clients were answered with what is stored.
     pub fn new(sent: &[Sent], stored: &[Stored]) -> Audit {
-        let mut a = Audit { stored: stored.len(), ..Audit::default() };
+        let mut a = Audit {
+            stored: stored.len(),
+            ..Audit::default()
+        };
         // name → the id it was accepted under (None: answered 5xx or not at all).
         let mut expected: HashMap<&str, Option<&str>> = HashMap::new();
         let mut refused = Vec::new();
@@ -502,10 +598,20 @@ impl Audit {
             match &s.answer {
                 Answer::Accepted(ids) if ids.len() == s.names.len() => {
                     a.accepted += ids.len();
-                    expected.extend(s.names.iter().map(String::as_str).zip(ids.iter().map(|i| Some(i.as_str()))));
+                    expected.extend(
+                        s.names
+                            .iter()
+                            .map(String::as_str)
+                            .zip(ids.iter().map(|i| Some(i.as_str()))),
+                    );
                 }
                 Answer::Accepted(ids) => {
-                    a.problems.push(format!("{}: 202 named {} ids for {} cases", s.function, ids.len(), s.names.len()));
+                    a.problems.push(format!(
+                        "{}: 202 named {} ids for {} cases",
+                        s.function,
+                        ids.len(),
+                        s.names.len()
+                    ));
                     a.failed += s.names.len();
                     expected.extend(s.names.iter().map(|n| (n.as_str(), None)));
                 }
@@ -520,7 +626,11 @@ impl Audit {
             }
         }
         if !refused.is_empty() {
-            a.problems.push(format!("{} requests of valid cases refused, e.g. {}", refused.len(), some(&refused)));
+            a.problems.push(format!(
+                "{} requests of valid cases refused, e.g. {}",
+                refused.len(),
+                some(&refused)
+            ));
         }
 
         let mut by_id: HashMap<&str, usize> = HashMap::new();
@@ -530,12 +640,23 @@ impl Audit {
             by_name.entry(&s.name).or_default().push(&s.id);
         }
         if by_id.len() != stored.len() {
-            a.problems.push(format!("{} ids are stored more than once", stored.len() - by_id.len()));
+            a.problems.push(format!(
+                "{} ids are stored more than once",
+                stored.len() - by_id.len()
+            ));
         }
         a.duplicates = stored.len() - by_name.len();
-        let twice: Vec<String> = by_name.iter().filter(|(_, ids)| ids.len() > 1).map(|(n, ids)| format!("{n:?} as {}", ids.join(" and "))).collect();
+        let twice: Vec<String> = by_name
+            .iter()
+            .filter(|(_, ids)| ids.len() > 1)
+            .map(|(n, ids)| format!("{n:?} as {}", ids.join(" and ")))
+            .collect();
         if !twice.is_empty() {
-            a.problems.push(format!("{} cases stored more than once: {}", twice.len(), some(&twice)));
+            a.problems.push(format!(
+                "{} cases stored more than once: {}",
+                twice.len(),
+                some(&twice)
+            ));
         }
 
         let mut lost = Vec::new();
@@ -543,7 +664,10 @@ impl Audit {
         for (name, id) in &expected {
             match (id, by_name.get(name)) {
                 (Some(id), None) => lost.push(id.to_string()),
-                (Some(id), Some(ids)) if !ids.contains(id) => misfiled.push(format!("{name:?} accepted as {id}, stored as {}", ids.join(", "))),
+                (Some(id), Some(ids)) if !ids.contains(id) => misfiled.push(format!(
+                    "{name:?} accepted as {id}, stored as {}",
+                    ids.join(", ")
+                )),
                 (None, Some(_)) => a.stored_failed += 1,
                 _ => {}
             }
@@ -551,14 +675,30 @@ impl Audit {
         a.lost = lost.len();
         if !lost.is_empty() {
             lost.sort();
-            a.problems.push(format!("{} accepted cases not stored, e.g. {}", lost.len(), some(&lost)));
+            a.problems.push(format!(
+                "{} accepted cases not stored, e.g. {}",
+                lost.len(),
+                some(&lost)
+            ));
         }
         if !misfiled.is_empty() {
-            a.problems.push(format!("{} accepted cases stored under another id: {}", misfiled.len(), some(&misfiled)));
+            a.problems.push(format!(
+                "{} accepted cases stored under another id: {}",
+                misfiled.len(),
+                some(&misfiled)
+            ));
         }
-        let strangers: Vec<String> = by_name.keys().filter(|n| !expected.contains_key(*n)).map(|n| n.to_string()).collect();
+        let strangers: Vec<String> = by_name
+            .keys()
+            .filter(|n| !expected.contains_key(*n))
+            .map(|n| n.to_string())
+            .collect();
         if !strangers.is_empty() {
-            a.problems.push(format!("{} stored cases were never sent: {}", strangers.len(), some(&strangers)));
+            a.problems.push(format!(
+                "{} stored cases were never sent: {}",
+                strangers.len(),
+                some(&strangers)
+            ));
         }
         // The client-side form of "a 5xx'd case is stored at most once": it
         // cannot know those ids, only how many cases it was not promised.
@@ -599,13 +739,19 @@ pub struct Row {
 
 impl Row {
     pub fn holds(&self) -> bool {
-        self.audit.holds() && self.problems.is_empty() && self.recovery.is_some() && self.back_after.is_some()
+        self.audit.holds()
+            && self.problems.is_empty()
+            && self.recovery.is_some()
+            && self.back_after.is_some()
     }
 }
 
 /// Peak memory per function, for a note: `aggregate 21.3 MiB, ...`.
 pub fn format_rss(peaks: &BTreeMap<String, u64>) -> String {
-    let parts: Vec<String> = peaks.iter().map(|(n, kib)| format!("{n} {:.1} MiB", *kib as f64 / 1024.0)).collect();
+    let parts: Vec<String> = peaks
+        .iter()
+        .map(|(n, kib)| format!("{n} {:.1} MiB", *kib as f64 / 1024.0))
+        .collect();
     parts.join(", ")
 }
 
@@ -617,14 +763,29 @@ pub fn report(title: &str, rows: &[Row]) -> String {
         out,
         "| fault | cases sent | accepted (202) | 5xx / no answer | stored | of those 5xx'd | duplicates | lost | serving again after | recovery | ok |"
     );
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|:-:|");
-    let secs = |d: Option<Duration>| d.map(|d| format!("{:.1} s", d.as_secs_f64())).unwrap_or_else(|| "never".to_owned());
+    let _ = writeln!(
+        out,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|:-:|"
+    );
+    let secs = |d: Option<Duration>| {
+        d.map(|d| format!("{:.1} s", d.as_secs_f64()))
+            .unwrap_or_else(|| "never".to_owned())
+    };
     for r in rows {
         let a = &r.audit;
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            r.fault, a.sent, a.accepted, a.failed, a.stored, a.stored_failed, a.duplicates, a.lost, secs(r.back_after), secs(r.recovery),
+            r.fault,
+            a.sent,
+            a.accepted,
+            a.failed,
+            a.stored,
+            a.stored_failed,
+            a.duplicates,
+            a.lost,
+            secs(r.back_after),
+            secs(r.recovery),
             if r.holds() { "yes" } else { "**NO**" }
         );
     }
@@ -647,11 +808,21 @@ mod tests {
     use super::*;
 
     fn sent(names: &[&str], answer: Answer) -> Sent {
-        Sent { function: "ingest".into(), names: names.iter().map(|n| n.to_string()).collect(), answer }
+        Sent {
+            function: "ingest".into(),
+            names: names.iter().map(|n| n.to_string()).collect(),
+            answer,
+        }
     }
 
     fn stored(pairs: &[(&str, &str)]) -> Vec<Stored> {
-        pairs.iter().map(|(id, name)| Stored { id: id.to_string(), name: name.to_string() }).collect()
+        pairs
+            .iter()
+            .map(|(id, name)| Stored {
+                id: id.to_string(),
+                name: name.to_string(),
+            })
+            .collect()
     }
 
     fn accepted(ids: &[&str]) -> Answer {
@@ -660,10 +831,30 @@ mod tests {
 
     #[test]
     fn accepted_stored_once_and_a_503_stored_once_hold() {
-        let log = [sent(&["a", "b"], accepted(&["1", "2"])), sent(&["c"], Answer::Unavailable { status: 503, retry_after: None })];
+        let log = [
+            sent(&["a", "b"], accepted(&["1", "2"])),
+            sent(
+                &["c"],
+                Answer::Unavailable {
+                    status: 503,
+                    retry_after: None,
+                },
+            ),
+        ];
         let a = Audit::new(&log, &stored(&[("1", "a"), ("2", "b"), ("9", "c")]));
         assert!(a.holds(), "{:?}", a.problems);
-        assert_eq!((a.sent, a.accepted, a.failed, a.stored, a.stored_failed, a.duplicates, a.lost), (3, 2, 1, 3, 1, 0, 0));
+        assert_eq!(
+            (
+                a.sent,
+                a.accepted,
+                a.failed,
+                a.stored,
+                a.stored_failed,
+                a.duplicates,
+                a.lost
+            ),
+            (3, 2, 1, 3, 1, 0, 0)
+        );
     }
 
     #[test]
@@ -679,10 +870,29 @@ mod tests {
 
     #[test]
     fn an_accepted_case_under_another_id_and_a_4xx_are_problems() {
-        let log = [sent(&["a"], accepted(&["1"])), sent(&["b"], Answer::Refused { status: 400, body: "no".into() })];
+        let log = [
+            sent(&["a"], accepted(&["1"])),
+            sent(
+                &["b"],
+                Answer::Refused {
+                    status: 400,
+                    body: "no".into(),
+                },
+            ),
+        ];
         let a = Audit::new(&log, &stored(&[("5", "a")]));
-        assert!(a.problems.iter().any(|p| p.contains("stored under another id")), "{:?}", a.problems);
-        assert!(a.problems.iter().any(|p| p.contains("refused")), "{:?}", a.problems);
+        assert!(
+            a.problems
+                .iter()
+                .any(|p| p.contains("stored under another id")),
+            "{:?}",
+            a.problems
+        );
+        assert!(
+            a.problems.iter().any(|p| p.contains("refused")),
+            "{:?}",
+            a.problems
+        );
     }
 
     #[test]

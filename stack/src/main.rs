@@ -15,7 +15,10 @@ use clap::{Parser, Subcommand};
 use stack::{MongoServer, Ports, RedisServer, StackConfig, Supervisor};
 
 #[derive(Parser)]
-#[command(name = "stack", about = "Run the covid-realtime pipeline on one machine, no cluster")]
+#[command(
+    name = "stack",
+    about = "Run the covid-realtime pipeline on one machine, no cluster"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -47,27 +50,42 @@ enum Cmd {
 
 fn port(key: &str, default: u16) -> anyhow::Result<u16> {
     match std::env::var(key) {
-        Ok(v) if !v.is_empty() => v.parse().map_err(|_| anyhow::anyhow!("{key}={v:?} is not a port number")),
+        Ok(v) if !v.is_empty() => v
+            .parse()
+            .map_err(|_| anyhow::anyhow!("{key}={v:?} is not a port number")),
         _ => Ok(default),
     }
 }
 
 fn env_or(key: &str, default: &str) -> String {
-    std::env::var(key).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_owned())
+    std::env::var(key)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_owned())
 }
 
 /// 244 random bits (two UUIDv4s, from the OS's generator) as 64 hex digits.
 fn random_token() -> String {
-    format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
 }
 
 /// `key` from the environment, checked as the functions will check it, or
 /// a new random token.
 fn token(key: &str) -> anyhow::Result<String> {
-    match std::env::var(key).ok().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) {
+    match std::env::var(key)
+        .ok()
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+    {
         None => Ok(random_token()),
         Some(t) if t.len() >= 16 && t.bytes().all(|b| b.is_ascii_graphic()) => Ok(t),
-        Some(_) => anyhow::bail!("{key} must be at least 16 visible ASCII characters (e.g. `openssl rand -hex 32`), or unset for a random one"),
+        Some(_) => anyhow::bail!(
+            "{key} must be at least 16 visible ASCII characters (e.g. `openssl rand -hex 32`), or unset for a random one"
+        ),
     }
 }
 
@@ -76,7 +94,12 @@ fn token(key: &str) -> anyhow::Result<String> {
 fn write_token_file(path: &Path, token: &str) -> anyhow::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
     f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     writeln!(f, "{token}")?;
     Ok(())
@@ -86,7 +109,13 @@ fn write_token_file(path: &Path, token: &str) -> anyhow::Result<()> {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Cmd::Servers => servers().await,
-        Cmd::Up { data_dir, fresh, bin_dir, dashboard_dir, quiet } => up(data_dir, fresh, bin_dir, dashboard_dir, quiet).await,
+        Cmd::Up {
+            data_dir,
+            fresh,
+            bin_dir,
+            dashboard_dir,
+            quiet,
+        } => up(data_dir, fresh, bin_dir, dashboard_dir, quiet).await,
     }
 }
 
@@ -109,14 +138,23 @@ async fn wait_for_ctrl_c() {
     }
 }
 
-async fn up(data_dir: PathBuf, fresh: bool, bin_dir: Option<PathBuf>, dashboard_dir: PathBuf, quiet: bool) -> anyhow::Result<()> {
+async fn up(
+    data_dir: PathBuf,
+    fresh: bool,
+    bin_dir: Option<PathBuf>,
+    dashboard_dir: PathBuf,
+    quiet: bool,
+) -> anyhow::Result<()> {
     if fresh && data_dir.exists() {
         std::fs::remove_dir_all(&data_dir)?;
     }
     std::fs::create_dir_all(&data_dir)?;
     let bin_dir = match bin_dir {
         Some(d) => d,
-        None => std::env::current_exe()?.parent().expect("a binary has a directory").to_owned(),
+        None => std::env::current_exe()?
+            .parent()
+            .expect("a binary has a directory")
+            .to_owned(),
     };
     // Our own stores unless real ones are given.
     let mut own_redis = None;
@@ -124,7 +162,11 @@ async fn up(data_dir: PathBuf, fresh: bool, bin_dir: Option<PathBuf>, dashboard_
         Some(u) => u,
         None => {
             let port = port("REDIS_PORT", 0)?;
-            let r = RedisServer::start_with(&data_dir.join("redis"), (port != 0).then_some(port), true)?;
+            let r = RedisServer::start_with(
+                &data_dir.join("redis"),
+                (port != 0).then_some(port),
+                true,
+            )?;
             let url = r.url();
             own_redis = Some(r);
             url
@@ -160,7 +202,10 @@ async fn up(data_dir: PathBuf, fresh: bool, bin_dir: Option<PathBuf>, dashboard_
     extra_env.push(("INTERNAL_TOKEN".to_owned(), token("INTERNAL_TOKEN")?));
     // JWT settings given to `make up` go to ingest (the supervisor passes
     // credentials only where they are used).
-    for key in stack::supervisor::CREDENTIALS.iter().filter(|k| k.starts_with("JWT_")) {
+    for key in stack::supervisor::CREDENTIALS
+        .iter()
+        .filter(|k| k.starts_with("JWT_"))
+    {
         if let Some(v) = std::env::var(key).ok().filter(|v| !v.trim().is_empty()) {
             extra_env.push(((*key).to_owned(), v));
         }
@@ -185,17 +230,37 @@ async fn up(data_dir: PathBuf, fresh: bool, bin_dir: Option<PathBuf>, dashboard_
         eprintln!("[stack] {e:#}");
     }
     println!();
-    println!("covid-realtime is up ({}):", if own_mongo.is_some() { "local stores" } else { "given stores" });
+    println!(
+        "covid-realtime is up ({}):",
+        if own_mongo.is_some() {
+            "local stores"
+        } else {
+            "given stores"
+        }
+    );
     println!("  dashboard         http://127.0.0.1:{}", ports.dashboard);
-    println!("  ingest (gRPC)     http://127.0.0.1:{}/cases", ports.ingest_grpc);
-    println!("  ingest (Redis)    http://127.0.0.1:{}/cases", ports.ingest_redis);
+    println!(
+        "  ingest (gRPC)     http://127.0.0.1:{}/cases",
+        ports.ingest_grpc
+    );
+    println!(
+        "  ingest (Redis)    http://127.0.0.1:{}/cases",
+        ports.ingest_redis
+    );
     println!("  grpc-writer       http://127.0.0.1:{}", ports.grpc_writer);
     println!("  redis-sub         http://127.0.0.1:{}", ports.redis_sub);
     println!("  aggregate         http://127.0.0.1:{}", ports.aggregate);
     println!("  Redis             {redis_url}");
     println!("  MongoDB           {mongodb_uri}");
-    println!("  ingest token      {ingest_token}  (also in {})", token_file.display());
-    println!("Try: curl -H \"authorization: Bearer $(cat {})\" -H 'content-type: application/json' -d '{{\"name\":\"Ana\",\"location\":\"Petén\",\"age\":34,\"infectedtype\":\"communitary\",\"state\":\"active\"}}' http://127.0.0.1:{}/cases", token_file.display(), ports.ingest_grpc);
+    println!(
+        "  ingest token      {ingest_token}  (also in {})",
+        token_file.display()
+    );
+    println!(
+        "Try: curl -H \"authorization: Bearer $(cat {})\" -H 'content-type: application/json' -d '{{\"name\":\"Ana\",\"location\":\"Petén\",\"age\":34,\"infectedtype\":\"communitary\",\"state\":\"active\"}}' http://127.0.0.1:{}/cases",
+        token_file.display(),
+        ports.ingest_grpc
+    );
     println!("Ctrl-C stops everything.");
     wait_for_ctrl_c().await;
     eprintln!("[stack] stopping");

@@ -16,7 +16,9 @@ use anyhow::{Context, bail};
 /// Where the project's own tools are installed (`COVID_TOOLS_DIR`, default
 /// `/opt/covid-realtime`); `scripts/setup.sh` puts them there.
 pub fn tools_dir() -> PathBuf {
-    std::env::var_os("COVID_TOOLS_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/opt/covid-realtime"))
+    std::env::var_os("COVID_TOOLS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/opt/covid-realtime"))
 }
 
 /// The MongoDB-compatible server binary (`SECANTUSD`, or the installed one).
@@ -43,7 +45,12 @@ fn die_with_parent(cmd: &mut Command) {
     }
 }
 
-fn wait_for_port(port: u16, child: &mut Child, what: &str, timeout: Duration) -> anyhow::Result<()> {
+fn wait_for_port(
+    port: u16,
+    child: &mut Child,
+    what: &str,
+    timeout: Duration,
+) -> anyhow::Result<()> {
     let start = Instant::now();
     loop {
         if TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -90,14 +97,23 @@ impl RedisServer {
     }
 
     /// `port` (or a free one); `persistent` keeps data across restarts (append-only file in `dir`).
-    pub fn start_with(dir: &Path, port: Option<u16>, persistent: bool) -> anyhow::Result<RedisServer> {
+    pub fn start_with(
+        dir: &Path,
+        port: Option<u16>,
+        persistent: bool,
+    ) -> anyhow::Result<RedisServer> {
         let mut last = None;
         for _ in 0..5 {
             let port = match port {
                 Some(p) => p,
                 None => free_port()?,
             };
-            let mut s = RedisServer { port, dir: dir.to_owned(), persistent, child: None };
+            let mut s = RedisServer {
+                port,
+                dir: dir.to_owned(),
+                persistent,
+                child: None,
+            };
             match s.spawn() {
                 Ok(()) => return Ok(s),
                 Err(e) => last = Some(e),
@@ -110,7 +126,14 @@ impl RedisServer {
         std::fs::create_dir_all(&self.dir)?;
         let mut cmd = Command::new("redis-server");
         cmd.args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--save", "", "--appendonly", if self.persistent { "yes" } else { "no" }, "--protected-mode", "no"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                if self.persistent { "yes" } else { "no" },
+                "--protected-mode",
+                "no",
+            ])
             .args(["--maxclients", "10000", "--loglevel", "warning"])
             .arg("--dir")
             .arg(&self.dir)
@@ -120,7 +143,12 @@ impl RedisServer {
         let mut child = cmd.spawn().context(
             "cannot start redis-server: install it with `apt-get install -y redis-server` (scripts/setup.sh does)",
         )?;
-        wait_for_port(self.port, &mut child, "redis-server", Duration::from_secs(10))?;
+        wait_for_port(
+            self.port,
+            &mut child,
+            "redis-server",
+            Duration::from_secs(10),
+        )?;
         self.child = Some(child);
         Ok(())
     }
@@ -169,7 +197,11 @@ impl MongoServer {
 
     /// On `port` (0: a free one), keeping data in `dir`.
     pub fn start_on(dir: &Path, port: u16) -> anyhow::Result<MongoServer> {
-        let mut s = MongoServer { port, dir: dir.to_owned(), child: None };
+        let mut s = MongoServer {
+            port,
+            dir: dir.to_owned(),
+            child: None,
+        };
         s.spawn()?;
         Ok(s)
     }
@@ -187,11 +219,20 @@ impl MongoServer {
         cmd.args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
             .arg("--storage-path")
             .arg(&self.dir)
-            .args(["--log-file-max", "16MB", "--cache-size", "512M", "--log-level", "WARNING"])
+            .args([
+                "--log-file-max",
+                "16MB",
+                "--cache-size",
+                "512M",
+                "--log-level",
+                "WARNING",
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         die_with_parent(&mut cmd);
-        let mut child = cmd.spawn().with_context(|| format!("cannot start {}", bin.display()))?;
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start {}", bin.display()))?;
         let stdout = child.stdout.take().expect("stdout is piped");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -210,7 +251,10 @@ impl MongoServer {
             Ok(a) => a,
             Err(_) => {
                 let _ = child.kill();
-                bail!("{} did not print its listening address within 30 s", bin.display());
+                bail!(
+                    "{} did not print its listening address within 30 s",
+                    bin.display()
+                );
             }
         };
         self.port = addr
@@ -218,7 +262,12 @@ impl MongoServer {
             .next()
             .and_then(|p| p.parse().ok())
             .with_context(|| format!("unexpected listening address {addr:?}"))?;
-        wait_for_port(self.port, &mut child, "secantusd-rs", Duration::from_secs(10))?;
+        wait_for_port(
+            self.port,
+            &mut child,
+            "secantusd-rs",
+            Duration::from_secs(10),
+        )?;
         self.child = Some(child);
         self.set_transaction_lifetime(Duration::from_secs(10))
     }

@@ -58,7 +58,14 @@ pub struct Ports {
 
 impl Default for Ports {
     fn default() -> Ports {
-        Ports { dashboard: 8080, ingest_grpc: 8081, ingest_redis: 8082, grpc_writer: 8090, redis_sub: 8091, aggregate: 8092 }
+        Ports {
+            dashboard: 8080,
+            ingest_grpc: 8081,
+            ingest_redis: 8082,
+            grpc_writer: 8090,
+            redis_sub: 8091,
+            aggregate: 8092,
+        }
     }
 }
 
@@ -66,7 +73,14 @@ impl Ports {
     /// Free ports for every function (tests and benchmarks).
     pub fn free() -> anyhow::Result<Ports> {
         let f = crate::free_port;
-        Ok(Ports { dashboard: f()?, ingest_grpc: f()?, ingest_redis: f()?, grpc_writer: f()?, redis_sub: f()?, aggregate: f()? })
+        Ok(Ports {
+            dashboard: f()?,
+            ingest_grpc: f()?,
+            ingest_redis: f()?,
+            grpc_writer: f()?,
+            redis_sub: f()?,
+            aggregate: f()?,
+        })
     }
 }
 
@@ -117,16 +131,49 @@ impl StackConfig {
                 }
                 env.insert(k.clone(), v.clone());
             }
-            FunctionSpec { name: name.into(), binary: binary.into(), port, env: env.into_iter().collect() }
+            FunctionSpec {
+                name: name.into(),
+                binary: binary.into(),
+                port,
+                env: env.into_iter().collect(),
+            }
         };
         let sink = format!("{}/", local(p.aggregate));
         vec![
             spec("aggregate", "aggregate", p.aggregate, vec![]),
-            spec("grpc-writer", "grpc-writer", p.grpc_writer, vec![("K_SINK", sink.clone())]),
-            spec("redis-sub", "redis-sub", p.redis_sub, vec![("K_SINK", sink)]),
-            spec("ingest-grpc", "ingest", p.ingest_grpc, vec![("INGEST_ROUTE", "grpc".into()), ("GRPC_WRITER_URL", local(p.grpc_writer))]),
-            spec("ingest-redis", "ingest", p.ingest_redis, vec![("INGEST_ROUTE", "redis".into())]),
-            spec("dashboard-api", "dashboard-api", p.dashboard, vec![("DASHBOARD_DIR", self.dashboard_dir.display().to_string())]),
+            spec(
+                "grpc-writer",
+                "grpc-writer",
+                p.grpc_writer,
+                vec![("K_SINK", sink.clone())],
+            ),
+            spec(
+                "redis-sub",
+                "redis-sub",
+                p.redis_sub,
+                vec![("K_SINK", sink)],
+            ),
+            spec(
+                "ingest-grpc",
+                "ingest",
+                p.ingest_grpc,
+                vec![
+                    ("INGEST_ROUTE", "grpc".into()),
+                    ("GRPC_WRITER_URL", local(p.grpc_writer)),
+                ],
+            ),
+            spec(
+                "ingest-redis",
+                "ingest",
+                p.ingest_redis,
+                vec![("INGEST_ROUTE", "redis".into())],
+            ),
+            spec(
+                "dashboard-api",
+                "dashboard-api",
+                p.dashboard,
+                vec![("DASHBOARD_DIR", self.dashboard_dir.display().to_string())],
+            ),
         ]
     }
 }
@@ -155,14 +202,26 @@ impl Supervisor {
         for spec in config.functions() {
             let bin = config.bin_dir.join(&spec.binary);
             if !bin.exists() {
-                bail!("{} is not built at {}: run `cargo build --release --bins` (make up does)", spec.binary, bin.display());
+                bail!(
+                    "{} is not built at {}: run `cargo build --release --bins` (make up does)",
+                    spec.binary,
+                    bin.display()
+                );
             }
-            let p = Arc::new(Process { spec, pid: Mutex::new(None), restarts: Mutex::new(0) });
+            let p = Arc::new(Process {
+                spec,
+                pid: Mutex::new(None),
+                restarts: Mutex::new(0),
+            });
             procs.insert(p.spec.name.clone(), p.clone());
             tasks.spawn(supervise(p, bin, stopping.clone(), config.echo_logs));
         }
         tasks.close();
-        Ok(Supervisor { procs, stopping, tasks })
+        Ok(Supervisor {
+            procs,
+            stopping,
+            tasks,
+        })
     }
 
     pub fn names(&self) -> Vec<String> {
@@ -183,16 +242,24 @@ impl Supervisor {
     }
 
     pub fn restarts(&self, name: &str) -> u32 {
-        self.procs.get(name).map(|p| *p.restarts.lock().unwrap()).unwrap_or(0)
+        self.procs
+            .get(name)
+            .map(|p| *p.restarts.lock().unwrap())
+            .unwrap_or(0)
     }
 
     /// Sends `signal` to a function's process (e.g. SIGKILL in fault tests);
     /// the supervisor restarts it as Kubernetes would.
     pub fn signal(&self, name: &str, signal: i32) -> anyhow::Result<()> {
-        let pid = self.pid(name).with_context(|| format!("{name} is not running"))?;
+        let pid = self
+            .pid(name)
+            .with_context(|| format!("{name} is not running"))?;
         // SAFETY: sending a signal to a child we started.
         if unsafe { libc::kill(pid as i32, signal) } != 0 {
-            bail!("cannot signal {name} (pid {pid}): {}", std::io::Error::last_os_error());
+            bail!(
+                "cannot signal {name} (pid {pid}): {}",
+                std::io::Error::last_os_error()
+            );
         }
         Ok(())
     }
@@ -204,7 +271,12 @@ impl Supervisor {
         for name in self.procs.keys() {
             let url = format!("{}/readyz", self.url(name));
             loop {
-                let last = match client.get(&url).timeout(Duration::from_secs(2)).send().await {
+                let last = match client
+                    .get(&url)
+                    .timeout(Duration::from_secs(2))
+                    .send()
+                    .await
+                {
                     Ok(r) if r.status().is_success() => break,
                     Ok(r) => format!("{} {}", r.status(), r.text().await.unwrap_or_default()),
                     Err(e) => e.to_string(),
@@ -239,7 +311,12 @@ async fn supervise(p: Arc<Process>, bin: PathBuf, stopping: CancellationToken, e
             delay = Duration::from_millis(100);
         }
         *p.restarts.lock().unwrap() += 1;
-        eprintln!("[stack] {} exited ({status}) after {:.1}s; restarting in {:?}", p.spec.name, ran.as_secs_f64(), delay);
+        eprintln!(
+            "[stack] {} exited ({status}) after {:.1}s; restarting in {:?}",
+            p.spec.name,
+            ran.as_secs_f64(),
+            delay
+        );
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = stopping.cancelled() => return,
@@ -273,7 +350,16 @@ async fn run_once(p: &Process, bin: &Path, stopping: &CancellationToken, echo: b
     };
     *p.pid.lock().unwrap() = child.id();
     if echo {
-        for (stream, name) in [(child.stdout.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>), &p.spec.name), (child.stderr.take().map(|s| Box::new(s) as _), &p.spec.name)] {
+        for (stream, name) in [
+            (
+                child
+                    .stdout
+                    .take()
+                    .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+                &p.spec.name,
+            ),
+            (child.stderr.take().map(|s| Box::new(s) as _), &p.spec.name),
+        ] {
             if let Some(s) = stream {
                 let name = name.clone();
                 tokio::spawn(async move {
@@ -322,10 +408,15 @@ mod tests {
             key_prefix: "covid:".into(),
             ports: Ports::default(),
             dashboard_dir: PathBuf::from("dashboard/dist"),
-            extra_env: [("INGEST_TOKEN", "i"), ("INTERNAL_TOKEN", "n"), ("JWT_ISSUER", "j"), ("RUST_LOG", "warn")]
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect(),
+            extra_env: [
+                ("INGEST_TOKEN", "i"),
+                ("INTERNAL_TOKEN", "n"),
+                ("JWT_ISSUER", "j"),
+                ("RUST_LOG", "warn"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
             echo_logs: false,
         };
         let has = |f: &FunctionSpec, k: &str| f.env.iter().any(|(key, _)| key == k);
@@ -333,7 +424,12 @@ mod tests {
             let ingest = f.name.starts_with("ingest");
             assert_eq!(has(&f, "INGEST_TOKEN"), ingest, "{}", f.name);
             assert_eq!(has(&f, "JWT_ISSUER"), ingest, "{}", f.name);
-            assert_eq!(has(&f, "INTERNAL_TOKEN"), f.name != "dashboard-api", "{}", f.name);
+            assert_eq!(
+                has(&f, "INTERNAL_TOKEN"),
+                f.name != "dashboard-api",
+                "{}",
+                f.name
+            );
             assert!(has(&f, "RUST_LOG"), "other variables go everywhere");
         }
     }

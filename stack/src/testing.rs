@@ -23,7 +23,10 @@ pub fn servers() -> &'static Servers {
         let redis_url = std::env::var("COVID_TEST_REDIS_URL").ok();
         let mongodb_uri = std::env::var("COVID_TEST_MONGODB_URI").ok();
         if let (Some(redis_url), Some(mongodb_uri)) = (redis_url, mongodb_uri) {
-            return Servers { redis_url, mongodb_uri };
+            return Servers {
+                redis_url,
+                mongodb_uri,
+            };
         }
         // Started from a thread that lives as long as the process, so the
         // servers (which die with their parent thread) outlive every test.
@@ -34,7 +37,11 @@ pub fn servers() -> &'static Servers {
                 .and_then(|r| MongoServer::start(&dir.path().join("mongo")).map(|m| (r, m)));
             match started {
                 Ok((r, m)) => {
-                    tx.send(Ok(Servers { redis_url: r.url(), mongodb_uri: m.uri() })).unwrap();
+                    tx.send(Ok(Servers {
+                        redis_url: r.url(),
+                        mongodb_uri: m.uri(),
+                    }))
+                    .unwrap();
                     let _keep = (r, m, dir);
                     loop {
                         std::thread::park();

@@ -42,7 +42,12 @@ const FAULTS: [Fault; 8] = [
 /// A few clients per ingest path, each posting 5 cases every 50 ms: steady
 /// traffic that a debug build on two cores keeps up with, so what the test
 /// sees is the fault, not overload.
-const LOAD: LoadShape = LoadShape { clients: 2, batch: 5, pace: Duration::from_millis(50), request_timeout: Duration::from_secs(15) };
+const LOAD: LoadShape = LoadShape {
+    clients: 2,
+    batch: 5,
+    pace: Duration::from_millis(50),
+    request_timeout: Duration::from_secs(15),
+};
 
 /// Longest a pipeline may take to store everything accepted and agree on
 /// every counter after a fault. Generous: it bounds a failing run, it is
@@ -74,12 +79,21 @@ async fn start(redis_url: &str, mongodb_uri: &str, extra_env: &[(&str, &str)]) -
         key_prefix: key_prefix.clone(),
         ports: Ports::free().unwrap(),
         dashboard_dir: PathBuf::from("/nonexistent"),
-        extra_env: extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())).chain([("RUST_LOG".to_owned(), "warn".to_owned())]).collect(),
+        extra_env: extra_env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .chain([("RUST_LOG".to_owned(), "warn".to_owned())])
+            .collect(),
         echo_logs,
     };
     let sup = Supervisor::start(&config).unwrap();
     sup.wait_ready(Duration::from_secs(30)).await.unwrap();
-    let mongo = Mongo::connect_lazy(&MongoConfig { uri: mongodb_uri.to_owned(), database }).await.unwrap();
+    let mongo = Mongo::connect_lazy(&MongoConfig {
+        uri: mongodb_uri.to_owned(),
+        database,
+    })
+    .await
+    .unwrap();
     let keys = Keys::new(key_prefix);
     let redis = runtime::redis::connect_lazy(redis_url).unwrap();
     Pipeline {
@@ -104,7 +118,12 @@ fn own_stores(dir: &std::path::Path) -> Stores {
 
 impl Pipeline {
     fn targets(&self) -> Vec<Target> {
-        ["ingest-grpc", "ingest-redis"].map(|f| Target { function: f.to_owned(), url: self.sup.url(f) }).to_vec()
+        ["ingest-grpc", "ingest-redis"]
+            .map(|f| Target {
+                function: f.to_owned(),
+                url: self.sup.url(f),
+            })
+            .to_vec()
     }
 
     /// Every stored case (id and name), read by `_id` cursor.
@@ -112,8 +131,15 @@ impl Pipeline {
         let mut all = Vec::new();
         let mut after = None;
         loop {
-            let page = self.cases.page(1000, after.as_deref(), None, None).await.map_err(|e| e.to_string())?;
-            all.extend(page.cases.iter().map(|c| Stored { id: c.id.clone(), name: c.case.name.to_string() }));
+            let page = self
+                .cases
+                .page(1000, after.as_deref(), None, None)
+                .await
+                .map_err(|e| e.to_string())?;
+            all.extend(page.cases.iter().map(|c| Stored {
+                id: c.id.clone(),
+                name: c.case.name.to_string(),
+            }));
             match page.next {
                 Some(n) => after = Some(n),
                 None => break,
@@ -121,7 +147,10 @@ impl Pipeline {
         }
         let count = self.cases.count(None).await.map_err(|e| e.to_string())?;
         if count != all.len() as u64 {
-            return Err(format!("{count} documents stored but {} readable as cases", all.len()));
+            return Err(format!(
+                "{count} documents stored but {} readable as cases",
+                all.len()
+            ));
         }
         Ok(all)
     }
@@ -131,20 +160,56 @@ impl Pipeline {
     async fn counters_agree(&self) -> Result<(), String> {
         let e = |e: &dyn std::fmt::Display| e.to_string();
         let stored = self.cases.count(None).await.map_err(|x| e(&x))?;
-        let same = |what: &str, n: u64, want: u64| if n == want { Ok(()) } else { Err(format!("{what} is {n}, {want} stored")) };
+        let same = |what: &str, n: u64, want: u64| {
+            if n == want {
+                Ok(())
+            } else {
+                Err(format!("{what} is {n}, {want} stored"))
+            }
+        };
         let totals = self.agg.totals().await.map_err(|x| e(&x))?;
         same("MongoDB total", totals.total, stored)?;
         for p in WritePath::ALL {
             let n = self.cases.count(Some(p)).await.map_err(|x| e(&x))?;
-            same(&format!("MongoDB total on path {p}"), totals.by_path.get(p.as_str()).copied().unwrap_or(0), n)?;
+            same(
+                &format!("MongoDB total on path {p}"),
+                totals.by_path.get(p.as_str()).copied().unwrap_or(0),
+                n,
+            )?;
         }
-        let areas: u64 = self.agg.top_areas(1000).await.map_err(|x| e(&x))?.iter().map(|a| a.cases).sum();
+        let areas: u64 = self
+            .agg
+            .top_areas(1000)
+            .await
+            .map_err(|x| e(&x))?
+            .iter()
+            .map(|a| a.cases)
+            .sum();
         same("sum over areas", areas, stored)?;
-        let states: u64 = self.agg.states().await.map_err(|x| e(&x))?.iter().map(|s| s.cases).sum();
+        let states: u64 = self
+            .agg
+            .states()
+            .await
+            .map_err(|x| e(&x))?
+            .iter()
+            .map(|s| s.cases)
+            .sum();
         same("sum over states", states, stored)?;
         let redis = self.agg.redis().totals().await.map_err(|x| e(&x))?;
-        same("Redis total", redis.get("cases").copied().unwrap_or(0).max(0) as u64, stored)?;
-        let ages: u64 = self.agg.redis().ages().await.map_err(|x| e(&x))?.iter().map(|b| b.cases).sum();
+        same(
+            "Redis total",
+            redis.get("cases").copied().unwrap_or(0).max(0) as u64,
+            stored,
+        )?;
+        let ages: u64 = self
+            .agg
+            .redis()
+            .ages()
+            .await
+            .map_err(|x| e(&x))?
+            .iter()
+            .map(|b| b.cases)
+            .sum();
         same("sum over Redis age buckets", ages, stored)
     }
 
@@ -153,13 +218,19 @@ impl Pipeline {
     /// so an entry left over is work the pipeline has not finished);
     /// returns the stored cases, or why not within [`RECOVERY_LIMIT`].
     /// `last_wait` gets the last unfinished state seen: what recovery waited for.
-    async fn wait_recovered(&self, accepted: &HashSet<&str>, last_wait: &mut Option<String>) -> Result<Vec<Stored>, String> {
+    async fn wait_recovered(
+        &self,
+        accepted: &HashSet<&str>,
+        last_wait: &mut Option<String>,
+    ) -> Result<Vec<Stored>, String> {
         let start = Instant::now();
         loop {
             let state = match self.counters_agree().await {
                 Ok(()) if self.stream_backlog().await != (0, 0) => {
                     let (len, pending) = self.stream_backlog().await;
-                    format!("the Stream still holds {len} entries ({pending} delivered, not acknowledged)")
+                    format!(
+                        "the Stream still holds {len} entries ({pending} delivered, not acknowledged)"
+                    )
                 }
                 Ok(()) => match self.stored().await {
                     Ok(stored) => {
@@ -185,14 +256,27 @@ impl Pipeline {
     /// Entries still in the Stream, and those of them delivered but not acknowledged.
     async fn stream_backlog(&self) -> (u64, u64) {
         let mut c = self.redis.clone();
-        let len: u64 = redis::cmd("XLEN").arg(self.keys.stream()).query_async(&mut c).await.unwrap_or(0);
+        let len: u64 = redis::cmd("XLEN")
+            .arg(self.keys.stream())
+            .query_async(&mut c)
+            .await
+            .unwrap_or(0);
         let pending: Option<(u64, redis::Value, redis::Value, redis::Value)> =
-            redis::cmd("XPENDING").arg(self.keys.stream()).arg(self.keys.consumer_group()).query_async(&mut c).await.ok();
+            redis::cmd("XPENDING")
+                .arg(self.keys.stream())
+                .arg(self.keys.consumer_group())
+                .query_async(&mut c)
+                .await
+                .ok();
         (len, pending.map_or(0, |p| p.0))
     }
 
     async fn dead_letters(&self) -> u64 {
-        redis::cmd("XLEN").arg(self.keys.dead_letters()).query_async(&mut self.redis.clone()).await.unwrap_or(0)
+        redis::cmd("XLEN")
+            .arg(self.keys.dead_letters())
+            .query_async(&mut self.redis.clone())
+            .await
+            .unwrap_or(0)
     }
 }
 
@@ -220,13 +304,18 @@ async fn run(fault: Fault, schedule: &Schedule) -> Row {
     let sampling = CancellationToken::new();
     let rss = async {
         match fault {
-            Fault::StallMongo(_) => faults::peak_rss(&p.sup, Duration::from_millis(200), &sampling).await,
+            Fault::StallMongo(_) => {
+                faults::peak_rss(&p.sup, Duration::from_millis(200), &sampling).await
+            }
             _ => Default::default(),
         }
     };
     let under_fault = async {
         let load = LOAD.start(p.targets());
-        let (requests, injections) = faults::inject_under_load(load, fault, schedule, &p.sup, &mut stores).await.unwrap();
+        let (requests, injections) =
+            faults::inject_under_load(load, fault, schedule, &p.sup, &mut stores)
+                .await
+                .unwrap();
         let accepted: HashSet<&str> = requests
             .iter()
             .filter_map(|r| match &r.answer {
@@ -239,7 +328,12 @@ async fn run(fault: Fault, schedule: &Schedule) -> Row {
         let recovered = p.wait_recovered(&accepted, &mut last_wait).await;
         let recovery = injections.last_end.elapsed();
         sampling.cancel();
-        (requests, injections, recovered.map(|stored| (recovery, stored)), last_wait)
+        (
+            requests,
+            injections,
+            recovered.map(|stored| (recovery, stored)),
+            last_wait,
+        )
     };
     let ((requests, injections, recovered, last_wait), peak_rss) = tokio::join!(under_fault, rss);
     problems.extend(injections.problems);
@@ -266,10 +360,15 @@ async fn run(fault: Fault, schedule: &Schedule) -> Row {
         if fault.killed() == Some(name.as_str()) {
             notes.push(format!("{name} restarted {restarts}×"));
             if restarts < injections.count {
-                problems.push(format!("{name} was killed {}× but restarted {restarts}×", injections.count));
+                problems.push(format!(
+                    "{name} was killed {}× but restarted {restarts}×",
+                    injections.count
+                ));
             }
         } else if restarts > 0 {
-            problems.push(format!("{name} exited {restarts}× although it was not killed"));
+            problems.push(format!(
+                "{name} exited {restarts}× although it was not killed"
+            ));
         }
     }
     let dead = p.dead_letters().await;
@@ -280,7 +379,14 @@ async fn run(fault: Fault, schedule: &Schedule) -> Row {
         notes.push(format!("peak RSS: {}", faults::format_rss(&peak_rss)));
     }
     p.sup.stop().await;
-    Row { fault: fault.to_string(), audit, back_after: injections.back_after, recovery, notes, problems }
+    Row {
+        fault: fault.to_string(),
+        audit,
+        back_after: injections.back_after,
+        recovery,
+        notes,
+        problems,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -291,7 +397,11 @@ async fn every_fault_under_load_loses_nothing_and_stores_nothing_twice() {
     for fault in FAULTS.into_iter().filter(|f| f.to_string().contains(&only)) {
         let started = Instant::now();
         let row = run(fault, &schedule).await;
-        eprintln!("[faults] {fault}: {} in {:.1} s", if row.holds() { "ok" } else { "BROKEN" }, started.elapsed().as_secs_f64());
+        eprintln!(
+            "[faults] {fault}: {} in {:.1} s",
+            if row.holds() { "ok" } else { "BROKEN" },
+            started.elapsed().as_secs_f64()
+        );
         rows.push(row);
     }
     let title = format!(
@@ -299,14 +409,30 @@ async fn every_fault_under_load_loses_nothing_and_stores_nothing_twice() {
         LOAD.clients,
         LOAD.batch,
         LOAD.pace.as_millis(),
-        if schedule.soak.is_zero() { "until the path serves again".to_owned() } else { format!("{} s", schedule.soak.as_secs()) }
+        if schedule.soak.is_zero() {
+            "until the path serves again".to_owned()
+        } else {
+            format!("{} s", schedule.soak.as_secs())
+        }
     );
     let report = faults::report(&title, &rows);
     println!("{report}");
-    let path = faults::built_binaries().unwrap().parent().unwrap().join("faults-report.md");
+    let path = faults::built_binaries()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("faults-report.md");
     std::fs::write(&path, &report).unwrap();
-    let broken: Vec<&str> = rows.iter().filter(|r| !r.holds()).map(|r| r.fault.as_str()).collect();
-    assert!(broken.is_empty(), "guarantees broken under: {}\n\n{report}", broken.join(", "));
+    let broken: Vec<&str> = rows
+        .iter()
+        .filter(|r| !r.holds())
+        .map(|r| r.fault.as_str())
+        .collect();
+    assert!(
+        broken.is_empty(),
+        "guarantees broken under: {}\n\n{report}",
+        broken.join(", ")
+    );
 }
 
 /// ingest's Redis route stops at `MAX_STREAM_BACKLOG` entries: with no
@@ -319,7 +445,11 @@ async fn a_full_stream_answers_503_and_never_grows_past_its_bound() {
     let p = start(
         &servers.redis_url,
         &servers.mongodb_uri,
-        &[("STREAM_CONSUMER", "false"), ("MAX_STREAM_BACKLOG", &BOUND.to_string()), ("MAX_BATCH_CASES", "5")],
+        &[
+            ("STREAM_CONSUMER", "false"),
+            ("MAX_STREAM_BACKLOG", &BOUND.to_string()),
+            ("MAX_BATCH_CASES", "5"),
+        ],
     )
     .await;
     let http = stack::testing::http_client();
@@ -329,34 +459,95 @@ async fn a_full_stream_answers_503_and_never_grows_past_its_bound() {
 
     for i in 0..BOUND {
         let resp = http.post(&url).json(&case(i)).send().await.unwrap();
-        assert_eq!(resp.status(), 202, "request {} of {BOUND}: {}", i + 1, resp.text().await.unwrap());
+        assert_eq!(
+            resp.status(),
+            202,
+            "request {} of {BOUND}: {}",
+            i + 1,
+            resp.text().await.unwrap()
+        );
     }
     let resp = http.post(&url).json(&case(BOUND)).send().await.unwrap();
-    assert_eq!(resp.status(), 503, "request {} of a bound of {BOUND}", BOUND + 1);
+    assert_eq!(
+        resp.status(),
+        503,
+        "request {} of a bound of {BOUND}",
+        BOUND + 1
+    );
     assert_eq!(resp.headers()["retry-after"], "1");
-    let error = resp.json::<serde_json::Value>().await.unwrap()["error"].as_str().unwrap().to_owned();
+    let error = resp.json::<serde_json::Value>().await.unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(error.contains("MAX_STREAM_BACKLOG"), "{error}");
     assert_eq!(stream_len().await, BOUND);
 
     // Emptied (as a consumer would), then many concurrent requests: exactly
     // the bound gets in; the check and the append are one atomic step.
-    let _: u64 = redis::cmd("XTRIM").arg(p.keys.stream()).arg("MAXLEN").arg(0).query_async(&mut p.redis.clone()).await.unwrap();
+    let _: u64 = redis::cmd("XTRIM")
+        .arg(p.keys.stream())
+        .arg("MAXLEN")
+        .arg(0)
+        .query_async(&mut p.redis.clone())
+        .await
+        .unwrap();
     let mut posts = tokio::task::JoinSet::new();
     for i in 0..3 * BOUND {
         let (http, url, body) = (http.clone(), url.clone(), case(100 + i));
-        posts.spawn(async move { http.post(&url).json(&body).send().await.unwrap().status().as_u16() });
+        posts.spawn(async move {
+            http.post(&url)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        });
     }
     let statuses = posts.join_all().await;
-    assert_eq!(statuses.iter().filter(|s| **s == 202).count() as u64, BOUND, "{statuses:?}");
-    assert!(statuses.iter().all(|s| [202, 503].contains(s)), "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 202).count() as u64,
+        BOUND,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| [202, 503].contains(s)),
+        "{statuses:?}"
+    );
     assert_eq!(stream_len().await, BOUND);
 
     // A batch that does not fit is refused whole; one that fits gets in whole.
-    let _: u64 = redis::cmd("XTRIM").arg(p.keys.stream()).arg("MAXLEN").arg(BOUND - 3).query_async(&mut p.redis.clone()).await.unwrap();
+    let _: u64 = redis::cmd("XTRIM")
+        .arg(p.keys.stream())
+        .arg("MAXLEN")
+        .arg(BOUND - 3)
+        .query_async(&mut p.redis.clone())
+        .await
+        .unwrap();
     let batch = |n: u64| serde_json::Value::Array((0..n).map(|i| case(200 + i)).collect());
-    assert_eq!(http.post(&url).json(&batch(5)).send().await.unwrap().status(), 503);
-    assert_eq!(stream_len().await, BOUND - 3, "nothing of a refused batch is appended");
-    assert_eq!(http.post(&url).json(&batch(3)).send().await.unwrap().status(), 202);
+    assert_eq!(
+        http.post(&url)
+            .json(&batch(5))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
+    assert_eq!(
+        stream_len().await,
+        BOUND - 3,
+        "nothing of a refused batch is appended"
+    );
+    assert_eq!(
+        http.post(&url)
+            .json(&batch(3))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        202
+    );
     assert_eq!(stream_len().await, BOUND);
     p.sup.stop().await;
 }

@@ -47,12 +47,21 @@ async fn start(mongodb_uri: &str, extra_env: &[(&str, &str)]) -> Pipeline {
         key_prefix: key_prefix.clone(),
         ports: Ports::free().unwrap(),
         dashboard_dir: PathBuf::from("/nonexistent"),
-        extra_env: extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())).chain([("RUST_LOG".to_owned(), "warn".to_owned())]).collect(),
+        extra_env: extra_env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .chain([("RUST_LOG".to_owned(), "warn".to_owned())])
+            .collect(),
         echo_logs: true,
     };
     let sup = Supervisor::start(&config).unwrap();
     sup.wait_ready(Duration::from_secs(30)).await.unwrap();
-    let mongo = Mongo::connect_lazy(&MongoConfig { uri: mongodb_uri.to_owned(), database }).await.unwrap();
+    let mongo = Mongo::connect_lazy(&MongoConfig {
+        uri: mongodb_uri.to_owned(),
+        database,
+    })
+    .await
+    .unwrap();
     let keys = Keys::new(key_prefix);
     let redis = runtime::redis::connect_lazy(&servers.redis_url).unwrap();
     Pipeline {
@@ -74,25 +83,53 @@ fn case(i: usize) -> Value {
 
 impl Pipeline {
     async fn post(&self, function: &str, body: &Value) -> reqwest::Response {
-        self.http.post(format!("{}/cases", self.sup.url(function))).json(body).send().await.unwrap()
+        self.http
+            .post(format!("{}/cases", self.sup.url(function)))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
     }
 
     /// Posts cases `from..to` in batches of `batch`; returns the accepted ids.
-    async fn post_cases(&self, function: &str, from: usize, to: usize, batch: usize) -> Vec<String> {
+    async fn post_cases(
+        &self,
+        function: &str,
+        from: usize,
+        to: usize,
+        batch: usize,
+    ) -> Vec<String> {
         let mut ids = Vec::new();
         for start in (from..to).step_by(batch) {
             let end = (start + batch).min(to);
-            let body = if end - start == 1 { case(start) } else { Value::Array((start..end).map(case).collect()) };
+            let body = if end - start == 1 {
+                case(start)
+            } else {
+                Value::Array((start..end).map(case).collect())
+            };
             let resp = self.post(function, &body).await;
             assert_eq!(resp.status(), 202, "{}", resp.text().await.unwrap());
             let v: Value = resp.json().await.unwrap();
-            ids.extend(v["ids"].as_array().unwrap().iter().map(|i| i.as_str().unwrap().to_owned()));
+            ids.extend(
+                v["ids"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|i| i.as_str().unwrap().to_owned()),
+            );
         }
         ids
     }
 
     async fn summary(&self) -> Value {
-        self.http.get(format!("{}/api/summary", self.sup.url("dashboard-api"))).send().await.unwrap().json().await.unwrap()
+        self.http
+            .get(format!("{}/api/summary", self.sup.url("dashboard-api")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     /// Waits until the materialised total reaches `n`.
@@ -103,7 +140,11 @@ impl Pipeline {
             if s["total"].as_u64() == Some(n) {
                 return s;
             }
-            assert!(start.elapsed() < within, "total is {} after {within:?}, expected {n}", s["total"]);
+            assert!(
+                start.elapsed() < within,
+                "total is {} after {within:?}, expected {n}",
+                s["total"]
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -115,15 +156,45 @@ impl Pipeline {
         assert_eq!(totals.total, stored, "MongoDB total vs stored documents");
         for p in WritePath::ALL {
             let n = self.cases.count(Some(p)).await.unwrap();
-            assert_eq!(totals.by_path.get(p.as_str()).copied().unwrap_or(0), n, "MongoDB total on path {p}");
+            assert_eq!(
+                totals.by_path.get(p.as_str()).copied().unwrap_or(0),
+                n,
+                "MongoDB total on path {p}"
+            );
         }
-        let areas: u64 = self.agg.top_areas(100).await.unwrap().iter().map(|a| a.cases).sum();
+        let areas: u64 = self
+            .agg
+            .top_areas(100)
+            .await
+            .unwrap()
+            .iter()
+            .map(|a| a.cases)
+            .sum();
         assert_eq!(areas, stored, "area counts");
-        let states: u64 = self.agg.states().await.unwrap().iter().map(|s| s.cases).sum();
+        let states: u64 = self
+            .agg
+            .states()
+            .await
+            .unwrap()
+            .iter()
+            .map(|s| s.cases)
+            .sum();
         assert_eq!(states, stored, "state counts");
         let redis = self.agg.redis().totals().await.unwrap();
-        assert_eq!(redis.get("cases").copied().unwrap_or(0) as u64, stored, "Redis total");
-        let ages: u64 = self.agg.redis().ages().await.unwrap().iter().map(|b| b.cases).sum();
+        assert_eq!(
+            redis.get("cases").copied().unwrap_or(0) as u64,
+            stored,
+            "Redis total"
+        );
+        let ages: u64 = self
+            .agg
+            .redis()
+            .ages()
+            .await
+            .unwrap()
+            .iter()
+            .map(|b| b.cases)
+            .sum();
         assert_eq!(ages, stored, "Redis age buckets");
     }
 
@@ -132,7 +203,11 @@ impl Pipeline {
         let mut ids = Vec::new();
         let mut after = None;
         loop {
-            let page = self.cases.page(100, after.as_deref(), None, None).await.unwrap();
+            let page = self
+                .cases
+                .page(100, after.as_deref(), None, None)
+                .await
+                .unwrap();
             ids.extend(page.cases.iter().map(|c| c.id.clone()));
             match page.next {
                 Some(n) => after = Some(n),
@@ -166,7 +241,11 @@ async fn cases_from_both_ingest_ports_land_once_with_the_right_path() {
     }
     p.assert_counters_agree().await;
     // The Stream is emptied once entries are stored (XACK + XDEL).
-    let len: u64 = redis::cmd("XLEN").arg(p.keys.stream()).query_async(&mut p.redis.clone()).await.unwrap();
+    let len: u64 = redis::cmd("XLEN")
+        .arg(p.keys.stream())
+        .query_async(&mut p.redis.clone())
+        .await
+        .unwrap();
     assert_eq!(len, 0);
     p.sup.stop().await;
 }
@@ -189,17 +268,39 @@ async fn redelivery_through_either_path_adds_nothing() {
         })
         .collect();
     // gRPC: the same events twice; the second time every one is a duplicate.
-    let mut client = CaseWriterClient::connect(p.sup.url("grpc-writer")).await.unwrap();
-    let req = || WriteRequest { events: reported.iter().map(|r| events::proto::to_proto(&r.to_event("/test"))).collect() };
+    let mut client = CaseWriterClient::connect(p.sup.url("grpc-writer"))
+        .await
+        .unwrap();
+    let req = || WriteRequest {
+        events: reported
+            .iter()
+            .map(|r| events::proto::to_proto(&r.to_event("/test")))
+            .collect(),
+    };
     let first = client.write(req()).await.unwrap().into_inner().results;
-    assert!(first.iter().all(|r| r.status == WriteStatus::Stored as i32), "{first:?}");
+    assert!(
+        first.iter().all(|r| r.status == WriteStatus::Stored as i32),
+        "{first:?}"
+    );
     let second = client.write(req()).await.unwrap().into_inner().results;
-    assert!(second.iter().all(|r| r.status == WriteStatus::Duplicate as i32), "{second:?}");
+    assert!(
+        second
+            .iter()
+            .all(|r| r.status == WriteStatus::Duplicate as i32),
+        "{second:?}"
+    );
     // A rejected event is reported, not stored.
     let mut bad = events::proto::to_proto(&reported[0].to_event("/test"));
     bad.id = "bad-1".into();
-    bad.data = Some(events::proto::ce::cloud_event::Data::TextData("{\"name\":{\"$gt\":\"\"}}".into()));
-    let r = client.write(WriteRequest { events: vec![bad] }).await.unwrap().into_inner().results;
+    bad.data = Some(events::proto::ce::cloud_event::Data::TextData(
+        "{\"name\":{\"$gt\":\"\"}}".into(),
+    ));
+    let r = client
+        .write(WriteRequest { events: vec![bad] })
+        .await
+        .unwrap()
+        .into_inner()
+        .results;
     assert_eq!(r[0].status, WriteStatus::Rejected as i32);
 
     // Redis: the same three entries appended twice, plus one undecodable entry.
@@ -215,13 +316,32 @@ async fn redelivery_through_either_path_adds_nothing() {
                 .unwrap();
         }
     }
-    let _: String = redis::cmd("XADD").arg(p.keys.stream()).arg("*").arg("ce").arg("not json").query_async(&mut p.redis.clone()).await.unwrap();
+    let _: String = redis::cmd("XADD")
+        .arg(p.keys.stream())
+        .arg("*")
+        .arg("ce")
+        .arg("not json")
+        .query_async(&mut p.redis.clone())
+        .await
+        .unwrap();
 
     // The aggregate gets the same case.stored event twice.
     let stored = p.cases.page(10, None, None, None).await.unwrap().cases;
-    let event = events::StoredBatch { cases: stored.clone() }.to_event("/test", None);
+    let event = events::StoredBatch {
+        cases: stored.clone(),
+    }
+    .to_event("/test", None);
     for _ in 0..2 {
-        let resp = events::http::binary_request(&p.http, &format!("{}/", p.sup.url("aggregate")), event.clone(), &[]).unwrap().send().await.unwrap();
+        let resp = events::http::binary_request(
+            &p.http,
+            &format!("{}/", p.sup.url("aggregate")),
+            event.clone(),
+            &[],
+        )
+        .unwrap()
+        .send()
+        .await
+        .unwrap();
         assert_eq!(resp.status(), 202);
     }
     let s = p.wait_total(3, Duration::from_secs(20)).await;
@@ -230,8 +350,15 @@ async fn redelivery_through_either_path_adds_nothing() {
     assert_eq!(p.cases.count(None).await.unwrap(), 3);
     assert_eq!(p.summary().await["total"], 3);
     p.assert_counters_agree().await;
-    let dead: u64 = redis::cmd("XLEN").arg(p.keys.dead_letters()).query_async(&mut p.redis.clone()).await.unwrap();
-    assert_eq!(dead, 1, "the undecodable entry is kept in the dead-letter stream");
+    let dead: u64 = redis::cmd("XLEN")
+        .arg(p.keys.dead_letters())
+        .query_async(&mut p.redis.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        dead, 1,
+        "the undecodable entry is kept in the dead-letter stream"
+    );
     p.sup.stop().await;
 }
 
@@ -239,7 +366,14 @@ async fn redelivery_through_either_path_adds_nothing() {
 async fn a_mongodb_outage_is_retried_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let mut mongo = MongoServer::start(dir.path()).unwrap();
-    let p = start(&mongo.uri(), &[("WRITE_DEADLINE_MS", "1000"), ("FORWARD_TIMEOUT_MS", "2000")]).await;
+    let p = start(
+        &mongo.uri(),
+        &[
+            ("WRITE_DEADLINE_MS", "1000"),
+            ("FORWARD_TIMEOUT_MS", "2000"),
+        ],
+    )
+    .await;
     let mut accepted = p.post_cases("ingest-grpc", 0, 50, 25).await;
     accepted.extend(p.post_cases("ingest-redis", 50, 100, 25).await);
     p.wait_total(100, Duration::from_secs(20)).await;
@@ -264,7 +398,10 @@ async fn a_mongodb_outage_is_retried_and_loses_nothing() {
         if accepted.iter().all(|id| set.contains(id)) {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(40), "accepted cases missing after the outage");
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "accepted cases missing after the outage"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let stored = p.cases.count(None).await.unwrap();

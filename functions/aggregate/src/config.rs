@@ -29,7 +29,9 @@ impl AggregateConfig {
             redis_url: var(lookup, "REDIS_URL", "redis://127.0.0.1:6379/".to_owned())?,
             key_prefix: var(lookup, "REDIS_KEY_PREFIX", "covid:".to_owned())?,
             flush_wait: Duration::from_millis(var(lookup, "AGGREGATE_FLUSH_MS", 20u64)?),
-            sweep_interval: Duration::from_millis(var(lookup, "SWEEP_INTERVAL_MS", 2000u64)?.max(10)),
+            sweep_interval: Duration::from_millis(
+                var(lookup, "SWEEP_INTERVAL_MS", 2000u64)?.max(10),
+            ),
             notify_interval: Duration::from_millis(var(lookup, "NOTIFY_MIN_INTERVAL_MS", 200u64)?),
         })
     }

@@ -21,7 +21,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 pub use config::AggregateConfig;
 
 pub async fn routes(ctx: Context) -> anyhow::Result<Routes> {
-    routes_with(ctx, AggregateConfig::from_lookup(&runtime::config::env_lookup)?).await
+    routes_with(
+        ctx,
+        AggregateConfig::from_lookup(&runtime::config::env_lookup)?,
+    )
+    .await
 }
 
 struct Job {
@@ -40,32 +44,59 @@ pub async fn routes_with(ctx: Context, config: AggregateConfig) -> anyhow::Resul
     let agg = Aggregator::new(mongo.clone(), RedisStats::new(conn.clone(), keys.clone()));
     let (changed, watch_rx) = watch::channel(0u64);
     let (jobs, jobs_rx) = mpsc::channel(1024);
-    ctx.tasks.spawn(flusher(jobs_rx, agg.clone(), config.flush_wait, changed.clone()));
-    ctx.tasks.spawn(sweeper(ctx.clone(), agg.clone(), config.sweep_interval, changed));
+    ctx.tasks.spawn(flusher(
+        jobs_rx,
+        agg.clone(),
+        config.flush_wait,
+        changed.clone(),
+    ));
+    ctx.tasks.spawn(sweeper(
+        ctx.clone(),
+        agg.clone(),
+        config.sweep_interval,
+        changed,
+    ));
     let source = format!("/covid-realtime/{}", ctx.config.service);
-    ctx.tasks.spawn(notifier(ctx.clone(), conn.clone(), keys.stats_channel(), source, watch_rx, config.notify_interval, agg));
+    ctx.tasks.spawn(notifier(
+        ctx.clone(),
+        conn.clone(),
+        keys.stats_channel(),
+        source,
+        watch_rx,
+        config.notify_interval,
+        agg,
+    ));
 
-    let router = Router::new().route("/", post(receive)).with_state(Arc::new(Shared { jobs }));
+    let router = Router::new()
+        .route("/", post(receive))
+        .with_state(Arc::new(Shared { jobs }));
     Ok(Routes::new(router)
-        .ready_when("mongodb", move || {
-            let m = mongo.clone();
-            async move { m.ping().await }
-        })
-        .ready_when("redis", move || {
-            let mut c = conn.clone();
-            async move { runtime::redis::ping(&mut c).await }
-        }))
+        .ready_when("mongodb", mongo.ready_check())
+        .ready_when("redis", runtime::redis::ready_check(&conn)))
 }
 
 /// `POST /`: a `case.stored` event. Answers 202 once its cases are counted,
 /// 503 when the stores are unavailable (the sender retries).
-async fn receive(State(s): State<Arc<Shared>>, CloudEvent(event): CloudEvent) -> Result<StatusCode, ApiError> {
+async fn receive(
+    State(s): State<Arc<Shared>>,
+    CloudEvent(event): CloudEvent,
+) -> Result<StatusCode, ApiError> {
     let batch = StoredBatch::from_event(&event).map_err(|e| ApiError::bad_request(e.0))?;
     let ids = batch.cases.into_iter().map(|c| c.id).collect();
     let (reply, rx) = oneshot::channel();
-    let unavailable = |e: String| ApiError::unavailable(format!("statistics not updated, retry: {e}"), Duration::from_secs(1));
-    s.jobs.send(Job { ids, reply }).await.map_err(|_| unavailable("shutting down".into()))?;
-    rx.await.map_err(|_| unavailable("stopped".into()))?.map_err(unavailable)?;
+    let unavailable = |e: String| {
+        ApiError::unavailable(
+            format!("statistics not updated, retry: {e}"),
+            Duration::from_secs(1),
+        )
+    };
+    s.jobs
+        .send(Job { ids, reply })
+        .await
+        .map_err(|_| unavailable("shutting down".into()))?;
+    rx.await
+        .map_err(|_| unavailable("stopped".into()))?
+        .map_err(unavailable)?;
     Ok(StatusCode::ACCEPTED)
 }
 
@@ -73,13 +104,20 @@ fn record(counted: &[StoredCase]) {
     for c in counted {
         let rev = c.revision.clone().unwrap_or_default();
         metrics::counter!("aggregate_cases_counted_total", "path" => c.path.as_str(), "revision" => rev).increment(1);
-        metrics::counter!("aggregate_cases_by_state_total", "state" => c.case.state.to_string()).increment(1);
-        metrics::counter!("aggregate_cases_by_area_total", "area" => c.case.location.to_string()).increment(1);
+        metrics::counter!("aggregate_cases_by_state_total", "state" => c.case.state.to_string())
+            .increment(1);
+        metrics::counter!("aggregate_cases_by_area_total", "area" => c.case.location.to_string())
+            .increment(1);
     }
 }
 
 /// Counts the ids of all events that arrive within `wait` in one transaction.
-async fn flusher(mut rx: mpsc::Receiver<Job>, agg: Aggregator, wait: Duration, changed: watch::Sender<u64>) {
+async fn flusher(
+    mut rx: mpsc::Receiver<Job>,
+    agg: Aggregator,
+    wait: Duration,
+    changed: watch::Sender<u64>,
+) {
     while let Some(first) = rx.recv().await {
         let mut jobs = vec![first];
         let until = tokio::time::Instant::now() + wait;
@@ -96,7 +134,8 @@ async fn flusher(mut rx: mpsc::Receiver<Job>, agg: Aggregator, wait: Duration, c
         let ids: Vec<String> = jobs.iter().flat_map(|j| j.ids.iter().cloned()).collect();
         let start = std::time::Instant::now();
         let result = agg.count(&ids).await;
-        metrics::histogram!("aggregate_flush_duration_seconds").record(start.elapsed().as_secs_f64());
+        metrics::histogram!("aggregate_flush_duration_seconds")
+            .record(start.elapsed().as_secs_f64());
         let reply = match result {
             Ok(counted) => {
                 record(&counted);
@@ -128,7 +167,10 @@ async fn sweeper(ctx: Context, agg: Aggregator, every: Duration, changed: watch:
             Ok(0) => {}
             Ok(n) => {
                 metrics::counter!("aggregate_swept_total").increment(n as u64);
-                tracing::info!(cases = n, "counted cases whose case.stored event did not arrive");
+                tracing::info!(
+                    cases = n,
+                    "counted cases whose case.stored event did not arrive"
+                );
                 changed.send_modify(|v| *v += 1);
             }
             Err(e) => tracing::warn!(error = %format!("{e:#}"), "sweep failed; will retry"),
@@ -151,10 +193,26 @@ async fn notifier(
             r = rx.changed() => if r.is_err() { return },
             _ = ctx.shutdown.cancelled() => return,
         }
-        let total = agg.redis().totals().await.ok().and_then(|t| t.get("cases").copied()).unwrap_or(0).max(0) as u64;
-        let notice = StatsUpdated { total, at_ms: chrono::Utc::now().timestamp_millis() }.to_event(&source);
+        let total = agg
+            .redis()
+            .totals()
+            .await
+            .ok()
+            .and_then(|t| t.get("cases").copied())
+            .unwrap_or(0)
+            .max(0) as u64;
+        let notice = StatsUpdated {
+            total,
+            at_ms: chrono::Utc::now().timestamp_millis(),
+        }
+        .to_event(&source);
         let payload = events::redis::encode(&notice);
-        if let Err(e) = redis::cmd("PUBLISH").arg(&channel).arg(payload).query_async::<i64>(&mut conn.clone()).await {
+        if let Err(e) = redis::cmd("PUBLISH")
+            .arg(&channel)
+            .arg(payload)
+            .query_async::<i64>(&mut conn.clone())
+            .await
+        {
             tracing::debug!(error = %e, "stats.updated not published (a lost notice is harmless)");
         }
         tokio::time::sleep(min_interval).await;

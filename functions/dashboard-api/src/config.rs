@@ -31,7 +31,11 @@ impl DashboardConfig {
             mongo: store::MongoConfig::from_lookup(lookup)?,
             redis_url: var(lookup, "REDIS_URL", "redis://127.0.0.1:6379/".to_owned())?,
             key_prefix: var(lookup, "REDIS_KEY_PREFIX", "covid:".to_owned())?,
-            dashboard_dir: PathBuf::from(var(lookup, "DASHBOARD_DIR", "dashboard/dist".to_owned())?),
+            dashboard_dir: PathBuf::from(var(
+                lookup,
+                "DASHBOARD_DIR",
+                "dashboard/dist".to_owned(),
+            )?),
             cors_origin: lookup("CORS_ORIGIN").filter(|s| !s.trim().is_empty()),
             sse_min_interval: Duration::from_millis(var(lookup, "SSE_MIN_INTERVAL_MS", 250u64)?),
             sse_refresh: Duration::from_millis(var(lookup, "SSE_REFRESH_MS", 5000u64)?.max(100)),

@@ -29,7 +29,11 @@ pub use config::DashboardConfig;
 use query::Params;
 
 pub async fn routes(ctx: Context) -> anyhow::Result<Routes> {
-    routes_with(ctx, DashboardConfig::from_lookup(&runtime::config::env_lookup)?).await
+    routes_with(
+        ctx,
+        DashboardConfig::from_lookup(&runtime::config::env_lookup)?,
+    )
+    .await
 }
 
 struct Api {
@@ -47,7 +51,14 @@ pub async fn routes_with(ctx: Context, config: DashboardConfig) -> anyhow::Resul
     let conn = runtime::redis::connect_lazy(&config.redis_url)?;
     let keys = events::redis::Keys::new(config.key_prefix.clone());
     let agg = Aggregator::new(mongo.clone(), RedisStats::new(conn.clone(), keys.clone()));
-    let latest = live::start(&ctx, agg.clone(), config.redis_url.clone(), keys.stats_channel(), config.sse_min_interval, config.sse_refresh);
+    let latest = live::start(
+        &ctx,
+        agg.clone(),
+        config.redis_url.clone(),
+        keys.stats_channel(),
+        config.sse_min_interval,
+        config.sse_refresh,
+    );
     metrics::gauge!("dashboard_sse_clients").set(0.0);
     let api = Arc::new(Api {
         agg,
@@ -69,8 +80,13 @@ pub async fn routes_with(ctx: Context, config: DashboardConfig) -> anyhow::Resul
         .route("/api/{*rest}", get(not_found))
         .with_state(api);
     if let Some(origin) = &config.cors_origin {
-        let origin = HeaderValue::from_str(origin).map_err(|_| anyhow::anyhow!("CORS_ORIGIN={origin:?} is not a valid origin"))?;
-        api_router = api_router.layer(CorsLayer::new().allow_origin(origin).allow_methods([Method::GET]));
+        let origin = HeaderValue::from_str(origin)
+            .map_err(|_| anyhow::anyhow!("CORS_ORIGIN={origin:?} is not a valid origin"))?;
+        api_router = api_router.layer(
+            CorsLayer::new()
+                .allow_origin(origin)
+                .allow_methods([Method::GET]),
+        );
     }
     let dir = config.dashboard_dir.clone();
     let page = ServeDir::new(&dir).fallback(ServeFile::new(dir.join("index.html")));
@@ -78,29 +94,35 @@ pub async fn routes_with(ctx: Context, config: DashboardConfig) -> anyhow::Resul
     let router = if dir_missing {
         tracing::warn!(dir = %dir.display(), "the dashboard is not built: run `make dashboard`; the API still works");
         api_router.fallback(move || async move {
-            ApiError::new(StatusCode::NOT_FOUND, format!("the dashboard page is not built ({}): run `make dashboard`", dir.display()))
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "the dashboard page is not built ({}): run `make dashboard`",
+                    dir.display()
+                ),
+            )
         })
     } else {
         api_router.fallback_service(page)
     };
     Ok(Routes::new(router)
         .read_only()
-        .ready_when("mongodb", move || {
-            let m = mongo.clone();
-            async move { m.ping().await }
-        })
-        .ready_when("redis", move || {
-            let mut c = conn.clone();
-            async move { runtime::redis::ping(&mut c).await }
-        }))
+        .ready_when("mongodb", mongo.ready_check())
+        .ready_when("redis", runtime::redis::ready_check(&conn)))
 }
 
 fn unavailable(e: impl std::fmt::Display) -> ApiError {
-    ApiError::unavailable(format!("statistics are unavailable right now: {e}"), Duration::from_secs(1))
+    ApiError::unavailable(
+        format!("statistics are unavailable right now: {e}"),
+        Duration::from_secs(1),
+    )
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "no such API endpoint; see the README for the list")
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no such API endpoint; see the README for the list",
+    )
 }
 
 async fn get_snapshot(State(s): S, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
@@ -129,7 +151,12 @@ async fn get_states(State(s): S, RawQuery(q): RawQuery) -> Result<Response, ApiE
 async fn get_recent(State(s): S, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     let p = Params::parse(q.as_deref(), &["n"])?;
     let n = p.int("n", 1, store::redis_stats::RECENT_KEEP as u32, 5)?;
-    let cases = s.agg.redis().recent(n as usize).await.map_err(unavailable)?;
+    let cases = s
+        .agg
+        .redis()
+        .recent(n as usize)
+        .await
+        .map_err(unavailable)?;
     Ok(Json(json!({ "cases": cases })).into_response())
 }
 
@@ -145,7 +172,16 @@ async fn get_cases(State(s): S, RawQuery(q): RawQuery) -> Result<Response, ApiEr
     let after = p.cursor("after")?;
     let location = p.text("location")?;
     let state = p.text("state")?;
-    let page = s.cases.page(limit, after.as_deref(), location.as_deref(), state.as_deref()).await.map_err(unavailable)?;
+    let page = s
+        .cases
+        .page(
+            limit,
+            after.as_deref(),
+            location.as_deref(),
+            state.as_deref(),
+        )
+        .await
+        .map_err(unavailable)?;
     Ok(Json(page).into_response())
 }
 
@@ -166,7 +202,10 @@ impl Drop for ClientGuard {
 }
 
 /// `GET /api/stream`: a `snapshot` event at once, then one per change.
-async fn stream(State(s): S, RawQuery(q): RawQuery) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+async fn stream(
+    State(s): S,
+    RawQuery(q): RawQuery,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     Params::parse(q.as_deref(), &[])?;
     let first = snapshot::snapshot(&s.agg).await.map_err(unavailable)?;
     let first = serde_json::to_string(&first).expect("a snapshot serializes");
@@ -184,19 +223,26 @@ fn async_stream(
     shutdown: tokio_util::sync::CancellationToken,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     let guard = ClientGuard;
-    let initial = futures::stream::once(async move { Ok(Event::default().event("snapshot").data(first)) });
-    let updates = futures::stream::unfold((latest, shutdown, guard), |(mut rx, shutdown, guard)| async move {
-        loop {
-            tokio::select! {
-                r = rx.changed() => if r.is_err() { return None },
-                // Ends open streams so a SIGTERM drain does not wait on them.
-                _ = shutdown.cancelled() => return None,
+    let initial =
+        futures::stream::once(async move { Ok(Event::default().event("snapshot").data(first)) });
+    let updates = futures::stream::unfold(
+        (latest, shutdown, guard),
+        |(mut rx, shutdown, guard)| async move {
+            loop {
+                tokio::select! {
+                    r = rx.changed() => if r.is_err() { return None },
+                    // Ends open streams so a SIGTERM drain does not wait on them.
+                    _ = shutdown.cancelled() => return None,
+                }
+                let data = rx.borrow_and_update().clone();
+                if let Some(json) = data {
+                    return Some((
+                        Ok(Event::default().event("snapshot").data(json.as_ref())),
+                        (rx, shutdown, guard),
+                    ));
+                }
             }
-            let data = rx.borrow_and_update().clone();
-            if let Some(json) = data {
-                return Some((Ok(Event::default().event("snapshot").data(json.as_ref())), (rx, shutdown, guard)));
-            }
-        }
-    });
+        },
+    );
     initial.chain(updates)
 }

@@ -17,11 +17,20 @@ use crate::snapshot;
 pub type Latest = watch::Receiver<Option<Arc<str>>>;
 
 /// Starts the subscriber and the snapshot builder; returns the receiver clients clone.
-pub fn start(ctx: &Context, agg: Aggregator, redis_url: String, channel: String, min_interval: Duration, refresh: Duration) -> Latest {
+pub fn start(
+    ctx: &Context,
+    agg: Aggregator,
+    redis_url: String,
+    channel: String,
+    min_interval: Duration,
+    refresh: Duration,
+) -> Latest {
     let (tx, rx) = watch::channel(None);
     let changed = Arc::new(Notify::new());
-    ctx.tasks.spawn(subscribe(ctx.clone(), redis_url, channel, changed.clone()));
-    ctx.tasks.spawn(build(ctx.clone(), agg, tx, changed, min_interval, refresh));
+    ctx.tasks
+        .spawn(subscribe(ctx.clone(), redis_url, channel, changed.clone()));
+    ctx.tasks
+        .spawn(build(ctx.clone(), agg, tx, changed, min_interval, refresh));
     rx
 }
 
@@ -73,7 +82,9 @@ async fn build(
         if tx.receiver_count() > 1 {
             match snapshot::snapshot(&agg).await {
                 Ok(s) => {
-                    let json: Arc<str> = serde_json::to_string(&s).expect("a snapshot serializes").into();
+                    let json: Arc<str> = serde_json::to_string(&s)
+                        .expect("a snapshot serializes")
+                        .into();
                     tx.send_replace(Some(json));
                 }
                 Err(e) => tracing::warn!(error = %e, "could not build a snapshot"),

@@ -13,11 +13,21 @@ impl Params {
         let mut map = HashMap::new();
         for (k, v) in form_pairs(raw.unwrap_or("")) {
             if !allowed.contains(&k.as_str()) {
-                let known = if allowed.is_empty() { "none".to_owned() } else { allowed.join(", ") };
-                return Err(ApiError::bad_request(format!("unknown query parameter {k:?}; known: {known}")).with_field(Some(k), None));
+                let known = if allowed.is_empty() {
+                    "none".to_owned()
+                } else {
+                    allowed.join(", ")
+                };
+                return Err(ApiError::bad_request(format!(
+                    "unknown query parameter {k:?}; known: {known}"
+                ))
+                .with_field(Some(k), None));
             }
             if map.insert(k.clone(), v).is_some() {
-                return Err(ApiError::bad_request(format!("query parameter {k:?} is given twice")).with_field(Some(k), None));
+                return Err(
+                    ApiError::bad_request(format!("query parameter {k:?} is given twice"))
+                        .with_field(Some(k), None),
+                );
             }
         }
         Ok(Params(map))
@@ -27,9 +37,16 @@ impl Params {
     pub fn int(&self, key: &str, min: u32, max: u32, default: u32) -> Result<u32, ApiError> {
         match self.0.get(key) {
             None => Ok(default),
-            Some(v) => v.parse::<u32>().ok().filter(|n| (min..=max).contains(n)).ok_or_else(|| {
-                ApiError::bad_request(format!("{key} must be a whole number from {min} to {max}, got {v:?}")).with_field(Some(key.into()), None)
-            }),
+            Some(v) => v
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (min..=max).contains(n))
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "{key} must be a whole number from {min} to {max}, got {v:?}"
+                    ))
+                    .with_field(Some(key.into()), None)
+                }),
         }
     }
 
@@ -37,8 +54,17 @@ impl Params {
     pub fn cursor(&self, key: &str) -> Result<Option<String>, ApiError> {
         match self.0.get(key) {
             None => Ok(None),
-            Some(v) if !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') => Ok(Some(v.clone())),
-            Some(v) => Err(ApiError::bad_request(format!("{key} must be a cursor returned as `next` by this API, got {v:?}")).with_field(Some(key.into()), None)),
+            Some(v)
+                if !v.is_empty()
+                    && v.len() <= 64
+                    && v.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') =>
+            {
+                Ok(Some(v.clone()))
+            }
+            Some(v) => Err(ApiError::bad_request(format!(
+                "{key} must be a cursor returned as `next` by this API, got {v:?}"
+            ))
+            .with_field(Some(key.into()), None)),
         }
     }
 
@@ -48,7 +74,9 @@ impl Params {
             None => Ok(None),
             Some(v) => events::Text::parse(v)
                 .map(|t| Some(t.to_string()))
-                .map_err(|m| ApiError::bad_request(format!("{key} {m}")).with_field(Some(key.into()), None)),
+                .map_err(|m| {
+                    ApiError::bad_request(format!("{key} {m}")).with_field(Some(key.into()), None)
+                }),
         }
     }
 }
@@ -72,7 +100,10 @@ fn decode(s: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'+' => out.push(b' '),
-            b'%' => match (bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+            b'%' => match (
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            ) {
                 (Some(h), Some(l)) => {
                     out.push(h << 4 | l);
                     i += 2;
@@ -92,7 +123,13 @@ mod tests {
 
     #[test]
     fn decodes_forms() {
-        assert_eq!(form_pairs("location=Pet%C3%A9n&state=active+now"), vec![("location".into(), "Petén".into()), ("state".into(), "active now".into())]);
+        assert_eq!(
+            form_pairs("location=Pet%C3%A9n&state=active+now"),
+            vec![
+                ("location".into(), "Petén".into()),
+                ("state".into(), "active now".into())
+            ]
+        );
         assert_eq!(decode("100%"), "100%");
         assert_eq!(decode("%zz"), "%zz");
     }

@@ -48,13 +48,25 @@ fn err(e: impl std::fmt::Display) -> ReadError {
 pub async fn summary(agg: &Aggregator) -> Result<Summary, ReadError> {
     let now_s = Utc::now().timestamp();
     // The current second is still filling: the window ends at the last full one.
-    let (totals, series, redis_totals) = tokio::join!(agg.totals(), agg.redis().series(now_s - 1, WINDOW_S), agg.redis().totals());
+    let (totals, series, redis_totals) = tokio::join!(
+        agg.totals(),
+        agg.redis().series(now_s - 1, WINDOW_S),
+        agg.redis().totals()
+    );
     let totals = totals.map_err(err)?;
     let series = series.map_err(err)?;
     let updated_ms = redis_totals.map_err(err)?.get("updated_ms").copied();
-    let mut by_path: BTreeMap<String, u64> = WritePath::ALL.iter().map(|p| (p.as_str().to_owned(), 0)).collect();
+    let mut by_path: BTreeMap<String, u64> = WritePath::ALL
+        .iter()
+        .map(|p| (p.as_str().to_owned(), 0))
+        .collect();
     by_path.extend(totals.by_path);
-    let mut rate = Rate { window_s: WINDOW_S, total: 0.0, by_path: BTreeMap::new(), by_revision: BTreeMap::new() };
+    let mut rate = Rate {
+        window_s: WINDOW_S,
+        total: 0.0,
+        by_path: BTreeMap::new(),
+        by_revision: BTreeMap::new(),
+    };
     for p in WritePath::ALL {
         rate.by_path.insert(p.as_str().to_owned(), 0.0);
     }
@@ -71,12 +83,24 @@ pub async fn summary(agg: &Aggregator) -> Result<Summary, ReadError> {
     rate.total /= w;
     rate.by_path.values_mut().for_each(|v| *v /= w);
     rate.by_revision.values_mut().for_each(|v| *v /= w);
-    Ok(Summary { total: totals.total, by_path, by_revision: totals.by_revision, rate, series, updated_ms })
+    Ok(Summary {
+        total: totals.total,
+        by_path,
+        by_revision: totals.by_revision,
+        rate,
+        series,
+        updated_ms,
+    })
 }
 
 pub async fn snapshot(agg: &Aggregator) -> Result<Snapshot, ReadError> {
-    let (summary, top, states, recent, ages) =
-        tokio::join!(summary(agg), agg.top_areas(3), agg.states(), agg.redis().recent(5), agg.redis().ages());
+    let (summary, top, states, recent, ages) = tokio::join!(
+        summary(agg),
+        agg.top_areas(3),
+        agg.states(),
+        agg.redis().recent(5),
+        agg.redis().ages()
+    );
     Ok(Snapshot {
         summary: summary?,
         top_areas: top.map_err(err)?,

@@ -11,14 +11,24 @@ const KNOWN: [&str; 4] = ["limit", "after", "location", "state"];
 /// `application/x-www-form-urlencoded`, every byte but unreserved ones escaped.
 fn encode(s: &str) -> String {
     s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
 
 fn refusal_names(e: &runtime::ApiError, key: &str) {
     assert_eq!(e.status, 400, "{e}");
     assert_eq!(e.field.as_deref(), Some(key), "{e}");
-    assert!(e.error.contains(key), "the message names {key:?}: {}", e.error);
+    assert!(
+        e.error.contains(key),
+        "the message names {key:?}: {}",
+        e.error
+    );
 }
 
 proptest! {

@@ -47,12 +47,29 @@ async fn env(extra: &[(&str, &str)]) -> Env {
     map.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let lookup = move |k: &str| map.get(k).cloned();
     let config = dashboard_api::DashboardConfig::from_lookup(&lookup).unwrap();
-    let app = App::build(Config::from_lookup("dashboard-api", &lookup).unwrap(), |ctx| dashboard_api::routes_with(ctx, config)).await.unwrap();
+    let app = App::build(
+        Config::from_lookup("dashboard-api", &lookup).unwrap(),
+        |ctx| dashboard_api::routes_with(ctx, config),
+    )
+    .await
+    .unwrap();
     let url = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
-    let mongo = Mongo::connect_lazy(&MongoConfig { uri: s.mongodb_uri.clone(), database: db }).await.unwrap();
+    let mongo = Mongo::connect_lazy(&MongoConfig {
+        uri: s.mongodb_uri.clone(),
+        database: db,
+    })
+    .await
+    .unwrap();
     let redis = runtime::redis::connect_lazy(&s.redis_url).unwrap();
-    Env { url, cases: CaseStore::new(mongo.clone()), agg: Aggregator::new(mongo, RedisStats::new(redis, events::redis::Keys::new(prefix))) }
+    Env {
+        url,
+        cases: CaseStore::new(mongo.clone()),
+        agg: Aggregator::new(
+            mongo,
+            RedisStats::new(redis, events::redis::Keys::new(prefix)),
+        ),
+    }
 }
 
 /// One stored, counted case, and what the API says about it.
@@ -64,9 +81,17 @@ async fn seeded(e: &Env) -> serde_json::Value {
         revision: Some("ingest-grpc-00001".into()),
         traceparent: None,
     };
-    e.cases.insert(std::slice::from_ref(&r), WritePath::Grpc).await.unwrap();
+    e.cases
+        .insert(std::slice::from_ref(&r), WritePath::Grpc)
+        .await
+        .unwrap();
     e.agg.count(&[r.id]).await.unwrap();
-    reqwest::get(format!("{}/api/summary", e.url)).await.unwrap().json().await.unwrap()
+    reqwest::get(format!("{}/api/summary", e.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 /// Every write method on every API path, with a body that would be a case
@@ -74,7 +99,12 @@ async fn seeded(e: &Env) -> serde_json::Value {
 async fn try_every_write(e: &Env, allowed_statuses: &[u16]) {
     let http = stack::testing::http_client();
     for path in PATHS {
-        for method in [reqwest::Method::POST, reqwest::Method::PUT, reqwest::Method::DELETE, reqwest::Method::PATCH] {
+        for method in [
+            reqwest::Method::POST,
+            reqwest::Method::PUT,
+            reqwest::Method::DELETE,
+            reqwest::Method::PATCH,
+        ] {
             let resp = http
                 .request(method.clone(), format!("{}{path}", e.url))
                 .header("content-type", "application/json")
@@ -83,7 +113,10 @@ async fn try_every_write(e: &Env, allowed_statuses: &[u16]) {
                 .await
                 .unwrap();
             let status = resp.status().as_u16();
-            assert!(allowed_statuses.contains(&status), "{method} {path}: {status}");
+            assert!(
+                allowed_statuses.contains(&status),
+                "{method} {path}: {status}"
+            );
         }
     }
 }
@@ -94,7 +127,12 @@ async fn write_methods_get_405_and_change_nothing() {
     let before = seeded(&e).await;
     try_every_write(&e, &[405]).await;
     assert_eq!(e.cases.count(None).await.unwrap(), 1);
-    let after: serde_json::Value = reqwest::get(format!("{}/api/summary", e.url)).await.unwrap().json().await.unwrap();
+    let after: serde_json::Value = reqwest::get(format!("{}/api/summary", e.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(after["total"], before["total"]);
     assert_eq!(after["by_path"], before["by_path"]);
 }
@@ -110,6 +148,11 @@ async fn with_the_internal_token_set_writes_are_refused_and_reads_stay_public() 
         let resp = reqwest::get(format!("{}{path}", e.url)).await.unwrap();
         assert_eq!(resp.status(), 200, "GET {path} needs no token");
     }
-    let after: serde_json::Value = reqwest::get(format!("{}/api/summary", e.url)).await.unwrap().json().await.unwrap();
+    let after: serde_json::Value = reqwest::get(format!("{}/api/summary", e.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(after["total"], before["total"]);
 }

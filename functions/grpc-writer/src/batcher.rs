@@ -27,21 +27,45 @@ pub struct Batcher {
 impl Batcher {
     /// Starts the batching task; it ends once every `Batcher` handle is gone
     /// and the queue is written (so SIGTERM drains it).
-    pub fn start(ctx: &runtime::Context, writer: Writer, max: usize, wait: Duration, deadline: Duration) -> Batcher {
+    pub fn start(
+        ctx: &runtime::Context,
+        writer: Writer,
+        max: usize,
+        wait: Duration,
+        deadline: Duration,
+    ) -> Batcher {
         let (tx, rx) = mpsc::channel(1024);
         ctx.tasks.spawn(run(rx, writer, max, wait, deadline));
         Batcher { tx }
     }
 
     /// Stores `cases` in the next batch.
-    pub async fn write(&self, cases: Vec<Reported>, traceparent: Option<String>) -> Result<Duplicates, String> {
+    pub async fn write(
+        &self,
+        cases: Vec<Reported>,
+        traceparent: Option<String>,
+    ) -> Result<Duplicates, String> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Job { cases, traceparent, reply }).await.map_err(|_| "the writer is shutting down".to_owned())?;
-        rx.await.map_err(|_| "the writer stopped before answering".to_owned())?
+        self.tx
+            .send(Job {
+                cases,
+                traceparent,
+                reply,
+            })
+            .await
+            .map_err(|_| "the writer is shutting down".to_owned())?;
+        rx.await
+            .map_err(|_| "the writer stopped before answering".to_owned())?
     }
 }
 
-async fn run(mut rx: mpsc::Receiver<Job>, writer: Writer, max: usize, wait: Duration, deadline: Duration) {
+async fn run(
+    mut rx: mpsc::Receiver<Job>,
+    writer: Writer,
+    max: usize,
+    wait: Duration,
+    deadline: Duration,
+) {
     while let Some(first) = rx.recv().await {
         let mut size = first.cases.len();
         let mut jobs = vec![first];
@@ -50,10 +74,12 @@ async fn run(mut rx: mpsc::Receiver<Job>, writer: Writer, max: usize, wait: Dura
             let job = match rx.try_recv() {
                 Ok(j) => j,
                 Err(mpsc::error::TryRecvError::Disconnected) => break,
-                Err(mpsc::error::TryRecvError::Empty) => match tokio::time::timeout_at(until, rx.recv()).await {
-                    Ok(Some(j)) => j,
-                    _ => break,
-                },
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    match tokio::time::timeout_at(until, rx.recv()).await {
+                        Ok(Some(j)) => j,
+                        _ => break,
+                    }
+                }
             };
             size += job.cases.len();
             jobs.push(job);
@@ -61,7 +87,9 @@ async fn run(mut rx: mpsc::Receiver<Job>, writer: Writer, max: usize, wait: Dura
         let all: Vec<Reported> = jobs.iter().flat_map(|j| j.cases.iter().cloned()).collect();
         let traceparent = jobs.iter().find_map(|j| j.traceparent.clone());
         let result = match writer.write(&all, traceparent.as_deref(), deadline).await {
-            Ok(outcome) => Ok(Arc::new(outcome.duplicates.into_iter().collect::<HashSet<_>>())),
+            Ok(outcome) => Ok(Arc::new(
+                outcome.duplicates.into_iter().collect::<HashSet<_>>(),
+            )),
             Err(e) => Err(format!("MongoDB is unavailable: {e}")),
         };
         for job in jobs {

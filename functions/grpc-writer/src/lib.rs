@@ -17,20 +17,27 @@ pub use batcher::Batcher;
 pub use config::WriterConfig;
 
 pub async fn routes(ctx: Context) -> anyhow::Result<Routes> {
-    routes_with(ctx, WriterConfig::from_lookup(&runtime::config::env_lookup)?).await
+    routes_with(
+        ctx,
+        WriterConfig::from_lookup(&runtime::config::env_lookup)?,
+    )
+    .await
 }
 
 pub async fn routes_with(ctx: Context, config: WriterConfig) -> anyhow::Result<Routes> {
     let mongo = store::Mongo::connect_lazy(&config.mongo).await?;
     let writer = store::Writer::new(&ctx, store::CaseStore::new(mongo.clone()), WritePath::Grpc);
-    let batcher = Batcher::start(&ctx, writer, config.batch_max, config.batch_wait, config.write_deadline);
+    let batcher = Batcher::start(
+        &ctx,
+        writer,
+        config.batch_max,
+        config.batch_wait,
+        config.write_deadline,
+    );
     let service = CaseWriterServer::new(WriterService { batcher })
         .max_decoding_message_size(ctx.config.body_limit.max(4 << 20));
     let router = tonic::service::Routes::new(service).into_axum_router();
-    Ok(Routes::new(router).ready_when("mongodb", move || {
-        let m = mongo.clone();
-        async move { m.ping().await }
-    }))
+    Ok(Routes::new(router).ready_when("mongodb", mongo.ready_check()))
 }
 
 pub struct WriterService {
@@ -38,13 +45,20 @@ pub struct WriterService {
 }
 
 fn traceparent<T>(req: &Request<T>) -> Option<String> {
-    req.metadata().get("traceparent").and_then(|v| v.to_str().ok()).map(|t| runtime::TraceContext::continue_from(Some(t)).to_string())
+    req.metadata()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .map(|t| runtime::TraceContext::continue_from(Some(t)).to_string())
 }
 
 impl WriterService {
     /// Decodes, stores the valid events in the next batch, and answers one
     /// result per event in order. Invalid events are rejected, not stored.
-    async fn write_batch(&self, req: WriteRequest, traceparent: Option<String>) -> Result<Vec<WriteResult>, Status> {
+    async fn write_batch(
+        &self,
+        req: WriteRequest,
+        traceparent: Option<String>,
+    ) -> Result<Vec<WriteResult>, Status> {
         let mut results: Vec<WriteResult> = Vec::with_capacity(req.events.len());
         let mut valid = Vec::with_capacity(req.events.len());
         for pe in req.events {
@@ -53,15 +67,27 @@ impl WriterService {
             match decoded {
                 Ok(r) => {
                     valid.push(r);
-                    results.push(WriteResult { id, status: WriteStatus::Stored as i32, error: String::new() });
+                    results.push(WriteResult {
+                        id,
+                        status: WriteStatus::Stored as i32,
+                        error: String::new(),
+                    });
                 }
-                Err(e) => results.push(WriteResult { id, status: WriteStatus::Rejected as i32, error: e.0 }),
+                Err(e) => results.push(WriteResult {
+                    id,
+                    status: WriteStatus::Rejected as i32,
+                    error: e.0,
+                }),
             }
         }
         if valid.is_empty() {
             return Ok(results);
         }
-        let duplicates = self.batcher.write(valid, traceparent).await.map_err(Status::unavailable)?;
+        let duplicates = self
+            .batcher
+            .write(valid, traceparent)
+            .await
+            .map_err(Status::unavailable)?;
         for r in &mut results {
             if r.status == WriteStatus::Stored as i32 && duplicates.contains(&r.id) {
                 r.status = WriteStatus::Duplicate as i32;
@@ -79,7 +105,10 @@ impl CaseWriter for WriterService {
         Ok(Response::new(WriteResponse { results }))
     }
 
-    async fn write_stream(&self, req: Request<Streaming<WriteRequest>>) -> Result<Response<WriteResponse>, Status> {
+    async fn write_stream(
+        &self,
+        req: Request<Streaming<WriteRequest>>,
+    ) -> Result<Response<WriteResponse>, Status> {
         let tp = traceparent(&req);
         let mut stream = req.into_inner();
         let mut results = Vec::new();

@@ -64,7 +64,10 @@ impl AccessConfig {
         Ok(AccessConfig {
             ingest_token: token_var(lookup, "INGEST_TOKEN")?,
             jwt: JwtConfig::from_lookup(lookup)?,
-            cors_origin: lookup("CORS_ORIGIN").map(|o| parse_origin(o.trim())).transpose()?.flatten(),
+            cors_origin: lookup("CORS_ORIGIN")
+                .map(|o| parse_origin(o.trim()))
+                .transpose()?
+                .flatten(),
             rate_limit: (rps > 0.0).then_some((rps, burst)),
         })
     }
@@ -84,16 +87,25 @@ impl AccessConfig {
         let mut routes = routes.writes_need(self.verifier()?);
         if let Some((rps, burst)) = self.rate_limit {
             let limiter = Arc::new(RateLimiter::new(rps, burst, RATE_LIMIT_CLIENTS));
-            routes = routes.before_auth(middleware::from_fn_with_state(limiter, runtime::ratelimit::layer));
+            routes = routes.before_auth(middleware::from_fn_with_state(
+                limiter,
+                runtime::ratelimit::layer,
+            ));
         }
-        routes = routes.before_auth(middleware::from_fn_with_state(self.cors_origin.clone(), same_origin_only));
+        routes = routes.before_auth(middleware::from_fn_with_state(
+            self.cors_origin.clone(),
+            same_origin_only,
+        ));
         if let Some(origin) = &self.cors_origin {
             routes = routes.before_auth(
                 CorsLayer::new()
                     .allow_origin(origin.clone())
                     .allow_methods([Method::POST])
                     .allow_headers(CORS_REQUEST_HEADERS)
-                    .expose_headers([HeaderName::from_static(runtime::REVISION_HEADER), header::RETRY_AFTER])
+                    .expose_headers([
+                        HeaderName::from_static(runtime::REVISION_HEADER),
+                        header::RETRY_AFTER,
+                    ])
                     .max_age(Duration::from_secs(600)),
             );
         }
@@ -106,7 +118,9 @@ fn parse_origin(raw: &str) -> anyhow::Result<Option<HeaderValue>> {
     if raw.is_empty() {
         return Ok(None);
     }
-    let url = url::Url::parse(raw).map_err(|e| anyhow::anyhow!("CORS_ORIGIN={raw:?} is not an origin like https://example.org: {e}"))?;
+    let url = url::Url::parse(raw).map_err(|e| {
+        anyhow::anyhow!("CORS_ORIGIN={raw:?} is not an origin like https://example.org: {e}")
+    })?;
     let origin = url.origin().ascii_serialization();
     if origin != raw.trim_end_matches('/') {
         bail!("CORS_ORIGIN={raw:?} must be just an origin (scheme://host[:port]), e.g. {origin:?}");
@@ -117,11 +131,18 @@ fn parse_origin(raw: &str) -> anyhow::Result<Option<HeaderValue>> {
 /// Middleware: a request from a browser page (it carries `Origin`) is
 /// refused unless it comes from `CORS_ORIGIN`. Preflights are CORS's
 /// business, and requests without `Origin` (curl, servers) pass.
-async fn same_origin_only(State(allowed): State<Option<HeaderValue>>, req: Request, next: Next) -> Response {
+async fn same_origin_only(
+    State(allowed): State<Option<HeaderValue>>,
+    req: Request,
+    next: Next,
+) -> Response {
     match req.headers().get(header::ORIGIN) {
         Some(origin) if req.method() != Method::OPTIONS && Some(origin) != allowed.as_ref() => {
             metrics::counter!("ingest_requests_refused_total", "reason" => "origin").increment(1);
-            let shown = String::from_utf8_lossy(origin.as_bytes()).chars().take(100).collect::<String>();
+            let shown = String::from_utf8_lossy(origin.as_bytes())
+                .chars()
+                .take(100)
+                .collect::<String>();
             ApiError::new(
                 StatusCode::FORBIDDEN,
                 format!("cases cannot be posted from a page at {shown:?}: set CORS_ORIGIN to that origin to allow it"),
@@ -141,8 +162,9 @@ pub struct GrpcBearer(Option<tonic::metadata::AsciiMetadataValue>);
 impl GrpcBearer {
     pub fn new(token: Option<&Secret>) -> GrpcBearer {
         GrpcBearer(token.map(|t| {
-            let mut v: tonic::metadata::AsciiMetadataValue =
-                format!("Bearer {}", t.expose()).parse().expect("a token is visible ASCII (checked when read)");
+            let mut v: tonic::metadata::AsciiMetadataValue = format!("Bearer {}", t.expose())
+                .parse()
+                .expect("a token is visible ASCII (checked when read)");
             v.set_sensitive(true);
             v
         }))
@@ -165,39 +187,93 @@ mod tests {
     use super::*;
 
     fn cfg(pairs: &[(&str, &str)]) -> anyhow::Result<AccessConfig> {
-        let m: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         AccessConfig::from_lookup(&move |k| m.get(k).cloned())
     }
 
     #[test]
     fn defaults_are_open() {
         let c = cfg(&[]).unwrap();
-        assert!(c.ingest_token.is_none() && c.jwt.is_none() && c.cors_origin.is_none() && c.rate_limit.is_none());
+        assert!(
+            c.ingest_token.is_none()
+                && c.jwt.is_none()
+                && c.cors_origin.is_none()
+                && c.rate_limit.is_none()
+        );
         assert!(c.verifier().unwrap().is_open());
     }
 
     #[test]
     fn rate_limit_and_burst() {
-        assert_eq!(cfg(&[("RATE_LIMIT_RPS", "50")]).unwrap().rate_limit, Some((50.0, 100)));
-        assert_eq!(cfg(&[("RATE_LIMIT_RPS", "0.5"), ("RATE_LIMIT_BURST", "3")]).unwrap().rate_limit, Some((0.5, 3)));
-        assert!(cfg(&[("RATE_LIMIT_RPS", "-1")]).unwrap_err().to_string().contains("RATE_LIMIT_RPS"));
-        assert!(cfg(&[("RATE_LIMIT_RPS", "1"), ("RATE_LIMIT_BURST", "0")]).unwrap_err().to_string().contains("RATE_LIMIT_BURST"));
+        assert_eq!(
+            cfg(&[("RATE_LIMIT_RPS", "50")]).unwrap().rate_limit,
+            Some((50.0, 100))
+        );
+        assert_eq!(
+            cfg(&[("RATE_LIMIT_RPS", "0.5"), ("RATE_LIMIT_BURST", "3")])
+                .unwrap()
+                .rate_limit,
+            Some((0.5, 3))
+        );
+        assert!(
+            cfg(&[("RATE_LIMIT_RPS", "-1")])
+                .unwrap_err()
+                .to_string()
+                .contains("RATE_LIMIT_RPS")
+        );
+        assert!(
+            cfg(&[("RATE_LIMIT_RPS", "1"), ("RATE_LIMIT_BURST", "0")])
+                .unwrap_err()
+                .to_string()
+                .contains("RATE_LIMIT_BURST")
+        );
     }
 
     #[test]
     fn cors_origin_must_be_an_origin() {
-        assert_eq!(cfg(&[("CORS_ORIGIN", "https://lab.example.org/")]).unwrap().cors_origin.unwrap(), "https://lab.example.org");
-        assert_eq!(cfg(&[("CORS_ORIGIN", "http://127.0.0.1:5173")]).unwrap().cors_origin.unwrap(), "http://127.0.0.1:5173");
+        assert_eq!(
+            cfg(&[("CORS_ORIGIN", "https://lab.example.org/")])
+                .unwrap()
+                .cors_origin
+                .unwrap(),
+            "https://lab.example.org"
+        );
+        assert_eq!(
+            cfg(&[("CORS_ORIGIN", "http://127.0.0.1:5173")])
+                .unwrap()
+                .cors_origin
+                .unwrap(),
+            "http://127.0.0.1:5173"
+        );
         for bad in ["*", "lab.example.org", "https://lab.example.org/page"] {
-            assert!(cfg(&[("CORS_ORIGIN", bad)]).unwrap_err().to_string().contains("CORS_ORIGIN"), "{bad}");
+            assert!(
+                cfg(&[("CORS_ORIGIN", bad)])
+                    .unwrap_err()
+                    .to_string()
+                    .contains("CORS_ORIGIN"),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn secrets_are_not_in_debug_output() {
-        let c = cfg(&[("INGEST_TOKEN", "ingest-secret-0123456789"), ("JWT_HS256_SECRET", "jwt-secret-jwt-secret-jwt-secret-0123")]).unwrap();
+        let c = cfg(&[
+            ("INGEST_TOKEN", "ingest-secret-0123456789"),
+            ("JWT_HS256_SECRET", "jwt-secret-jwt-secret-jwt-secret-0123"),
+        ])
+        .unwrap();
         let debug = format!("{c:?}");
-        assert!(!debug.contains("ingest-secret") && !debug.contains("jwt-secret"), "{debug}");
-        assert_eq!(c.verifier().unwrap().describe(), "INGEST_TOKEN or a JWT (HS256)");
+        assert!(
+            !debug.contains("ingest-secret") && !debug.contains("jwt-secret"),
+            "{debug}"
+        );
+        assert_eq!(
+            c.verifier().unwrap().describe(),
+            "INGEST_TOKEN or a JWT (HS256)"
+        );
     }
 }

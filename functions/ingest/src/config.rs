@@ -62,7 +62,11 @@ impl IngestConfig {
         let route_name = var(lookup, "INGEST_ROUTE", String::new())?;
         let route = match (route_name.as_str(), sink) {
             ("grpc", _) => Route::Grpc {
-                writer_url: var(lookup, "GRPC_WRITER_URL", "http://127.0.0.1:8090".to_owned())?,
+                writer_url: var(
+                    lookup,
+                    "GRPC_WRITER_URL",
+                    "http://127.0.0.1:8090".to_owned(),
+                )?,
             },
             ("redis", _) => Route::Redis {
                 url: var(lookup, "REDIS_URL", "redis://127.0.0.1:6379/".to_owned())?,
@@ -83,7 +87,9 @@ impl IngestConfig {
             && *max_backlog < max_batch
         {
             // Otherwise a full batch could never be accepted.
-            bail!("MAX_STREAM_BACKLOG ({max_backlog}) must be at least MAX_BATCH_CASES ({max_batch})");
+            bail!(
+                "MAX_STREAM_BACKLOG ({max_backlog}) must be at least MAX_BATCH_CASES ({max_batch})"
+            );
         }
         Ok(IngestConfig {
             route,

@@ -23,7 +23,12 @@ pub struct ForwardError(pub String);
 pub enum Forwarder {
     Sink(Sink),
     Grpc(writer::case_writer_client::CaseWriterClient<InterceptedService<Channel, GrpcBearer>>),
-    Redis { conn: ConnectionManager, stream: String, max_backlog: usize, append: redis::Script },
+    Redis {
+        conn: ConnectionManager,
+        stream: String,
+        max_backlog: usize,
+        append: redis::Script,
+    },
 }
 
 /// Appends a batch to the Stream unless that would take the Stream past its
@@ -48,16 +53,24 @@ impl Forwarder {
             Route::Sink(url) => Forwarder::Sink(ctx.sink_to(url)),
             Route::Grpc { writer_url } => {
                 let channel = Endpoint::from_shared(writer_url.clone())
-                    .map_err(|e| anyhow::anyhow!("GRPC_WRITER_URL={writer_url:?} is not a URL: {e}"))?
+                    .map_err(|e| {
+                        anyhow::anyhow!("GRPC_WRITER_URL={writer_url:?} is not a URL: {e}")
+                    })?
                     .connect_timeout(Duration::from_secs(1))
                     .timeout(timeout)
                     .tcp_nodelay(true)
                     .http2_keep_alive_interval(Duration::from_secs(30))
                     .connect_lazy();
                 let bearer = GrpcBearer::new(ctx.config.internal_token.as_ref());
-                Forwarder::Grpc(writer::case_writer_client::CaseWriterClient::with_interceptor(channel, bearer))
+                Forwarder::Grpc(
+                    writer::case_writer_client::CaseWriterClient::with_interceptor(channel, bearer),
+                )
             }
-            Route::Redis { url, key_prefix, max_backlog } => Forwarder::Redis {
+            Route::Redis {
+                url,
+                key_prefix,
+                max_backlog,
+            } => Forwarder::Redis {
                 conn: runtime::redis::connect_lazy(url)?,
                 stream: events::redis::Keys::new(key_prefix.clone()).stream(),
                 max_backlog: *max_backlog,
@@ -93,7 +106,11 @@ impl Forwarder {
                     req.metadata_mut().insert("traceparent", v);
                 }
                 let resp = client.clone().write(req).await.map_err(|s| {
-                    ForwardError(format!("the gRPC writer is unavailable: {} ({:?})", s.message(), s.code()))
+                    ForwardError(format!(
+                        "the gRPC writer is unavailable: {} ({:?})",
+                        s.message(),
+                        s.code()
+                    ))
                 })?;
                 let results = resp.into_inner().results;
                 let rejected: Vec<_> = results
@@ -101,14 +118,25 @@ impl Forwarder {
                     .filter(|r| r.status == writer::WriteStatus::Rejected as i32)
                     .collect();
                 if results.len() != n {
-                    return Err(ForwardError(format!("the gRPC writer answered {} results for {n} cases", results.len())));
+                    return Err(ForwardError(format!(
+                        "the gRPC writer answered {} results for {n} cases",
+                        results.len()
+                    )));
                 }
                 if let Some(r) = rejected.first() {
-                    return Err(ForwardError(format!("the gRPC writer rejected case {}: {}", r.id, r.error)));
+                    return Err(ForwardError(format!(
+                        "the gRPC writer rejected case {}: {}",
+                        r.id, r.error
+                    )));
                 }
                 Ok(())
             }
-            Forwarder::Redis { conn, stream, max_backlog, append } => {
+            Forwarder::Redis {
+                conn,
+                stream,
+                max_backlog,
+                append,
+            } => {
                 let mut script = append.key(stream);
                 script.arg(*max_backlog).arg(events::redis::STREAM_FIELD);
                 for e in &events {
@@ -136,7 +164,12 @@ impl Forwarder {
             Forwarder::Sink(_) => Ok(()),
             Forwarder::Grpc(client) => {
                 // An empty batch is a cheap round trip that proves the writer answers.
-                client.clone().write(writer::WriteRequest { events: vec![] }).await.map(|_| ()).map_err(|s| s.message().to_owned())
+                client
+                    .clone()
+                    .write(writer::WriteRequest { events: vec![] })
+                    .await
+                    .map(|_| ())
+                    .map_err(|s| s.message().to_owned())
             }
             Forwarder::Redis { conn, .. } => runtime::redis::ping(&mut conn.clone()).await,
         }

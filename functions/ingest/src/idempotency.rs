@@ -40,7 +40,9 @@ pub struct IdempotencyConfig {
 }
 
 impl IdempotencyConfig {
-    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<IdempotencyConfig> {
+    pub fn from_lookup(
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<IdempotencyConfig> {
         let ttl = var(lookup, "IDEMPOTENCY_TTL_S", 86_400u64)?;
         if ttl == 0 {
             anyhow::bail!("IDEMPOTENCY_TTL_S must be at least 1 second");
@@ -61,7 +63,9 @@ impl Key {
     /// The request's key, if it sent one; 400 naming the header if it is not valid.
     pub fn from_headers(headers: &HeaderMap) -> Result<Option<Key>, ApiError> {
         let mut values = headers.get_all(HEADER).iter();
-        let Some(value) = values.next() else { return Ok(None) };
+        let Some(value) = values.next() else {
+            return Ok(None);
+        };
         let bad = |why: &str| {
             ApiError::bad_request(format!("{FIELD} {why}: send 1 to {MAX_KEY_CHARS} visible ASCII characters, e.g. a UUID, the same on every retry"))
                 .with_field(Some(FIELD.into()), None)
@@ -92,7 +96,10 @@ fn sha256(parts: &[&[u8]]) -> [u8; 32] {
     for p in parts {
         ctx.update(p);
     }
-    ctx.finish().as_ref().try_into().expect("SHA-256 is 32 bytes")
+    ctx.finish()
+        .as_ref()
+        .try_into()
+        .expect("SHA-256 is 32 bytes")
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -155,7 +162,12 @@ impl KeyStore {
 
     /// Claims `key` for `cases` (their digest) at `now_ms`, or finds its
     /// earlier claim. 422 if the key was used for other cases; 503 if Redis is away.
-    pub async fn claim(&self, key: &Key, cases: &[u8; 32], now_ms: u64) -> Result<Claimed, ApiError> {
+    pub async fn claim(
+        &self,
+        key: &Key,
+        cases: &[u8; 32],
+        now_ms: u64,
+    ) -> Result<Claimed, ApiError> {
         let redis_key = format!("{}idem:{}", self.prefix, hex(&key.digest()));
         let mine = format!("{now_ms}:{}", hex(cases));
         let seen: Option<String> = self
@@ -172,10 +184,18 @@ impl KeyStore {
                 )
             })?;
         let Some(seen) = seen else {
-            return Ok(Claimed { first_seen_ms: now_ms, replay: false });
+            return Ok(Claimed {
+                first_seen_ms: now_ms,
+                replay: false,
+            });
         };
         let (ms, digest) = seen.split_once(':').unwrap_or(("", ""));
-        let first_seen_ms = ms.parse().map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the stored Idempotency-Key record is unreadable: use a new key"))?;
+        let first_seen_ms = ms.parse().map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the stored Idempotency-Key record is unreadable: use a new key",
+            )
+        })?;
         if digest != hex(cases) {
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -183,7 +203,10 @@ impl KeyStore {
             )
             .with_field(Some(FIELD.into()), None));
         }
-        Ok(Claimed { first_seen_ms, replay: true })
+        Ok(Claimed {
+            first_seen_ms,
+            replay: true,
+        })
     }
 }
 
@@ -204,8 +227,16 @@ mod tests {
     #[test]
     fn keys_are_1_to_128_visible_ascii_characters() {
         assert_eq!(Key::from_headers(&HeaderMap::new()).unwrap(), None);
-        assert!(Key::from_headers(&headers(&[b"0197a1b2-retry-1"])).unwrap().is_some());
-        assert!(Key::from_headers(&headers(&[&[b'k'; 128]])).unwrap().is_some());
+        assert!(
+            Key::from_headers(&headers(&[b"0197a1b2-retry-1"]))
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            Key::from_headers(&headers(&[&[b'k'; 128]]))
+                .unwrap()
+                .is_some()
+        );
         for (bad, why) in [
             (vec![&b""[..]], "empty"),
             (vec![&[b'k'; 129][..]], "129 characters"),
@@ -226,15 +257,25 @@ mod tests {
         let cases = cases_digest(&[Case::new("A", "L", 1, "x", "y").unwrap()]);
         let a = ids(&key, &cases, 1_700_000_000_000, 3);
         assert_eq!(a, ids(&key, &cases, 1_700_000_000_000, 3), "deterministic");
-        assert_eq!(a.iter().collect::<std::collections::HashSet<_>>().len(), 3, "distinct within a batch");
+        assert_eq!(
+            a.iter().collect::<std::collections::HashSet<_>>().len(),
+            3,
+            "distinct within a batch"
+        );
         assert_ne!(a, ids(&Key("k2".into()), &cases, 1_700_000_000_000, 3));
         assert_ne!(a, ids(&key, &cases_digest(&[]), 1_700_000_000_000, 3));
-        assert!(ids(&key, &cases, 1_700_000_000_001, 1)[0] > a[0], "later first-seen time, later ids");
+        assert!(
+            ids(&key, &cases, 1_700_000_000_001, 1)[0] > a[0],
+            "later first-seen time, later ids"
+        );
     }
 
     #[test]
     fn the_cases_digest_ignores_formatting() {
-        let spaced = events::parse_json_body(br#"[ {"name":" A ","location":"L","age":1,"infectedtype":"x","state":"y"} ]"#).unwrap();
+        let spaced = events::parse_json_body(
+            br#"[ {"name":" A ","location":"L","age":1,"infectedtype":"x","state":"y"} ]"#,
+        )
+        .unwrap();
         let ndjson = events::parse_ndjson_body(b"{\"name\":\"A\",\"location\":\"L\",\"age\":1,\"infectedtype\":\"x\",\"state\":\"y\"}\n").unwrap();
         assert_eq!(cases_digest(&spaced), cases_digest(&ndjson));
     }

@@ -25,7 +25,11 @@ use idempotency::KeyStore;
 
 /// Routes of ingest, configured from the environment.
 pub async fn routes(ctx: Context) -> anyhow::Result<Routes> {
-    routes_with(ctx, IngestConfig::from_lookup(&runtime::config::env_lookup)?).await
+    routes_with(
+        ctx,
+        IngestConfig::from_lookup(&runtime::config::env_lookup)?,
+    )
+    .await
 }
 
 struct Ingest {
@@ -59,7 +63,9 @@ pub async fn routes_with(ctx: Context, config: IngestConfig) -> anyhow::Result<R
     });
     let ready = state.clone();
     let access = state.config.access.clone();
-    let router = Router::new().route("/cases", post(post_cases)).with_state(state);
+    let router = Router::new()
+        .route("/cases", post(post_cases))
+        .with_state(state);
     let routes = Routes::new(router).ready_when("next hop", move || {
         let s = ready.clone();
         async move { s.forwarder.check().await }
@@ -93,7 +99,9 @@ async fn post_cases(
     if let Some(log) = &s.log {
         let (result_name, reason) = match &result {
             Ok(_) => ("accepted", String::new()),
-            Err(e) if e.status == StatusCode::SERVICE_UNAVAILABLE => ("unavailable", e.error.clone()),
+            Err(e) if e.status == StatusCode::SERVICE_UNAVAILABLE => {
+                ("unavailable", e.error.clone())
+            }
             Err(e) => ("refused", e.error.clone()),
         };
         log.log(store::LogEntry {
@@ -123,67 +131,121 @@ async fn accept(
     seen: &mut Seen,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let key = idempotency::Key::from_headers(req.headers()).map_err(|e| refuse("invalid", e))?;
-    let format = match req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
-        Some(ct) => match ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase().as_str() {
+    let format = match req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(ct) => match ct
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+            .as_str()
+        {
             "application/json" => Format::Json,
             "application/x-ndjson" | "application/ndjson" => Format::Ndjson,
             other => {
-                return Err(refuse("unsupported_media_type", ApiError::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    format!("content type {other:?} is not accepted: send application/json (a case or an array of cases) or application/x-ndjson"),
-                )));
+                return Err(refuse(
+                    "unsupported_media_type",
+                    ApiError::new(
+                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                        format!(
+                            "content type {other:?} is not accepted: send application/json (a case or an array of cases) or application/x-ndjson"
+                        ),
+                    ),
+                ));
             }
         },
         None => {
-            return Err(refuse("unsupported_media_type", ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "missing Content-Type: send application/json (a case or an array of cases) or application/x-ndjson",
-            )));
+            return Err(refuse(
+                "unsupported_media_type",
+                ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "missing Content-Type: send application/json (a case or an array of cases) or application/x-ndjson",
+                ),
+            ));
         }
     };
     let limit = s.config.body_limit;
-    let body = axum::body::to_bytes(req.into_body(), limit).await.map_err(|e| {
-        use std::error::Error as _;
-        let too_large = e.source().is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-            || e.to_string().contains("length limit");
-        if too_large {
-            refuse("too_large", ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("the body is over the {limit}-byte limit: send smaller batches"),
-            ))
-        } else {
-            refuse("bad_body", ApiError::bad_request(format!("could not read the body: {e}")))
-        }
-    })?;
+    let body = axum::body::to_bytes(req.into_body(), limit)
+        .await
+        .map_err(|e| {
+            use std::error::Error as _;
+            let too_large = e
+                .source()
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+                || e.to_string().contains("length limit");
+            if too_large {
+                refuse(
+                    "too_large",
+                    ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!("the body is over the {limit}-byte limit: send smaller batches"),
+                    ),
+                )
+            } else {
+                refuse(
+                    "bad_body",
+                    ApiError::bad_request(format!("could not read the body: {e}")),
+                )
+            }
+        })?;
     seen.bytes = body.len();
     let cases = match format {
         Format::Json => events::parse_json_body(&body),
         Format::Ndjson => events::parse_ndjson_body(&body),
     }
-    .map_err(|e: CaseError| refuse("invalid", ApiError::bad_request(e.message).with_field(e.field, e.index)))?;
+    .map_err(|e: CaseError| {
+        refuse(
+            "invalid",
+            ApiError::bad_request(e.message).with_field(e.field, e.index),
+        )
+    })?;
     seen.cases = cases.len();
     if cases.len() > s.config.max_batch {
-        return Err(refuse("too_large", ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the batch has {} cases; at most {} are accepted in one request", cases.len(), s.config.max_batch),
-        )));
+        return Err(refuse(
+            "too_large",
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the batch has {} cases; at most {} are accepted in one request",
+                    cases.len(),
+                    s.config.max_batch
+                ),
+            ),
+        ));
     }
 
     // A keyed request gets the ids (and time) of its first attempt.
     let (now, ids) = match &key {
-        None => (Utc::now(), (0..cases.len()).map(|_| Reported::new_id()).collect::<Vec<_>>()),
+        None => (
+            Utc::now(),
+            (0..cases.len())
+                .map(|_| Reported::new_id())
+                .collect::<Vec<_>>(),
+        ),
         Some(key) => {
             let digest = idempotency::cases_digest(&cases);
             let now_ms = Utc::now().timestamp_millis().max(0) as u64;
             let claimed = s.keys.claim(key, &digest, now_ms).await.map_err(|e| {
-                let reason = if e.status.is_client_error() { "idempotency_key_reused" } else { "unavailable" };
+                let reason = if e.status.is_client_error() {
+                    "idempotency_key_reused"
+                } else {
+                    "unavailable"
+                };
                 refuse(reason, e)
             })?;
             if claimed.replay {
                 metrics::counter!("ingest_idempotent_replays_total").increment(1);
             }
-            let first = chrono::DateTime::from_timestamp_millis(claimed.first_seen_ms as i64).unwrap_or_else(Utc::now);
-            (first, idempotency::ids(key, &digest, claimed.first_seen_ms, cases.len()))
+            let first = chrono::DateTime::from_timestamp_millis(claimed.first_seen_ms as i64)
+                .unwrap_or_else(Utc::now);
+            (
+                first,
+                idempotency::ids(key, &digest, claimed.first_seen_ms, cases.len()),
+            )
         }
     };
     let traceparent = trace.to_string();
@@ -201,19 +263,36 @@ async fn accept(
     let ids: Vec<String> = reported.iter().map(|r| r.id.clone()).collect();
     let events = forward::to_events(&reported, &s.source);
 
-    let sent = tokio::time::timeout(s.config.forward_timeout, s.forwarder.forward(events, &traceparent)).await;
+    let sent = tokio::time::timeout(
+        s.config.forward_timeout,
+        s.forwarder.forward(events, &traceparent),
+    )
+    .await;
     let err = match sent {
         Ok(Ok(())) => None,
         Ok(Err(e)) => Some(e.0),
-        Err(_) => Some(format!("the next hop did not answer within {:?}", s.config.forward_timeout)),
+        Err(_) => Some(format!(
+            "the next hop did not answer within {:?}",
+            s.config.forward_timeout
+        )),
     };
     if let Some(e) = err {
         tracing::warn!(route = s.route, error = %e, cases = ids.len(), "next hop unavailable");
-        return Err(refuse("unavailable", ApiError::unavailable(
-            format!("cases not accepted, try again: {e}"),
-            std::time::Duration::from_secs(1),
-        )));
+        return Err(refuse(
+            "unavailable",
+            ApiError::unavailable(
+                format!("cases not accepted, try again: {e}"),
+                std::time::Duration::from_secs(1),
+            ),
+        ));
     }
-    metrics::counter!("ingest_cases_accepted_total", "route" => s.route).increment(ids.len() as u64);
-    Ok((StatusCode::ACCEPTED, Json(Accepted { accepted: ids.len(), ids })))
+    metrics::counter!("ingest_cases_accepted_total", "route" => s.route)
+        .increment(ids.len() as u64);
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Accepted {
+            accepted: ids.len(),
+            ids,
+        }),
+    ))
 }

@@ -18,7 +18,12 @@ async fn json(resp: reqwest::Response) -> Value {
 #[tokio::test]
 async fn single_case_reaches_the_http_sink_as_a_cloudevent() {
     let sink = spawn_sink(StatusCode::ACCEPTED, Duration::ZERO).await;
-    let app = spawn_ingest(&[("K_SINK", &sink.url), ("K_REVISION", "ingest-00007"), ("K_CE_OVERRIDES", r#"{"extensions":{"cluster":"test"}}"#)]).await;
+    let app = spawn_ingest(&[
+        ("K_SINK", &sink.url),
+        ("K_REVISION", "ingest-00007"),
+        ("K_CE_OVERRIDES", r#"{"extensions":{"cluster":"test"}}"#),
+    ])
+    .await;
     let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let resp = app
         .client
@@ -43,9 +48,15 @@ async fn single_case_reaches_the_http_sink_as_a_cloudevent() {
     assert_eq!(e.source().to_string(), "/covid-realtime/ingest");
     assert_eq!(e.datacontenttype(), Some("application/json"));
     assert!(e.time().is_some());
-    assert_eq!(events::string_extension(e, "cluster").as_deref(), Some("test"));
+    assert_eq!(
+        events::string_extension(e, "cluster").as_deref(),
+        Some("test")
+    );
     let tp = events::string_extension(e, "traceparent").unwrap();
-    assert!(tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"), "trace continues: {tp}");
+    assert!(
+        tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+        "trace continues: {tp}"
+    );
     let r = Reported::from_event(e).unwrap();
     assert_eq!(r.case.name.as_str(), "Ana");
     assert_eq!(r.case.age.years(), 34);
@@ -56,16 +67,26 @@ async fn single_case_reaches_the_http_sink_as_a_cloudevent() {
 async fn array_and_ndjson_batches_reach_the_sink_whole() {
     let sink = spawn_sink(StatusCode::OK, Duration::ZERO).await;
     let app = spawn_ingest(&[("K_SINK", &sink.url)]).await;
-    let batch = format!("[{},{},{}]", case_json("A", 1), case_json("B", 2), case_json("C", 3));
+    let batch = format!(
+        "[{},{},{}]",
+        case_json("A", 1),
+        case_json("B", 2),
+        case_json("C", 3)
+    );
     let body = json(app.post_json(&batch).await).await;
     assert_eq!(body["accepted"], 3);
     let nd = format!("{}\n{}\n", case_json("D", 4), case_json("E", 5));
     let resp = app.post(Some("application/x-ndjson"), nd).await;
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
-    let mut names: Vec<String> = sink.events().iter().map(|e| Reported::from_event(e).unwrap().case.name.to_string()).collect();
+    let mut names: Vec<String> = sink
+        .events()
+        .iter()
+        .map(|e| Reported::from_event(e).unwrap().case.name.to_string())
+        .collect();
     names.sort();
     assert_eq!(names, ["A", "B", "C", "D", "E"]);
-    let ids: std::collections::HashSet<_> = sink.events().iter().map(|e| e.id().to_owned()).collect();
+    let ids: std::collections::HashSet<_> =
+        sink.events().iter().map(|e| e.id().to_owned()).collect();
     assert_eq!(ids.len(), 5, "every case has its own id");
 }
 
@@ -80,8 +101,17 @@ async fn grpc_route_sends_one_write_per_batch() {
     assert_eq!(got.len(), 2);
     assert_eq!(got[0].id(), body["ids"][0]);
     assert_eq!(Reported::from_event(&got[1]).unwrap().case.age.years(), 20);
-    assert_eq!(writer.traceparents.lock().unwrap().len(), 1, "one gRPC call for the batch");
-    let ready = app.client.get(format!("{}/readyz", app.url)).send().await.unwrap();
+    assert_eq!(
+        writer.traceparents.lock().unwrap().len(),
+        1,
+        "one gRPC call for the batch"
+    );
+    let ready = app
+        .client
+        .get(format!("{}/readyz", app.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ready.status(), StatusCode::OK);
 }
 
@@ -89,12 +119,26 @@ async fn grpc_route_sends_one_write_per_batch() {
 async fn redis_route_appends_to_the_stream() {
     let servers = stack::testing::servers();
     let prefix = format!("{}:", stack::testing::unique("ingest"));
-    let app = spawn_ingest(&[("INGEST_ROUTE", "redis"), ("REDIS_URL", &servers.redis_url), ("REDIS_KEY_PREFIX", &prefix)]).await;
-    let nd = format!("{}\n{}\n{}", case_json("A", 1), case_json("B", 2), case_json("C", 3));
+    let app = spawn_ingest(&[
+        ("INGEST_ROUTE", "redis"),
+        ("REDIS_URL", &servers.redis_url),
+        ("REDIS_KEY_PREFIX", &prefix),
+    ])
+    .await;
+    let nd = format!(
+        "{}\n{}\n{}",
+        case_json("A", 1),
+        case_json("B", 2),
+        case_json("C", 3)
+    );
     let body = json(app.post(Some("application/x-ndjson"), nd).await).await;
     assert_eq!(body["accepted"], 3);
 
-    let mut conn = redis::Client::open(servers.redis_url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let mut conn = redis::Client::open(servers.redis_url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
     let stream = events::redis::Keys::new(prefix).stream();
     let entries: redis::streams::StreamRangeReply = conn.xrange_all(&stream).await.unwrap();
     assert_eq!(entries.ids.len(), 3);
@@ -107,7 +151,15 @@ async fn redis_route_appends_to_the_stream() {
         })
         .collect();
     let ids: Vec<&str> = decoded.iter().map(|r| r.id.as_str()).collect();
-    assert_eq!(ids, body["ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect::<Vec<_>>());
+    assert_eq!(
+        ids,
+        body["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect::<Vec<_>>()
+    );
     assert!(decoded.iter().all(|r| r.traceparent.is_some()));
 }
 
@@ -116,38 +168,155 @@ async fn redis_route_appends_to_the_stream() {
 #[tokio::test]
 async fn bad_input_is_refused_and_nothing_is_forwarded() {
     let sink = spawn_sink(StatusCode::OK, Duration::ZERO).await;
-    let app = spawn_ingest(&[("K_SINK", &sink.url), ("MAX_BODY_BYTES", "4096"), ("MAX_BATCH_CASES", "5")]).await;
+    let app = spawn_ingest(&[
+        ("K_SINK", &sink.url),
+        ("MAX_BODY_BYTES", "4096"),
+        ("MAX_BATCH_CASES", "5"),
+    ])
+    .await;
     let good = case_json("Ok", 30);
     let op = r#"{"name":"A","location":{"$gt":""},"age":3,"infectedtype":"x","state":"y"}"#;
     let cases: Vec<(&str, Option<&str>, String, u16, Option<&str>, Option<u64>)> = vec![
-        ("operator object", Some("application/json"), op.to_owned(), 400, Some("location"), None),
-        ("negative age", Some("application/json"), good.replace("30", "-3"), 400, Some("age"), None),
-        ("fractional age", Some("application/json"), good.replace("30", "30.5"), 400, Some("age"), None),
-        ("age as string", Some("application/json"), good.replace("30", "\"30\""), 400, Some("age"), None),
-        ("missing field", Some("application/json"), r#"{"name":"A","location":"L","age":3,"infectedtype":"x"}"#.into(), 400, Some("state"), None),
-        ("unknown field", Some("application/json"), good.replace("}", r#","admin":true}"#), 400, Some("admin"), None),
-        ("empty name", Some("application/json"), good.replace("\"Ok\"", "\"  \""), 400, Some("name"), None),
-        ("bad case in a batch", Some("application/json"), format!("[{good},{good},{}]", good.replace("30", "300")), 400, Some("age"), Some(2)),
-        ("bad ndjson line", Some("application/x-ndjson"), format!("{good}\n{{\"name\":5}}\n"), 400, Some("name"), Some(1)),
-        ("not JSON", Some("application/json"), "name=Ana".into(), 400, None, None),
-        ("empty batch", Some("application/json"), "[]".into(), 400, None, None),
-        ("scalar body", Some("application/json"), "42".into(), 400, None, None),
-        ("too many cases", Some("application/json"), format!("[{}]", vec![good.as_str(); 6].join(",")), 413, None, None),
-        ("body over the limit", Some("application/json"), format!("[{}]", vec![good.as_str(); 60].join(",")), 413, None, None),
-        ("text/plain", Some("text/plain"), good.clone(), 415, None, None),
+        (
+            "operator object",
+            Some("application/json"),
+            op.to_owned(),
+            400,
+            Some("location"),
+            None,
+        ),
+        (
+            "negative age",
+            Some("application/json"),
+            good.replace("30", "-3"),
+            400,
+            Some("age"),
+            None,
+        ),
+        (
+            "fractional age",
+            Some("application/json"),
+            good.replace("30", "30.5"),
+            400,
+            Some("age"),
+            None,
+        ),
+        (
+            "age as string",
+            Some("application/json"),
+            good.replace("30", "\"30\""),
+            400,
+            Some("age"),
+            None,
+        ),
+        (
+            "missing field",
+            Some("application/json"),
+            r#"{"name":"A","location":"L","age":3,"infectedtype":"x"}"#.into(),
+            400,
+            Some("state"),
+            None,
+        ),
+        (
+            "unknown field",
+            Some("application/json"),
+            good.replace("}", r#","admin":true}"#),
+            400,
+            Some("admin"),
+            None,
+        ),
+        (
+            "empty name",
+            Some("application/json"),
+            good.replace("\"Ok\"", "\"  \""),
+            400,
+            Some("name"),
+            None,
+        ),
+        (
+            "bad case in a batch",
+            Some("application/json"),
+            format!("[{good},{good},{}]", good.replace("30", "300")),
+            400,
+            Some("age"),
+            Some(2),
+        ),
+        (
+            "bad ndjson line",
+            Some("application/x-ndjson"),
+            format!("{good}\n{{\"name\":5}}\n"),
+            400,
+            Some("name"),
+            Some(1),
+        ),
+        (
+            "not JSON",
+            Some("application/json"),
+            "name=Ana".into(),
+            400,
+            None,
+            None,
+        ),
+        (
+            "empty batch",
+            Some("application/json"),
+            "[]".into(),
+            400,
+            None,
+            None,
+        ),
+        (
+            "scalar body",
+            Some("application/json"),
+            "42".into(),
+            400,
+            None,
+            None,
+        ),
+        (
+            "too many cases",
+            Some("application/json"),
+            format!("[{}]", vec![good.as_str(); 6].join(",")),
+            413,
+            None,
+            None,
+        ),
+        (
+            "body over the limit",
+            Some("application/json"),
+            format!("[{}]", vec![good.as_str(); 60].join(",")),
+            413,
+            None,
+            None,
+        ),
+        (
+            "text/plain",
+            Some("text/plain"),
+            good.clone(),
+            415,
+            None,
+            None,
+        ),
         ("no content type", None, good.clone(), 415, None, None),
     ];
     for (what, ct, body, status, field, index) in cases {
         let resp = app.post(ct, body).await;
         assert_eq!(resp.status().as_u16(), status, "{what}");
         let v = json(resp).await;
-        let msg = v["error"].as_str().unwrap_or_else(|| panic!("{what}: no error message in {v}"));
+        let msg = v["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{what}: no error message in {v}"));
         assert!(!msg.is_empty(), "{what}");
         assert_eq!(v["field"].as_str(), field, "{what}: {v}");
         assert_eq!(v["index"].as_u64(), index, "{what}: {v}");
     }
     // Raw invalid UTF-8 bytes, not lossily converted.
-    let resp = app.post(Some("application/json"), b"{\"name\":\"\xff\xfe\"}".to_vec()).await;
+    let resp = app
+        .post(
+            Some("application/json"),
+            b"{\"name\":\"\xff\xfe\"}".to_vec(),
+        )
+        .await;
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     assert!(sink.events().is_empty(), "nothing was forwarded");
 }
@@ -161,14 +330,27 @@ async fn a_down_next_hop_answers_503_with_retry_after() {
     for env in [
         vec![("INGEST_ROUTE", "redis"), ("REDIS_URL", redis_url.as_str())],
         vec![("K_SINK", sink_url.as_str())],
-        vec![("INGEST_ROUTE", "grpc"), ("GRPC_WRITER_URL", grpc_url.as_str())],
+        vec![
+            ("INGEST_ROUTE", "grpc"),
+            ("GRPC_WRITER_URL", grpc_url.as_str()),
+        ],
     ] {
         let app = spawn_ingest(&env).await;
         let resp = app.post_json(&case_json("A", 1)).await;
         assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE, "{env:?}");
         assert_eq!(resp.headers()["retry-after"], "1");
-        assert!(json(resp).await["error"].as_str().unwrap().contains("try again"));
-        let ready = app.client.get(format!("{}/readyz", app.url)).send().await.unwrap();
+        assert!(
+            json(resp).await["error"]
+                .as_str()
+                .unwrap()
+                .contains("try again")
+        );
+        let ready = app
+            .client
+            .get(format!("{}/readyz", app.url))
+            .send()
+            .await
+            .unwrap();
         if env[0].0 != "K_SINK" {
             assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE, "{env:?}");
         }
@@ -176,7 +358,10 @@ async fn a_down_next_hop_answers_503_with_retry_after() {
     // A sink that answers 500 is a down hop too.
     let sink = spawn_sink(StatusCode::INTERNAL_SERVER_ERROR, Duration::ZERO).await;
     let app = spawn_ingest(&[("K_SINK", &sink.url)]).await;
-    assert_eq!(app.post_json(&case_json("A", 1)).await.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        app.post_json(&case_json("A", 1)).await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
 }
 
 #[tokio::test]
@@ -184,11 +369,25 @@ async fn every_request_is_recorded_in_the_ingest_log() {
     let sink = spawn_sink(StatusCode::OK, Duration::ZERO).await;
     let servers = stack::testing::servers();
     let db = stack::testing::unique("ingestlog");
-    let app = spawn_ingest(&[("K_SINK", &sink.url), ("MONGODB_URI", &servers.mongodb_uri), ("MONGODB_DATABASE", &db), ("K_REVISION", "ingest-00003")]).await;
+    let app = spawn_ingest(&[
+        ("K_SINK", &sink.url),
+        ("MONGODB_URI", &servers.mongodb_uri),
+        ("MONGODB_DATABASE", &db),
+        ("K_REVISION", "ingest-00003"),
+    ])
+    .await;
     let batch = format!("[{},{}]", case_json("A", 1), case_json("B", 2));
     assert_eq!(app.post_json(&batch).await.status(), StatusCode::ACCEPTED);
-    assert_eq!(app.post_json(r#"{"name":1}"#).await.status(), StatusCode::BAD_REQUEST);
-    let mongo = store::Mongo::connect_lazy(&store::MongoConfig { uri: servers.mongodb_uri.clone(), database: db }).await.unwrap();
+    assert_eq!(
+        app.post_json(r#"{"name":1}"#).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+    let mongo = store::Mongo::connect_lazy(&store::MongoConfig {
+        uri: servers.mongodb_uri.clone(),
+        database: db,
+    })
+    .await
+    .unwrap();
     let log = store::IngestLog::new(mongo);
     let mut entries = Vec::new();
     for _ in 0..200 {
@@ -200,7 +399,14 @@ async fn every_request_is_recorded_in_the_ingest_log() {
     }
     assert_eq!(entries.len(), 2, "{entries:?}");
     let accepted = entries.iter().find(|e| e.result == "accepted").unwrap();
-    assert_eq!((accepted.cases, accepted.bytes as usize, accepted.path.as_str()), (2, batch.len(), "sink"));
+    assert_eq!(
+        (
+            accepted.cases,
+            accepted.bytes as usize,
+            accepted.path.as_str()
+        ),
+        (2, batch.len(), "sink")
+    );
     assert_eq!(accepted.revision, "ingest-00003");
     let refused = entries.iter().find(|e| e.result == "refused").unwrap();
     assert!(refused.reason.contains("name"), "{refused:?}");

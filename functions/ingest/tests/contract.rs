@@ -14,20 +14,58 @@ async fn contract_routes_and_metrics() {
     let sink = spawn_sink(StatusCode::OK, Duration::ZERO).await;
     let app = spawn_ingest(&[("K_SINK", &sink.url), ("K_REVISION", "ingest-00042")]).await;
     for _ in 0..3 {
-        assert_eq!(app.post_json(&case_json("A", 1)).await.status(), StatusCode::ACCEPTED);
+        assert_eq!(
+            app.post_json(&case_json("A", 1)).await.status(),
+            StatusCode::ACCEPTED
+        );
     }
-    assert_eq!(app.post(Some("text/plain"), "x").await.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    let health = app.client.get(format!("{}/healthz", app.url)).send().await.unwrap();
+    assert_eq!(
+        app.post(Some("text/plain"), "x").await.status(),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE
+    );
+    let health = app
+        .client
+        .get(format!("{}/healthz", app.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(health.status(), StatusCode::OK);
     assert_eq!(health.headers()["x-revision"], "ingest-00042");
-    let nf = app.client.get(format!("{}/nope", app.url)).send().await.unwrap();
+    let nf = app
+        .client
+        .get(format!("{}/nope", app.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(nf.status(), StatusCode::NOT_FOUND);
-    assert_eq!(nf.headers()["x-revision"], "ingest-00042", "every response names the revision");
-    let metrics = app.client.get(format!("{}/metrics", app.url)).send().await.unwrap().text().await.unwrap();
-    let line = |needle: &str| metrics.lines().find(|l| l.starts_with(needle) && !l.starts_with('#')).map(str::to_owned);
-    let accepted = line(r#"http_requests_total{route="/cases",method="POST",status="202"}"#).expect(&metrics);
+    assert_eq!(
+        nf.headers()["x-revision"],
+        "ingest-00042",
+        "every response names the revision"
+    );
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = |needle: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(needle) && !l.starts_with('#'))
+            .map(str::to_owned)
+    };
+    let accepted =
+        line(r#"http_requests_total{route="/cases",method="POST",status="202"}"#).expect(&metrics);
     assert!(accepted.ends_with(" 3"), "{accepted}");
-    assert!(line(r#"http_requests_total{route="/cases",method="POST",status="415"}"#).unwrap().ends_with(" 1"));
+    assert!(
+        line(r#"http_requests_total{route="/cases",method="POST",status="415"}"#)
+            .unwrap()
+            .ends_with(" 1")
+    );
     assert!(line("ingest_cases_accepted_total").unwrap().ends_with(" 3"));
     assert!(metrics.contains("http_request_duration_seconds_bucket"));
     assert!(metrics.contains("http_requests_in_flight"));
@@ -45,7 +83,9 @@ impl Drop for Child {
 
 fn spawn_binary(env: &[(&str, &str)]) -> Child {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ingest"));
-    cmd.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).env("RUST_LOG", "warn");
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "warn");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -54,7 +94,10 @@ fn spawn_binary(env: &[(&str, &str)]) -> Child {
 
 async fn wait_until_listening(port: u16) {
     for _ in 0..500 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -66,7 +109,11 @@ async fn wait_until_listening(port: u16) {
 async fn sigterm_completes_in_flight_requests_and_exits_zero() {
     let sink = spawn_sink(StatusCode::OK, Duration::from_millis(800)).await;
     let port = stack::free_port().unwrap();
-    let mut child = spawn_binary(&[("PORT", &port.to_string()), ("HOST", "127.0.0.1"), ("K_SINK", &sink.url)]);
+    let mut child = spawn_binary(&[
+        ("PORT", &port.to_string()),
+        ("HOST", "127.0.0.1"),
+        ("K_SINK", &sink.url),
+    ]);
     wait_until_listening(port).await;
     let client = stack::testing::http_client();
     let url = format!("http://127.0.0.1:{port}/cases");
@@ -74,7 +121,12 @@ async fn sigterm_completes_in_flight_requests_and_exits_zero() {
         .map(|i| {
             let (client, url) = (client.clone(), url.clone());
             tokio::spawn(async move {
-                client.post(url).header("content-type", "application/json").body(case_json("Drain", i)).send().await
+                client
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .body(case_json("Drain", i))
+                    .send()
+                    .await
             })
         })
         .collect();
@@ -86,9 +138,17 @@ async fn sigterm_completes_in_flight_requests_and_exits_zero() {
         assert_eq!(resp.status(), StatusCode::ACCEPTED);
     }
     assert_eq!(sink.events().len(), 5);
-    let status = tokio::task::spawn_blocking(move || child.0.wait()).await.unwrap().unwrap();
+    let status = tokio::task::spawn_blocking(move || child.0.wait())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(status.code(), Some(0), "clean exit after the drain");
-    assert!(tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err(), "no longer listening");
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err(),
+        "no longer listening"
+    );
 }
 
 /// A local stand-in for the AWS Lambda runtime API: hands out one API
@@ -113,7 +173,10 @@ mod lambda_api {
         let rec = Arc::new(Mutex::new(Recorded::default()));
         let app = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
-            .route("/2018-06-01/runtime/invocation/{id}/response", post(response))
+            .route(
+                "/2018-06-01/runtime/invocation/{id}/response",
+                post(response),
+            )
             .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
             .route("/2018-06-01/runtime/init/error", post(init_error))
             .with_state((rec.clone(), Arc::new(event)));
@@ -135,13 +198,27 @@ mod lambda_api {
         let mut h = HeaderMap::new();
         h.insert("lambda-runtime-aws-request-id", "req-1".parse().unwrap());
         h.insert("lambda-runtime-deadline-ms", deadline.parse().unwrap());
-        h.insert("lambda-runtime-invoked-function-arn", "arn:aws:lambda:us-east-1:123456789012:function:ingest".parse().unwrap());
-        h.insert("lambda-runtime-trace-id", "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1".parse().unwrap());
+        h.insert(
+            "lambda-runtime-invoked-function-arn",
+            "arn:aws:lambda:us-east-1:123456789012:function:ingest"
+                .parse()
+                .unwrap(),
+        );
+        h.insert(
+            "lambda-runtime-trace-id",
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1"
+                .parse()
+                .unwrap(),
+        );
         h.insert("content-type", "application/json".parse().unwrap());
         (h, event.to_string())
     }
 
-    async fn response(State((rec, _)): State<St>, Path(id): Path<String>, body: String) -> impl IntoResponse {
+    async fn response(
+        State((rec, _)): State<St>,
+        Path(id): Path<String>,
+        body: String,
+    ) -> impl IntoResponse {
         rec.lock().unwrap().responses.push((id, body));
         axum::http::StatusCode::ACCEPTED
     }
@@ -157,7 +234,10 @@ mod lambda_api {
     }
 
     fn chrono_now_ms() -> u128 {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
     }
 }
 
@@ -197,7 +277,12 @@ async fn lambda_runtime_serves_the_same_router() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let (id, body) = answer.unwrap_or_else(|| panic!("no Lambda response; errors: {:?}", rec.lock().unwrap().errors));
+    let (id, body) = answer.unwrap_or_else(|| {
+        panic!(
+            "no Lambda response; errors: {:?}",
+            rec.lock().unwrap().errors
+        )
+    });
     assert_eq!(id, "req-1");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["statusCode"], 202, "{v}");

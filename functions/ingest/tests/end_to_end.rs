@@ -24,7 +24,12 @@ struct Stack {
     http: reqwest::Client,
 }
 
-async fn spawn<F, Fut>(name: &str, env: &HashMap<String, String>, extra: &[(&str, &str)], routes: F) -> String
+async fn spawn<F, Fut>(
+    name: &str,
+    env: &HashMap<String, String>,
+    extra: &[(&str, &str)],
+    routes: F,
+) -> String
 where
     F: FnOnce(Context, &dyn Fn(&str) -> Option<String>) -> Fut,
     Fut: Future<Output = anyhow::Result<Routes>>,
@@ -34,7 +39,9 @@ where
     env.insert("K_SERVICE".into(), name.into());
     let lookup = move |k: &str| env.get(k).cloned();
     let config = Config::from_lookup(name, &lookup).unwrap();
-    let app = App::build(config, |ctx| routes(ctx, &lookup)).await.unwrap();
+    let app = App::build(config, |ctx| routes(ctx, &lookup))
+        .await
+        .unwrap();
     let url = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
     url
@@ -78,7 +85,11 @@ async fn start() -> (Stack, String, String) {
         let env = env.clone();
         let writer = writer.clone();
         async move {
-            let extra = [("INGEST_ROUTE", route), ("GRPC_WRITER_URL", writer.as_str()), ("INGEST_TOKEN", INGEST_TOKEN)];
+            let extra = [
+                ("INGEST_ROUTE", route),
+                ("GRPC_WRITER_URL", writer.as_str()),
+                ("INGEST_TOKEN", INGEST_TOKEN),
+            ];
             spawn(&format!("ingest-{route}"), &env, &extra, |ctx, l| {
                 let config = ingest::IngestConfig::from_lookup(l);
                 async move { ingest::routes_with(ctx, config?).await }
@@ -87,12 +98,20 @@ async fn start() -> (Stack, String, String) {
         }
     };
     let (grpc, redis) = (ingest("grpc").await, ingest("redis").await);
-    let mongo = Mongo::connect_lazy(&MongoConfig { uri: s.mongodb_uri.clone(), database: db }).await.unwrap();
+    let mongo = Mongo::connect_lazy(&MongoConfig {
+        uri: s.mongodb_uri.clone(),
+        database: db,
+    })
+    .await
+    .unwrap();
     let redis_conn = runtime::redis::connect_lazy(&s.redis_url).unwrap();
     let stack = Stack {
         env,
         cases: CaseStore::new(mongo.clone()),
-        agg: Aggregator::new(mongo, RedisStats::new(redis_conn, events::redis::Keys::new(prefix))),
+        agg: Aggregator::new(
+            mongo,
+            RedisStats::new(redis_conn, events::redis::Keys::new(prefix)),
+        ),
         http: stack::testing::http_client(),
     };
     (stack, grpc, redis)
@@ -124,7 +143,10 @@ impl Stack {
     async fn wait_for(&self, what: &str, check: impl AsyncFn(&Stack) -> bool) {
         let start = Instant::now();
         while !check(self).await {
-            assert!(start.elapsed() < Duration::from_secs(30), "{what}: not reached within 30 s");
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "{what}: not reached within 30 s"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -143,18 +165,45 @@ async fn a_retried_batch_is_stored_and_counted_once_on_both_paths() {
         let (status, retry) = p.post(ingest, &key, &body).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{retry}");
         assert_eq!(first, retry, "the retry gets the same ids");
-        let ids: HashSet<String> = first["ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect();
+        let ids: HashSet<String> = first["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect();
         assert_eq!(ids.len(), 5);
-        p.wait_for(&format!("5 cases stored on the {path} path"), async |p: &Stack| p.cases.count(Some(path)).await.unwrap() == 5).await;
+        p.wait_for(
+            &format!("5 cases stored on the {path} path"),
+            async |p: &Stack| p.cases.count(Some(path)).await.unwrap() == 5,
+        )
+        .await;
         accepted.extend(ids);
     }
-    p.wait_for("10 cases counted", async |p: &Stack| p.agg.totals().await.unwrap().total == 10).await;
+    p.wait_for("10 cases counted", async |p: &Stack| {
+        p.agg.totals().await.unwrap().total == 10
+    })
+    .await;
     // Nothing more arrives later: the retries were no-ops end to end.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(p.cases.count(None).await.unwrap(), 10);
     let totals = p.agg.totals().await.unwrap();
-    assert_eq!((totals.total, totals.by_path.get("grpc").copied(), totals.by_path.get("redis").copied()), (10, Some(5), Some(5)));
-    let stored: HashSet<String> = p.cases.page(100, None, None, None).await.unwrap().cases.into_iter().map(|c| c.id).collect();
+    assert_eq!(
+        (
+            totals.total,
+            totals.by_path.get("grpc").copied(),
+            totals.by_path.get("redis").copied()
+        ),
+        (10, Some(5), Some(5))
+    );
+    let stored: HashSet<String> = p
+        .cases
+        .page(100, None, None, None)
+        .await
+        .unwrap()
+        .cases
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
     assert_eq!(stored, accepted, "exactly the answered ids are stored");
 }
 
@@ -167,10 +216,15 @@ async fn internal_hops_refuse_callers_without_the_internal_token() {
         async move { grpc_writer::routes_with(ctx, config?).await }
     })
     .await;
-    let sub = spawn("redis-sub", &p.env, &[("STREAM_CONSUMER", "false")], |ctx, l| {
-        let config = redis_sub::SubConfig::from_lookup(l);
-        async move { redis_sub::routes_with(ctx, config?).await }
-    })
+    let sub = spawn(
+        "redis-sub",
+        &p.env,
+        &[("STREAM_CONSUMER", "false")],
+        |ctx, l| {
+            let config = redis_sub::SubConfig::from_lookup(l);
+            async move { redis_sub::routes_with(ctx, config?).await }
+        },
+    )
     .await;
     let aggregate = spawn("aggregate", &p.env, &[], |ctx, l| {
         let config = aggregate::AggregateConfig::from_lookup(l);
@@ -187,27 +241,57 @@ async fn internal_hops_refuse_callers_without_the_internal_token() {
     let event = reported.to_event("/intruder");
 
     // gRPC: UNAUTHENTICATED without the token, stored with it.
-    let mut client = events::proto::writer::case_writer_client::CaseWriterClient::connect(writer.clone()).await.unwrap();
-    let request = || events::proto::writer::WriteRequest { events: vec![events::proto::to_proto(&event)] };
+    let mut client =
+        events::proto::writer::case_writer_client::CaseWriterClient::connect(writer.clone())
+            .await
+            .unwrap();
+    let request = || events::proto::writer::WriteRequest {
+        events: vec![events::proto::to_proto(&event)],
+    };
     let status = client.write(request()).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
     let mut wrong = tonic::Request::new(request());
-    wrong.metadata_mut().insert("authorization", "Bearer not-the-internal-token-0123".parse().unwrap());
-    assert_eq!(client.write(wrong).await.unwrap_err().code(), tonic::Code::Unauthenticated);
+    wrong.metadata_mut().insert(
+        "authorization",
+        "Bearer not-the-internal-token-0123".parse().unwrap(),
+    );
+    assert_eq!(
+        client.write(wrong).await.unwrap_err().code(),
+        tonic::Code::Unauthenticated
+    );
     assert_eq!(p.cases.count(None).await.unwrap(), 0, "nothing stored");
 
     // HTTP receivers: 401 without the token.
     for url in [format!("{sub}/"), format!("{aggregate}/")] {
-        let resp = events::http::binary_request(&p.http, &url, event.clone(), &[]).unwrap().send().await.unwrap();
+        let resp = events::http::binary_request(&p.http, &url, event.clone(), &[])
+            .unwrap()
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{url}");
     }
     assert_eq!(p.cases.count(None).await.unwrap(), 0, "nothing stored");
     let auth = format!("Bearer {INTERNAL_TOKEN}");
-    let resp = events::http::binary_request(&p.http, &format!("{sub}/"), event.clone(), &[("authorization", &auth)]).unwrap().send().await.unwrap();
+    let resp = events::http::binary_request(
+        &p.http,
+        &format!("{sub}/"),
+        event.clone(),
+        &[("authorization", &auth)],
+    )
+    .unwrap()
+    .send()
+    .await
+    .unwrap();
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
     assert_eq!(p.cases.count(None).await.unwrap(), 1);
     let mut with_token = tonic::Request::new(request());
-    with_token.metadata_mut().insert("authorization", auth.parse().unwrap());
+    with_token
+        .metadata_mut()
+        .insert("authorization", auth.parse().unwrap());
     let results = client.write(with_token).await.unwrap().into_inner().results;
-    assert_eq!(results[0].status, events::proto::writer::WriteStatus::Duplicate as i32, "already stored through redis-sub");
+    assert_eq!(
+        results[0].status,
+        events::proto::writer::WriteStatus::Duplicate as i32,
+        "already stored through redis-sub"
+    );
 }

@@ -50,7 +50,11 @@ impl SubConfig {
             redis_url: var(lookup, "REDIS_URL", "redis://127.0.0.1:6379/".to_owned())?,
             key_prefix: var(lookup, "REDIS_KEY_PREFIX", "covid:".to_owned())?,
             stream_consumer: var(lookup, "STREAM_CONSUMER", true)?,
-            consumer_name: var(lookup, "CONSUMER_NAME", format!("{revision}-{}", host_name()))?,
+            consumer_name: var(
+                lookup,
+                "CONSUMER_NAME",
+                format!("{revision}-{}", host_name()),
+            )?,
             read_count,
             claim_idle: Duration::from_millis(var(lookup, "CLAIM_IDLE_MS", 30_000u64)?),
             write_deadline: Duration::from_millis(var(lookup, "WRITE_DEADLINE_MS", 4000u64)?),

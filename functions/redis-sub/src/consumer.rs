@@ -33,9 +33,22 @@ enum Read {
 }
 
 impl Consumer {
-    pub fn new(ctx: Context, conn: ConnectionManager, config: SubConfig, writer: Writer) -> Consumer {
+    pub fn new(
+        ctx: Context,
+        conn: ConnectionManager,
+        config: SubConfig,
+        writer: Writer,
+    ) -> Consumer {
         let keys = Keys::new(config.key_prefix.clone());
-        Consumer { group: keys.consumer_group(), name: config.consumer_name.clone(), ctx, conn, keys, config, writer }
+        Consumer {
+            group: keys.consumer_group(),
+            name: config.consumer_name.clone(),
+            ctx,
+            conn,
+            keys,
+            config,
+            writer,
+        }
     }
 
     /// Runs until shutdown; a batch being written is finished first.
@@ -107,7 +120,11 @@ impl Consumer {
     /// Reads and handles one batch; returns how many entries it had.
     async fn read(&mut self, which: Read) -> redis::RedisResult<usize> {
         let mut cmd = redis::cmd("XREADGROUP");
-        cmd.arg("GROUP").arg(&self.group).arg(&self.name).arg("COUNT").arg(self.config.read_count);
+        cmd.arg("GROUP")
+            .arg(&self.group)
+            .arg(&self.name)
+            .arg("COUNT")
+            .arg(self.config.read_count);
         let id = match which {
             Read::New => {
                 cmd.arg("BLOCK").arg(1000);
@@ -125,7 +142,9 @@ impl Consumer {
             }
             Err(e) => return Err(e),
         };
-        let entries: Vec<StreamId> = reply.map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect()).unwrap_or_default();
+        let entries: Vec<StreamId> = reply
+            .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect())
+            .unwrap_or_default();
         let n = entries.len();
         if n > 0 {
             self.handle(entries).await?;
@@ -147,11 +166,18 @@ impl Consumer {
             .await?;
         if !reply.claimed.is_empty() {
             metrics::counter!("redis_sub_claimed_total").increment(reply.claimed.len() as u64);
-            tracing::info!(entries = reply.claimed.len(), "claimed entries left pending by another consumer");
+            tracing::info!(
+                entries = reply.claimed.len(),
+                "claimed entries left pending by another consumer"
+            );
             self.handle(reply.claimed).await?;
         }
         let pending: redis::RedisResult<(u64, redis::Value, redis::Value, redis::Value)> =
-            redis::cmd("XPENDING").arg(self.keys.stream()).arg(&self.group).query_async(&mut self.conn).await;
+            redis::cmd("XPENDING")
+                .arg(self.keys.stream())
+                .arg(&self.group)
+                .query_async(&mut self.conn)
+                .await;
         if let Ok((count, ..)) = pending {
             metrics::gauge!("redis_sub_pending_entries").set(count as f64);
         }
@@ -168,7 +194,12 @@ impl Consumer {
         for e in &entries {
             let raw: Option<Vec<u8>> = e.get(events::redis::STREAM_FIELD);
             let decoded = raw
-                .ok_or_else(|| events::EventError(format!("entry has no {:?} field", events::redis::STREAM_FIELD)))
+                .ok_or_else(|| {
+                    events::EventError(format!(
+                        "entry has no {:?} field",
+                        events::redis::STREAM_FIELD
+                    ))
+                })
                 .and_then(|raw| events::redis::decode(&raw))
                 .and_then(|ev| Reported::from_event(&ev));
             match decoded {
@@ -181,7 +212,11 @@ impl Consumer {
         }
         let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
         loop {
-            match self.writer.write(&cases, traceparent.as_deref(), self.config.write_deadline).await {
+            match self
+                .writer
+                .write(&cases, traceparent.as_deref(), self.config.write_deadline)
+                .await
+            {
                 Ok(_) => break,
                 Err(e) if !self.ctx.shutdown.is_cancelled() => {
                     tracing::warn!(error = %e, entries = cases.len(), "MongoDB unavailable; entries stay pending and are retried");
@@ -196,9 +231,23 @@ impl Consumer {
         pipe.atomic();
         for (id, err) in &dead {
             tracing::warn!(entry = %id, error = %err, "undecodable stream entry moved to the dead-letter stream");
-            pipe.cmd("XADD").arg(self.keys.dead_letters()).arg("MAXLEN").arg("~").arg(10_000).arg("*").arg("entry").arg(id).arg("error").arg(err).ignore();
+            pipe.cmd("XADD")
+                .arg(self.keys.dead_letters())
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(10_000)
+                .arg("*")
+                .arg("entry")
+                .arg(id)
+                .arg("error")
+                .arg(err)
+                .ignore();
         }
-        pipe.cmd("XACK").arg(self.keys.stream()).arg(&self.group).arg(&ids).ignore();
+        pipe.cmd("XACK")
+            .arg(self.keys.stream())
+            .arg(&self.group)
+            .arg(&ids)
+            .ignore();
         pipe.cmd("XDEL").arg(self.keys.stream()).arg(&ids).ignore();
         pipe.query_async::<()>(&mut self.conn).await?;
         metrics::counter!("redis_sub_entries_total").increment(ids.len() as u64);

@@ -41,27 +41,29 @@ pub async fn routes_with(ctx: Context, config: SubConfig) -> anyhow::Result<Rout
         let consumer = Consumer::new(ctx.clone(), conn, config.clone(), writer.clone());
         ctx.tasks.spawn(consumer.run());
     }
-    let state = Arc::new(Push { writer, deadline: config.write_deadline });
+    let state = Arc::new(Push {
+        writer,
+        deadline: config.write_deadline,
+    });
     let router = Router::new().route("/", post(push)).with_state(state);
     Ok(Routes::new(router)
-        .ready_when("mongodb", move || {
-            let m = mongo.clone();
-            async move { m.ping().await }
-        })
-        .ready_when("redis", move || {
-            let mut c = ping.clone();
-            async move { runtime::redis::ping(&mut c).await }
-        }))
+        .ready_when("mongodb", mongo.ready_check())
+        .ready_when("redis", runtime::redis::ready_check(&ping)))
 }
 
 /// `POST /`: one `case.reported` event pushed by a source. 202 once stored
 /// (or already stored), 400 if it is not a case event, 503 if MongoDB is away.
-async fn push(State(s): State<Arc<Push>>, CloudEvent(event): CloudEvent) -> Result<StatusCode, ApiError> {
+async fn push(
+    State(s): State<Arc<Push>>,
+    CloudEvent(event): CloudEvent,
+) -> Result<StatusCode, ApiError> {
     let r = Reported::from_event(&event).map_err(|e| ApiError::bad_request(e.0))?;
     let tp = r.traceparent.clone();
     s.writer
         .write(&[r], tp.as_deref(), s.deadline)
         .await
-        .map_err(|e| ApiError::unavailable(format!("not stored, retry: {e}"), Duration::from_secs(1)))?;
+        .map_err(|e| {
+            ApiError::unavailable(format!("not stored, retry: {e}"), Duration::from_secs(1))
+        })?;
     Ok(StatusCode::ACCEPTED)
 }

@@ -57,7 +57,13 @@ impl Routes {
     /// functions. A public write endpoint names its own credentials with
     /// [`Routes::writes_need`].
     pub fn new(router: Router) -> Routes {
-        Routes { router, checks: Vec::new(), writers: None, before_auth: Vec::new(), read_only: false }
+        Routes {
+            router,
+            checks: Vec::new(),
+            writers: None,
+            before_auth: Vec::new(),
+            read_only: false,
+        }
     }
 
     /// Declares that these routes only read (GET): the start-up log says so
@@ -86,7 +92,8 @@ impl Routes {
         <L::Service as tower::Service<Request>>::Error: Into<std::convert::Infallible> + 'static,
         <L::Service as tower::Service<Request>>::Future: Send + 'static,
     {
-        self.before_auth.push(Box::new(move |r: Router| r.layer(layer)));
+        self.before_auth
+            .push(Box::new(move |r: Router| r.layer(layer)));
         self
     }
 
@@ -96,7 +103,8 @@ impl Routes {
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), String>> + Send + 'static,
     {
-        self.checks.push((name, Arc::new(move || Box::pin(check()))));
+        self.checks
+            .push((name, Arc::new(move || Box::pin(check()))));
         self
     }
 }
@@ -146,7 +154,8 @@ impl Context {
     /// A sink to `url` the way `K_SINK` is sent to: `K_CE_OVERRIDES` applied
     /// and the internal token (when set) sent along.
     pub fn sink_to(&self, url: &str) -> Sink {
-        Sink::new(url, self.http().clone(), &self.config.ce_overrides).with_bearer(self.config.internal_token.clone())
+        Sink::new(url, self.http().clone(), &self.config.ce_overrides)
+            .with_bearer(self.config.internal_token.clone())
     }
 }
 
@@ -173,14 +182,21 @@ impl App {
     {
         let listener = TcpListener::bind((config.host, config.port))
             .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {}:{}: {e}", config.host, config.port))?;
+            .map_err(|e| {
+                anyhow::anyhow!("cannot listen on {}:{}: {e}", config.host, config.port)
+            })?;
         let addr = listener.local_addr()?;
         let ctx = Context::new(config);
         // The recorder first: functions register their own metrics while building routes.
         metrics::handle();
         let routes = make(ctx.clone()).await?;
         let router = contract_router(&ctx, routes);
-        Ok(App { listener, addr, router, ctx })
+        Ok(App {
+            listener,
+            addr,
+            router,
+            ctx,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -199,10 +215,20 @@ impl App {
     /// stops accepting, lets in-flight requests and background tasks finish
     /// within `SHUTDOWN_TIMEOUT_MS`, and returns.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let App { listener, router, ctx, .. } = self;
+        let App {
+            listener,
+            router,
+            ctx,
+            ..
+        } = self;
         let token = ctx.shutdown.clone();
         tokio::spawn(stop_on_signal(token.clone()));
-        let mut server = tokio::spawn(serve(listener, router, token.clone(), ctx.config.header_read_timeout));
+        let mut server = tokio::spawn(serve(
+            listener,
+            router,
+            token.clone(),
+            ctx.config.header_read_timeout,
+        ));
         // Biased: when shutdown has begun, an idle server may finish in the same
         // poll; that is the drain completing, not the server failing.
         let mut drained = false;
@@ -228,7 +254,10 @@ impl App {
             }
         }
         ctx.tasks.close();
-        if tokio::time::timeout_at(deadline, ctx.tasks.wait()).await.is_err() {
+        if tokio::time::timeout_at(deadline, ctx.tasks.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("background tasks still running at the shutdown timeout");
         }
         tracing::info!("stopped");
@@ -242,9 +271,17 @@ impl App {
 /// within `header_read_timeout` (whatever the protocol), and HTTP/1 request
 /// heads after it too (which also closes idle keep-alive connections);
 /// HTTP/2 connections are pinged so vanished peers are dropped.
-async fn serve(listener: TcpListener, router: Router, stop: CancellationToken, header_read_timeout: Duration) -> std::io::Result<()> {
+async fn serve(
+    listener: TcpListener,
+    router: Router,
+    stop: CancellationToken,
+    header_read_timeout: Duration,
+) -> std::io::Result<()> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_read_timeout);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -267,12 +304,18 @@ async fn serve(listener: TcpListener, router: Router, stop: CancellationToken, h
         let _ = stream.set_nodelay(true);
         let first_request = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let seen = first_request.clone();
-        let service = tower::ServiceExt::map_request(router.clone(), move |mut req: Request<hyper::body::Incoming>| {
-            seen.store(true, std::sync::atomic::Ordering::Relaxed);
-            req.extensions_mut().insert(ConnectInfo(peer));
-            req
-        });
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service));
+        let service = tower::ServiceExt::map_request(
+            router.clone(),
+            move |mut req: Request<hyper::body::Incoming>| {
+                seen.store(true, std::sync::atomic::Ordering::Relaxed);
+                req.extensions_mut().insert(ConnectInfo(peer));
+                req
+            },
+        );
+        let conn = builder.serve_connection_with_upgrades(
+            TokioIo::new(stream),
+            TowerToHyperService::new(service),
+        );
         let conn = graceful.watch(conn.into_owned());
         tokio::spawn(async move {
             let mut conn = std::pin::pin!(conn);
@@ -300,7 +343,10 @@ async fn serve(listener: TcpListener, router: Router, stop: CancellationToken, h
 
 async fn stop_on_signal(token: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::error!("cannot install signal handlers");
         return;
     };
@@ -318,28 +364,56 @@ fn contract_router(ctx: &Context, routes: Routes) -> Router {
     metrics::handle();
     ::metrics::gauge!("function_info", "service" => cfg.service.clone(), "revision" => cfg.revision.clone(), "configuration" => cfg.configuration.clone()).set(1.0);
     let checks = Arc::new(routes.checks);
-    let revision = HeaderValue::from_str(&cfg.revision).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
-    let writers = routes.writers.unwrap_or_else(|| Verifier::internal(cfg.internal_token.as_ref()));
+    let revision = HeaderValue::from_str(&cfg.revision)
+        .unwrap_or_else(|_| HeaderValue::from_static("invalid"));
+    let writers = routes
+        .writers
+        .unwrap_or_else(|| Verifier::internal(cfg.internal_token.as_ref()));
     if routes.read_only {
         tracing::info!(auth = "read-only", "no write routes: reads are public");
     } else if writers.is_open() {
-        tracing::info!(auth = "off", "auth is off: write routes accept any caller ({} to require credentials)", writers.configured_by());
+        tracing::info!(
+            auth = "off",
+            "auth is off: write routes accept any caller ({} to require credentials)",
+            writers.configured_by()
+        );
     } else {
         tracing::info!(auth = "on", "write routes need {}", writers.describe());
     }
-    let router = routes.router.route_layer(middleware::from_fn_with_state(Arc::new(writers), auth::require));
-    let router = routes.before_auth.into_iter().fold(router, |r, wrap| wrap(r));
+    let router = routes.router.route_layer(middleware::from_fn_with_state(
+        Arc::new(writers),
+        auth::require,
+    ));
+    let router = routes
+        .before_auth
+        .into_iter()
+        .fold(router, |r, wrap| wrap(r));
     router
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz).with_state(checks))
-        .route("/metrics", get(|| async {
-            ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics::render())
-        }))
+        .route(
+            "/metrics",
+            get(|| async {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4",
+                    )],
+                    metrics::render(),
+                )
+            }),
+        )
         .layer(DefaultBodyLimit::max(cfg.body_limit))
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, cfg.request_timeout))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            cfg.request_timeout,
+        ))
         .layer(middleware::from_fn(metrics::layer))
         .layer(middleware::from_fn(trace::layer))
-        .layer(SetResponseHeaderLayer::overriding(HeaderName::from_static(REVISION_HEADER), revision))
+        .layer(SetResponseHeaderLayer::overriding(
+            HeaderName::from_static(REVISION_HEADER),
+            revision,
+        ))
 }
 
 async fn readyz(State(checks): State<Arc<Vec<(&'static str, ReadyCheck)>>>) -> impl IntoResponse {
@@ -356,9 +430,15 @@ async fn readyz(State(checks): State<Arc<Vec<(&'static str, ReadyCheck)>>>) -> i
         .filter_map(|(n, r)| r.err().map(|e| (n.to_owned(), e.into())))
         .collect();
     if failing.is_empty() {
-        (StatusCode::OK, axum::Json(serde_json::json!({"status": "ready"})))
+        (
+            StatusCode::OK,
+            axum::Json(serde_json::json!({"status": "ready"})),
+        )
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, axum::Json(serde_json::json!({"status": "not ready", "failing": failing})))
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({"status": "not ready", "failing": failing})),
+        )
     }
 }
 
@@ -379,7 +459,10 @@ where
             return ExitCode::from(2);
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the async runtime");

@@ -49,7 +49,8 @@ impl Secret {
 
     /// `Authorization: Bearer <secret>`, marked sensitive so HTTP stacks never log it.
     pub fn bearer_header(&self) -> HeaderValue {
-        let mut v = HeaderValue::from_str(&format!("Bearer {}", self.0)).expect("a token is visible ASCII (checked when read)");
+        let mut v = HeaderValue::from_str(&format!("Bearer {}", self.0))
+            .expect("a token is visible ASCII (checked when read)");
         v.set_sensitive(true);
         v
     }
@@ -64,14 +65,21 @@ impl fmt::Debug for Secret {
 /// Reads a bearer token variable: unset or blank is `None`; anything else
 /// must be visible ASCII (it travels in a header) and at least
 /// [`MIN_TOKEN_CHARS`] long. Errors name the variable, never the value.
-pub fn token_var(lookup: &dyn Fn(&str) -> Option<String>, key: &str) -> anyhow::Result<Option<Secret>> {
-    let Some(raw) = lookup(key) else { return Ok(None) };
+pub fn token_var(
+    lookup: &dyn Fn(&str) -> Option<String>,
+    key: &str,
+) -> anyhow::Result<Option<Secret>> {
+    let Some(raw) = lookup(key) else {
+        return Ok(None);
+    };
     let value = raw.trim();
     if value.is_empty() {
         return Ok(None);
     }
     if !value.bytes().all(|b| b.is_ascii_graphic()) {
-        bail!("{key} must be visible ASCII characters only (no spaces): it is sent in an Authorization header");
+        bail!(
+            "{key} must be visible ASCII characters only (no spaces): it is sent in an Authorization header"
+        );
     }
     if value.len() < MIN_TOKEN_CHARS {
         bail!(
@@ -100,12 +108,16 @@ pub struct JwtConfig {
 }
 
 fn nonblank(lookup: &dyn Fn(&str) -> Option<String>, key: &str) -> Option<String> {
-    lookup(key).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    lookup(key)
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
 }
 
 impl JwtConfig {
     /// `None` when no JWT key is configured.
-    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Option<JwtConfig>> {
+    pub fn from_lookup(
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Option<JwtConfig>> {
         let hs256_secret = match nonblank(lookup, "JWT_HS256_SECRET") {
             Some(s) if s.len() < MIN_HS256_SECRET_BYTES => bail!(
                 "JWT_HS256_SECRET is {} bytes long; HS256 needs at least {MIN_HS256_SECRET_BYTES} (e.g. `openssl rand -hex 32`)",
@@ -113,30 +125,47 @@ impl JwtConfig {
             ),
             s => s.map(Secret::new),
         };
-        let pem = match (nonblank(lookup, "JWT_RS256_PUBLIC_KEY"), nonblank(lookup, "JWT_RS256_PUBLIC_KEY_FILE")) {
-            (Some(_), Some(_)) => bail!("set JWT_RS256_PUBLIC_KEY or JWT_RS256_PUBLIC_KEY_FILE, not both"),
-            // One-line env values often carry the PEM's newlines as `\n`.
-            (Some(text), None) if !text.contains('\n') => Some(text.replace("\\n", "\n")),
-            (Some(text), None) => Some(text),
-            (None, Some(path)) => Some(
-                std::fs::read_to_string(&path)
-                    .with_context(|| format!("JWT_RS256_PUBLIC_KEY_FILE={path:?} cannot be read"))?,
-            ),
-            (None, None) => None,
-        };
+        let pem =
+            match (
+                nonblank(lookup, "JWT_RS256_PUBLIC_KEY"),
+                nonblank(lookup, "JWT_RS256_PUBLIC_KEY_FILE"),
+            ) {
+                (Some(_), Some(_)) => {
+                    bail!("set JWT_RS256_PUBLIC_KEY or JWT_RS256_PUBLIC_KEY_FILE, not both")
+                }
+                // One-line env values often carry the PEM's newlines as `\n`.
+                (Some(text), None) if !text.contains('\n') => Some(text.replace("\\n", "\n")),
+                (Some(text), None) => Some(text),
+                (None, Some(path)) => Some(std::fs::read_to_string(&path).with_context(|| {
+                    format!("JWT_RS256_PUBLIC_KEY_FILE={path:?} cannot be read")
+                })?),
+                (None, None) => None,
+            };
         let issuer = nonblank(lookup, "JWT_ISSUER");
         let audience = nonblank(lookup, "JWT_AUDIENCE");
         let required_scope = nonblank(lookup, "JWT_REQUIRED_SCOPE");
         if hs256_secret.is_none() && pem.is_none() {
-            if let Some(key) = [("JWT_ISSUER", &issuer), ("JWT_AUDIENCE", &audience), ("JWT_REQUIRED_SCOPE", &required_scope)]
-                .iter()
-                .find_map(|(k, v)| v.is_some().then_some(k))
+            if let Some(key) = [
+                ("JWT_ISSUER", &issuer),
+                ("JWT_AUDIENCE", &audience),
+                ("JWT_REQUIRED_SCOPE", &required_scope),
+            ]
+            .iter()
+            .find_map(|(k, v)| v.is_some().then_some(k))
             {
-                bail!("{key} is set but no JWT key is: set JWT_HS256_SECRET or JWT_RS256_PUBLIC_KEY(_FILE) too");
+                bail!(
+                    "{key} is set but no JWT key is: set JWT_HS256_SECRET or JWT_RS256_PUBLIC_KEY(_FILE) too"
+                );
             }
             return Ok(None);
         }
-        Ok(Some(JwtConfig { hs256_secret, rs256_public_key_pem: pem, issuer, audience, required_scope }))
+        Ok(Some(JwtConfig {
+            hs256_secret,
+            rs256_public_key_pem: pem,
+            issuer,
+            audience,
+            required_scope,
+        }))
     }
 }
 
@@ -154,11 +183,16 @@ impl JwtVerifier {
     pub fn new(config: &JwtConfig) -> anyhow::Result<JwtVerifier> {
         let mut keys = Vec::new();
         if let Some(s) = &config.hs256_secret {
-            keys.push((Algorithm::HS256, DecodingKey::from_secret(s.expose().as_bytes())));
+            keys.push((
+                Algorithm::HS256,
+                DecodingKey::from_secret(s.expose().as_bytes()),
+            ));
         }
         if let Some(pem) = &config.rs256_public_key_pem {
             let key = DecodingKey::from_rsa_pem(pem.as_bytes()).map_err(|e| {
-                anyhow::anyhow!("the RS256 public key is not an RSA public key in PEM (BEGIN PUBLIC KEY): {e}")
+                anyhow::anyhow!(
+                    "the RS256 public key is not an RSA public key in PEM (BEGIN PUBLIC KEY): {e}"
+                )
             })?;
             keys.push((Algorithm::RS256, key));
         }
@@ -174,11 +208,21 @@ impl JwtVerifier {
     }
 
     fn algorithms(&self) -> Vec<&'static str> {
-        self.keys.iter().map(|(a, _)| if *a == Algorithm::HS256 { "HS256" } else { "RS256" }).collect()
+        self.keys
+            .iter()
+            .map(|(a, _)| {
+                if *a == Algorithm::HS256 {
+                    "HS256"
+                } else {
+                    "RS256"
+                }
+            })
+            .collect()
     }
 
     fn verify(&self, token: &str) -> Result<(), Denied> {
-        let head = jsonwebtoken::decode_header(token).map_err(|_| Denied::invalid("the bearer token is not a valid JWT"))?;
+        let head = jsonwebtoken::decode_header(token)
+            .map_err(|_| Denied::invalid("the bearer token is not a valid JWT"))?;
         let Some((alg, key)) = self.keys.iter().find(|(a, _)| *a == head.alg) else {
             return Err(Denied::invalid(format!(
                 "JWTs signed with {:?} are not accepted here; accepted: {}",
@@ -202,7 +246,8 @@ impl JwtVerifier {
             None => v.validate_aud = false,
         }
         v.set_required_spec_claims(&required);
-        let data = jsonwebtoken::decode::<Claims>(token, key, &v).map_err(|e| Denied::invalid(self.explain(e.kind())))?;
+        let data = jsonwebtoken::decode::<Claims>(token, key, &v)
+            .map_err(|e| Denied::invalid(self.explain(e.kind())))?;
         if let Some(scope) = &self.required_scope
             && !data.claims.has_scope(scope)
         {
@@ -240,8 +285,13 @@ struct Claims {
 
 impl Claims {
     fn has_scope(&self, wanted: &str) -> bool {
-        self.scope.as_deref().is_some_and(|s| s.split_ascii_whitespace().any(|x| x == wanted))
-            || self.scp.as_ref().is_some_and(|l| l.iter().any(|x| x == wanted))
+        self.scope
+            .as_deref()
+            .is_some_and(|s| s.split_ascii_whitespace().any(|x| x == wanted))
+            || self
+                .scp
+                .as_ref()
+                .is_some_and(|l| l.iter().any(|x| x == wanted))
     }
 }
 
@@ -269,7 +319,9 @@ impl Verifier {
 
     /// What internal hops accept: `INTERNAL_TOKEN` when set.
     pub fn internal(token: Option<&Secret>) -> Verifier {
-        Verifier::open().token("INTERNAL_TOKEN", token).enabled_by("INTERNAL_TOKEN")
+        Verifier::open()
+            .token("INTERNAL_TOKEN", token)
+            .enabled_by("INTERNAL_TOKEN")
     }
 
     /// Names the variables that configure this verifier (for the start-up log).
@@ -326,10 +378,14 @@ impl Verifier {
                 Denied::Missing
             });
         };
-        let value = value.to_str().map_err(|_| Denied::invalid("the Authorization header is not visible ASCII"))?;
+        let value = value
+            .to_str()
+            .map_err(|_| Denied::invalid("the Authorization header is not visible ASCII"))?;
         let (scheme, token) = value.trim().split_once(' ').unwrap_or((value, ""));
         if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(Denied::invalid("use the Bearer scheme: `Authorization: Bearer <token>`"));
+            return Err(Denied::invalid(
+                "use the Bearer scheme: `Authorization: Bearer <token>`",
+            ));
         }
         let token = token.trim();
         if token.is_empty() {
@@ -337,7 +393,12 @@ impl Verifier {
         }
         // Every configured token is compared, whatever matched first.
         let presented = digest(token);
-        let matched = self.tokens.iter().fold(subtle::Choice::from(0), |acc, (d, _)| acc | d.ct_eq(&presented));
+        let matched = self
+            .tokens
+            .iter()
+            .fold(subtle::Choice::from(0), |acc, (d, _)| {
+                acc | d.ct_eq(&presented)
+            });
         if bool::from(matched) {
             return Ok(());
         }
@@ -366,9 +427,13 @@ impl Denied {
 
     pub fn message(&self) -> String {
         match self {
-            Denied::Missing => "this endpoint needs credentials: send `Authorization: Bearer <token>`".into(),
+            Denied::Missing => {
+                "this endpoint needs credentials: send `Authorization: Bearer <token>`".into()
+            }
             Denied::Invalid(m) => m.clone(),
-            Denied::Scope(s) => format!("the JWT is valid but lacks the scope {s:?} this endpoint needs"),
+            Denied::Scope(s) => {
+                format!("the JWT is valid but lacks the scope {s:?} this endpoint needs")
+            }
         }
     }
 
@@ -386,21 +451,35 @@ impl Denied {
         let quoted = |s: &str| s.replace(['"', '\\'], "'");
         match self {
             Denied::Missing => realm.to_owned(),
-            Denied::Invalid(m) => format!(r#"{realm}, error="invalid_token", error_description="{}""#, quoted(m)),
-            Denied::Scope(s) => format!(r#"{realm}, error="insufficient_scope", scope="{}""#, quoted(s)),
+            Denied::Invalid(m) => format!(
+                r#"{realm}, error="invalid_token", error_description="{}""#,
+                quoted(m)
+            ),
+            Denied::Scope(s) => format!(
+                r#"{realm}, error="insufficient_scope", scope="{}""#,
+                quoted(s)
+            ),
         }
     }
 
     /// The HTTP answer; for a gRPC request, the matching gRPC status instead.
     pub fn into_response_for(self, grpc: bool) -> Response {
         metrics::counter!("auth_denied_total", "reason" => self.reason()).increment(1);
-        let challenge = HeaderValue::from_str(&self.challenge()).unwrap_or_else(|_| HeaderValue::from_static("Bearer"));
+        let challenge = HeaderValue::from_str(&self.challenge())
+            .unwrap_or_else(|_| HeaderValue::from_static("Bearer"));
         if grpc {
             // Trailers-only response: HTTP 200 with the status in headers.
-            let code = if matches!(self, Denied::Scope(_)) { "7" } else { "16" };
+            let code = if matches!(self, Denied::Scope(_)) {
+                "7"
+            } else {
+                "16"
+            };
             let mut resp = StatusCode::OK.into_response();
             let h = resp.headers_mut();
-            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/grpc"),
+            );
             h.insert("grpc-status", HeaderValue::from_static(code));
             if let Ok(v) = HeaderValue::from_str(&grpc_message(&self.message())) {
                 h.insert("grpc-message", v);
@@ -408,9 +487,14 @@ impl Denied {
             h.insert(header::WWW_AUTHENTICATE, challenge);
             return resp;
         }
-        let status = if matches!(self, Denied::Scope(_)) { StatusCode::FORBIDDEN } else { StatusCode::UNAUTHORIZED };
+        let status = if matches!(self, Denied::Scope(_)) {
+            StatusCode::FORBIDDEN
+        } else {
+            StatusCode::UNAUTHORIZED
+        };
         let mut resp = ApiError::new(status, self.message()).into_response();
-        resp.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
+        resp.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, challenge);
         resp
     }
 }
@@ -418,7 +502,13 @@ impl Denied {
 /// `grpc-message` is percent-encoded (gRPC over HTTP/2 spec).
 fn grpc_message(m: &str) -> String {
     m.bytes()
-        .map(|b| if (0x20..0x7f).contains(&b) && b != b'%' { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if (0x20..0x7f).contains(&b) && b != b'%' {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
 
@@ -442,7 +532,11 @@ pub async fn require(State(verifier): State<Arc<Verifier>>, req: Request, next: 
     match verifier.check(req.headers()) {
         Ok(()) => next.run(req).await,
         Err(denied) => {
-            tracing::debug!(reason = denied.reason(), "write refused: {}", denied.message());
+            tracing::debug!(
+                reason = denied.reason(),
+                "write refused: {}",
+                denied.message()
+            );
             denied.into_response_for(is_grpc(req.headers()))
         }
     }

@@ -106,7 +106,9 @@ impl Config {
             body_limit,
             request_timeout: Duration::from_millis(var(lookup, "REQUEST_TIMEOUT_MS", 30_000u64)?),
             shutdown_timeout: Duration::from_millis(var(lookup, "SHUTDOWN_TIMEOUT_MS", 20_000u64)?),
-            header_read_timeout: Duration::from_millis(var(lookup, "HEADER_READ_TIMEOUT_MS", 30_000u64)?.max(1)),
+            header_read_timeout: Duration::from_millis(
+                var(lookup, "HEADER_READ_TIMEOUT_MS", 30_000u64)?.max(1),
+            ),
             internal_token: token_var(lookup, "INTERNAL_TOKEN")?,
             lambda_runtime_api: lookup("AWS_LAMBDA_RUNTIME_API").filter(|s| !s.is_empty()),
         })
@@ -146,8 +148,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn cfg(pairs: &[(&str, &str)]) -> anyhow::Result<Config> {
-        let m: HashMap<String, String> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::from_lookup("ingest", &move |k| m.get(k).cloned())
     }
 
@@ -168,29 +172,63 @@ mod tests {
             ("K_SERVICE", "ingest-grpc"),
             ("K_REVISION", "ingest-grpc-00003"),
             ("K_SINK", "http://aggregate.default.svc.cluster.local"),
-            ("K_CE_OVERRIDES", r#"{"extensions":{"team":"health","n":3}}"#),
+            (
+                "K_CE_OVERRIDES",
+                r#"{"extensions":{"team":"health","n":3}}"#,
+            ),
         ])
         .unwrap();
         assert_eq!(c.port, 9000);
         assert_eq!(c.revision, "ingest-grpc-00003");
         assert_eq!(c.configuration, "ingest-grpc");
-        assert_eq!(c.ce_overrides, vec![("n".into(), "3".into()), ("team".into(), "health".into())]);
+        assert_eq!(
+            c.ce_overrides,
+            vec![("n".into(), "3".into()), ("team".into(), "health".into())]
+        );
     }
 
     #[test]
     fn bad_values_name_the_variable() {
-        assert!(cfg(&[("PORT", "http")]).unwrap_err().to_string().contains("PORT"));
-        assert!(cfg(&[("K_SINK", "not a url")]).unwrap_err().to_string().contains("K_SINK"));
-        assert!(cfg(&[("K_CE_OVERRIDES", "{")]).unwrap_err().to_string().contains("K_CE_OVERRIDES"));
-        assert!(cfg(&[("INTERNAL_TOKEN", "short")]).unwrap_err().to_string().contains("INTERNAL_TOKEN"));
-        let bad_name = cfg(&[("K_CE_OVERRIDES", r#"{"extensions":{"team-name":"x"}}"#)]).unwrap_err().to_string();
-        assert!(bad_name.contains("K_CE_OVERRIDES") && bad_name.contains("team-name"), "{bad_name}");
+        assert!(
+            cfg(&[("PORT", "http")])
+                .unwrap_err()
+                .to_string()
+                .contains("PORT")
+        );
+        assert!(
+            cfg(&[("K_SINK", "not a url")])
+                .unwrap_err()
+                .to_string()
+                .contains("K_SINK")
+        );
+        assert!(
+            cfg(&[("K_CE_OVERRIDES", "{")])
+                .unwrap_err()
+                .to_string()
+                .contains("K_CE_OVERRIDES")
+        );
+        assert!(
+            cfg(&[("INTERNAL_TOKEN", "short")])
+                .unwrap_err()
+                .to_string()
+                .contains("INTERNAL_TOKEN")
+        );
+        let bad_name = cfg(&[("K_CE_OVERRIDES", r#"{"extensions":{"team-name":"x"}}"#)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            bad_name.contains("K_CE_OVERRIDES") && bad_name.contains("team-name"),
+            "{bad_name}"
+        );
     }
 
     #[test]
     fn the_internal_token_is_never_in_debug_output() {
         let c = cfg(&[("INTERNAL_TOKEN", "internal-secret-0123456789")]).unwrap();
-        assert_eq!(c.internal_token.as_ref().map(Secret::expose), Some("internal-secret-0123456789"));
+        assert_eq!(
+            c.internal_token.as_ref().map(Secret::expose),
+            Some("internal-secret-0123456789")
+        );
         let debug = format!("{c:?} {c:#?}");
         assert!(!debug.contains("internal-secret-0123456789"), "{debug}");
         assert!(debug.contains("redacted"));

@@ -23,7 +23,13 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, error: impl Into<String>) -> ApiError {
-        ApiError { status, error: error.into(), field: None, index: None, retry_after: None }
+        ApiError {
+            status,
+            error: error.into(),
+            field: None,
+            index: None,
+            retry_after: None,
+        }
     }
 
     pub fn bad_request(error: impl Into<String>) -> ApiError {
@@ -32,7 +38,10 @@ impl ApiError {
 
     /// 503 with `Retry-After`: the next hop is down or overloaded; nothing was kept.
     pub fn unavailable(error: impl Into<String>, retry_after: Duration) -> ApiError {
-        ApiError { retry_after: Some(retry_after), ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, error) }
+        ApiError {
+            retry_after: Some(retry_after),
+            ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, error)
+        }
     }
 
     pub fn with_field(mut self, field: Option<String>, index: Option<usize>) -> ApiError {
@@ -47,7 +56,10 @@ impl IntoResponse for ApiError {
         let mut resp = (self.status, Json(&self)).into_response();
         if let Some(d) = self.retry_after {
             let secs = d.as_secs().max(1).to_string();
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_str(&secs).expect("digits"));
+            resp.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_str(&secs).expect("digits"),
+            );
         }
         resp
     }

@@ -39,8 +39,16 @@ impl RateLimiter {
     /// `rate` requests per second on average, bursts of up to `burst`, for at
     /// most `capacity` distinct clients remembered at once.
     pub fn new(rate: f64, burst: u32, capacity: usize) -> RateLimiter {
-        assert!(rate > 0.0 && burst > 0 && capacity > 0, "a rate limit needs a positive rate, burst and capacity");
-        RateLimiter { rate, burst: f64::from(burst), capacity, clients: Mutex::new(HashMap::new()) }
+        assert!(
+            rate > 0.0 && burst > 0 && capacity > 0,
+            "a rate limit needs a positive rate, burst and capacity"
+        );
+        RateLimiter {
+            rate,
+            burst: f64::from(burst),
+            capacity,
+            clients: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Takes one token for `client`, or says how long until one is available.
@@ -50,8 +58,12 @@ impl RateLimiter {
         if !clients.contains_key(&key) && clients.len() >= self.capacity {
             self.make_room(&mut clients, now);
         }
-        let b = clients.entry(key).or_insert(Bucket { tokens: self.burst, last: now });
-        b.tokens = (b.tokens + now.saturating_duration_since(b.last).as_secs_f64() * self.rate).min(self.burst);
+        let b = clients.entry(key).or_insert(Bucket {
+            tokens: self.burst,
+            last: now,
+        });
+        b.tokens = (b.tokens + now.saturating_duration_since(b.last).as_secs_f64() * self.rate)
+            .min(self.burst);
         b.last = now;
         if b.tokens >= 1.0 {
             b.tokens -= 1.0;
@@ -70,11 +82,13 @@ impl RateLimiter {
     /// addresses costs O(1) amortised per request, not a scan each.
     fn make_room(&self, clients: &mut HashMap<IpAddr, Bucket>, now: Instant) {
         let target = self.capacity - (self.capacity / 10).max(1);
-        let refill = |b: &Bucket| b.tokens + now.saturating_duration_since(b.last).as_secs_f64() * self.rate;
+        let refill =
+            |b: &Bucket| b.tokens + now.saturating_duration_since(b.last).as_secs_f64() * self.rate;
         clients.retain(|_, b| refill(b) < self.burst);
         if clients.len() > target {
             let excess = clients.len() - target;
-            let mut by_age: Vec<(Instant, IpAddr)> = clients.iter().map(|(k, b)| (b.last, *k)).collect();
+            let mut by_age: Vec<(Instant, IpAddr)> =
+                clients.iter().map(|(k, b)| (b.last, *k)).collect();
             by_age.select_nth_unstable(excess - 1);
             for (_, k) in &by_age[..excess] {
                 clients.remove(k);
@@ -108,7 +122,10 @@ pub async fn layer(State(limiter): State<Arc<RateLimiter>>, req: Request, next: 
             metrics::counter!("http_requests_rate_limited_total").increment(1);
             let mut e = ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
-                format!("too many requests from this client: at most {} a second; retry after the Retry-After delay", limiter.rate),
+                format!(
+                    "too many requests from this client: at most {} a second; retry after the Retry-After delay",
+                    limiter.rate
+                ),
             );
             // Retry-After is whole seconds; round up so a prompt retry succeeds.
             e.retry_after = Some(Duration::from_secs(wait.as_secs_f64().ceil() as u64));
@@ -134,9 +151,19 @@ mod tests {
         }
         let wait = l.check(ip("10.0.0.1"), t0).unwrap_err();
         assert_eq!(wait, Duration::from_millis(500));
-        assert!(l.check(ip("10.0.0.2"), t0).is_ok(), "other clients have their own bucket");
-        assert!(l.check(ip("10.0.0.1"), t0 + Duration::from_millis(500)).is_ok(), "one token after 1/rate");
-        assert!(l.check(ip("10.0.0.1"), t0 + Duration::from_millis(500)).is_err());
+        assert!(
+            l.check(ip("10.0.0.2"), t0).is_ok(),
+            "other clients have their own bucket"
+        );
+        assert!(
+            l.check(ip("10.0.0.1"), t0 + Duration::from_millis(500))
+                .is_ok(),
+            "one token after 1/rate"
+        );
+        assert!(
+            l.check(ip("10.0.0.1"), t0 + Duration::from_millis(500))
+                .is_err()
+        );
     }
 
     #[test]
@@ -147,7 +174,10 @@ mod tests {
         assert!(l.check(ip("2001:db8:1:2:ffff::9"), t0).is_err(), "same /64");
         assert!(l.check(ip("2001:db8:1:3::1"), t0).is_ok(), "another /64");
         assert!(l.check(ip("192.0.2.7"), t0).is_ok());
-        assert!(l.check(ip("::ffff:192.0.2.7"), t0).is_err(), "the same IPv4 client");
+        assert!(
+            l.check(ip("::ffff:192.0.2.7"), t0).is_err(),
+            "the same IPv4 client"
+        );
     }
 
     #[test]
@@ -158,7 +188,9 @@ mod tests {
         assert!(l.check(ip("10.9.9.9"), t0).is_ok());
         assert!(l.check(ip("10.9.9.9"), t0).is_ok());
         for i in 0..1000u32 {
-            let a = IpAddr::from(std::net::Ipv4Addr::from(u32::from_be_bytes([10, 0, 0, 0]) + i));
+            let a = IpAddr::from(std::net::Ipv4Addr::from(
+                u32::from_be_bytes([10, 0, 0, 0]) + i,
+            ));
             let _ = l.check(a, t0 + Duration::from_millis(u64::from(i)));
             assert!(l.clients() <= 10);
         }
@@ -183,6 +215,10 @@ mod tests {
         // 10.0.0.1 has refilled by now; 10.0.0.2 has not (same instant).
         assert!(l.check(ip("10.0.0.3"), t0 + Duration::from_secs(5)).is_ok());
         assert_eq!(l.clients(), 2);
-        assert!(l.check(ip("10.0.0.2"), t0 + Duration::from_secs(5)).is_err(), "the busy client was kept");
+        assert!(
+            l.check(ip("10.0.0.2"), t0 + Duration::from_secs(5))
+                .is_err(),
+            "the busy client was kept"
+        );
     }
 }

@@ -13,12 +13,19 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(base: Duration, max: Duration) -> Backoff {
-        Backoff { base, max, attempt: 0 }
+        Backoff {
+            base,
+            max,
+            attempt: 0,
+        }
     }
 
     /// The next delay: random in [0, min(max, base * 2^attempt)].
     pub fn next_delay(&mut self) -> Duration {
-        let cap = self.base.saturating_mul(1u32 << self.attempt.min(16)).min(self.max);
+        let cap = self
+            .base
+            .saturating_mul(1u32 << self.attempt.min(16))
+            .min(self.max);
         self.attempt = self.attempt.saturating_add(1);
         let ms = cap.as_millis().max(1) as u64;
         Duration::from_millis(rand::rng().random_range(ms / 2..=ms))

@@ -24,7 +24,13 @@ pub struct Sink {
 
 impl Sink {
     pub fn new(url: &str, client: reqwest::Client, overrides: &[(String, String)]) -> Sink {
-        Sink { url: url.into(), client, overrides: overrides.into(), timeout: Duration::from_secs(10), bearer: None }
+        Sink {
+            url: url.into(),
+            client,
+            overrides: overrides.into(),
+            timeout: Duration::from_secs(10),
+            bearer: None,
+        }
     }
 
     /// Sends `token` as `Authorization: Bearer` with every event.
@@ -51,7 +57,10 @@ impl Sink {
     /// One attempt.
     pub async fn send(&self, event: Event, traceparent: Option<&str>) -> Result<(), SendError> {
         let event = self.prepare(event, traceparent);
-        let auth = self.bearer.as_ref().map(|t| format!("Bearer {}", t.expose()));
+        let auth = self
+            .bearer
+            .as_ref()
+            .map(|t| format!("Bearer {}", t.expose()));
         let headers: Vec<(&str, &str)> = traceparent
             .map(|t| ("traceparent", t))
             .into_iter()

@@ -23,12 +23,19 @@ impl TraceContext {
     /// A new trace (this hop is its root).
     pub fn new_root() -> TraceContext {
         let mut rng = rand::rng();
-        TraceContext { trace_id: rng.random_range(1..=u128::MAX), span_id: rng.random_range(1..=u64::MAX), sampled: true }
+        TraceContext {
+            trace_id: rng.random_range(1..=u128::MAX),
+            span_id: rng.random_range(1..=u64::MAX),
+            sampled: true,
+        }
     }
 
     /// A child span in the same trace: what this hop is when a caller sent a parent.
     pub fn child(&self) -> TraceContext {
-        TraceContext { span_id: rand::rng().random_range(1..=u64::MAX), ..*self }
+        TraceContext {
+            span_id: rand::rng().random_range(1..=u64::MAX),
+            ..*self
+        }
     }
 
     /// Parses `00-<32 hex>-<16 hex>-<2 hex>`; all-zero ids are invalid.
@@ -38,25 +45,40 @@ impl TraceContext {
         let trace = parts.next()?;
         let span = parts.next()?;
         let flags = parts.next()?;
-        if version.len() != 2 || version == "ff" || trace.len() != 32 || span.len() != 16 || flags.len() != 2 {
+        if version.len() != 2
+            || version == "ff"
+            || trace.len() != 32
+            || span.len() != 16
+            || flags.len() != 2
+        {
             return None;
         }
         if version == "00" && parts.next().is_some() {
             return None;
         }
-        let lower_hex = |x: &str| x.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let lower_hex = |x: &str| {
+            x.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        };
         if ![version, trace, span, flags].iter().all(|p| lower_hex(p)) {
             return None;
         }
         let trace_id = u128::from_str_radix(trace, 16).ok().filter(|v| *v != 0)?;
         let span_id = u64::from_str_radix(span, 16).ok().filter(|v| *v != 0)?;
         let flags = u8::from_str_radix(flags, 16).ok()?;
-        Some(TraceContext { trace_id, span_id, sampled: flags & 1 == 1 })
+        Some(TraceContext {
+            trace_id,
+            span_id,
+            sampled: flags & 1 == 1,
+        })
     }
 
     /// This span as the parent of the next hop, or a new root when `parent` is absent or invalid.
     pub fn continue_from(parent: Option<&str>) -> TraceContext {
-        parent.and_then(TraceContext::parse).map(|p| p.child()).unwrap_or_else(TraceContext::new_root)
+        parent
+            .and_then(TraceContext::parse)
+            .map(|p| p.child())
+            .unwrap_or_else(TraceContext::new_root)
     }
 
     pub fn trace_id_hex(&self) -> String {
@@ -66,7 +88,13 @@ impl TraceContext {
 
 impl fmt::Display for TraceContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "00-{:032x}-{:016x}-{:02x}", self.trace_id, self.span_id, u8::from(self.sampled))
+        write!(
+            f,
+            "00-{:032x}-{:016x}-{:02x}",
+            self.trace_id,
+            self.span_id,
+            u8::from(self.sampled)
+        )
     }
 }
 

@@ -26,7 +26,10 @@ struct Spawned {
 /// route (`GET /`), with `env` and whatever `wrap` does to its `Routes`.
 async fn spawn(env: &[(&str, &str)], wrap: impl FnOnce(Routes) -> Routes) -> Spawned {
     runtime::install_crypto_provider();
-    let mut map: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let mut map: HashMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     map.insert("PORT".into(), "0".into());
     map.insert("HOST".into(), "127.0.0.1".into());
     let config = Config::from_lookup("test-fn", &move |k| map.get(k).cloned()).unwrap();
@@ -44,11 +47,18 @@ async fn spawn(env: &[(&str, &str)], wrap: impl FnOnce(Routes) -> Routes) -> Spa
         })
         .get(|| async { "read" }),
     );
-    let app = App::build(config, |_| async move { Ok(wrap(Routes::new(router))) }).await.unwrap();
+    let app = App::build(config, |_| async move { Ok(wrap(Routes::new(router))) })
+        .await
+        .unwrap();
     let port = app.port();
     let ctx = app.context().clone();
     tokio::spawn(app.run_until_stopped());
-    Spawned { url: format!("http://127.0.0.1:{port}"), port, writes, ctx }
+    Spawned {
+        url: format!("http://127.0.0.1:{port}"),
+        port,
+        writes,
+        ctx,
+    }
 }
 
 fn client() -> reqwest::Client {
@@ -62,22 +72,61 @@ async fn write_routes_need_the_internal_token_and_reads_stay_public() {
     let http = client();
     let resp = http.post(&f.url).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(resp.headers()["www-authenticate"], r#"Bearer realm="covid-realtime""#);
-    assert!(resp.headers().contains_key("x-revision"), "refusals still carry the contract headers");
+    assert_eq!(
+        resp.headers()["www-authenticate"],
+        r#"Bearer realm="covid-realtime""#
+    );
+    assert!(
+        resp.headers().contains_key("x-revision"),
+        "refusals still carry the contract headers"
+    );
     let body: serde_json::Value = resp.json().await.unwrap();
-    assert!(body["error"].as_str().unwrap().contains("Authorization: Bearer"), "{body}");
-    for bad in ["Bearer wrong-token-0123456789abcdef", "Basic aW50ZXJuYWw6eA==", INTERNAL] {
-        let resp = http.post(&f.url).header("authorization", bad).send().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("Authorization: Bearer"),
+        "{body}"
+    );
+    for bad in [
+        "Bearer wrong-token-0123456789abcdef",
+        "Basic aW50ZXJuYWw6eA==",
+        INTERNAL,
+    ] {
+        let resp = http
+            .post(&f.url)
+            .header("authorization", bad)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{bad}");
-        assert!(resp.headers()["www-authenticate"].to_str().unwrap().contains("invalid_token"));
+        assert!(
+            resp.headers()["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .contains("invalid_token")
+        );
     }
     // Every write-like method is guarded, not only POST.
-    for method in [reqwest::Method::PUT, reqwest::Method::DELETE, reqwest::Method::PATCH] {
+    for method in [
+        reqwest::Method::PUT,
+        reqwest::Method::DELETE,
+        reqwest::Method::PATCH,
+    ] {
         let resp = http.request(method.clone(), &f.url).send().await.unwrap();
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{method}");
     }
-    assert_eq!(f.writes.load(Ordering::SeqCst), 0, "no refused request reached the handler");
-    let resp = http.post(&f.url).bearer_auth(INTERNAL).send().await.unwrap();
+    assert_eq!(
+        f.writes.load(Ordering::SeqCst),
+        0,
+        "no refused request reached the handler"
+    );
+    let resp = http
+        .post(&f.url)
+        .bearer_auth(INTERNAL)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
     assert_eq!(f.writes.load(Ordering::SeqCst), 1);
     for path in ["/", "/healthz", "/readyz", "/metrics"] {
@@ -85,33 +134,78 @@ async fn write_routes_need_the_internal_token_and_reads_stay_public() {
         assert_eq!(resp.status(), StatusCode::OK, "GET {path} is public");
     }
     // Unknown paths stay 404 (the guard only covers routes that exist).
-    assert_eq!(http.post(format!("{}/nope", f.url)).send().await.unwrap().status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        http.post(format!("{}/nope", f.url))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test]
 async fn grpc_callers_get_a_grpc_status() {
     let f = spawn(&[("INTERNAL_TOKEN", INTERNAL)], |r| r).await;
-    let resp = client().post(&f.url).header("content-type", "application/grpc").body(vec![0u8; 5]).send().await.unwrap();
-    assert_eq!(resp.status(), StatusCode::OK, "gRPC puts the status in headers");
+    let resp = client()
+        .post(&f.url)
+        .header("content-type", "application/grpc")
+        .body(vec![0u8; 5])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::OK,
+        "gRPC puts the status in headers"
+    );
     assert_eq!(resp.headers()["grpc-status"], "16", "UNAUTHENTICATED");
-    assert!(resp.headers()["grpc-message"].to_str().unwrap().contains("Bearer"));
+    assert!(
+        resp.headers()["grpc-message"]
+            .to_str()
+            .unwrap()
+            .contains("Bearer")
+    );
     assert_eq!(f.writes.load(Ordering::SeqCst), 0);
 }
 
 #[tokio::test]
 async fn without_a_token_writes_are_open() {
     let f = spawn(&[], |r| r).await;
-    assert_eq!(client().post(&f.url).send().await.unwrap().status(), StatusCode::ACCEPTED);
+    assert_eq!(
+        client().post(&f.url).send().await.unwrap().status(),
+        StatusCode::ACCEPTED
+    );
 }
 
 #[tokio::test]
 async fn a_function_can_name_its_own_credentials() {
     let public = Secret::new("public-token-0123456789abcdef");
     let p = public.clone();
-    let f = spawn(&[("INTERNAL_TOKEN", INTERNAL)], move |r| r.writes_need(Verifier::open().token("PUBLIC_TOKEN", Some(&p)))).await;
+    let f = spawn(&[("INTERNAL_TOKEN", INTERNAL)], move |r| {
+        r.writes_need(Verifier::open().token("PUBLIC_TOKEN", Some(&p)))
+    })
+    .await;
     let http = client();
-    assert_eq!(http.post(&f.url).bearer_auth(INTERNAL).send().await.unwrap().status(), StatusCode::UNAUTHORIZED, "the internal token is not a public credential");
-    assert_eq!(http.post(&f.url).bearer_auth(public.expose()).send().await.unwrap().status(), StatusCode::ACCEPTED);
+    assert_eq!(
+        http.post(&f.url)
+            .bearer_auth(INTERNAL)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::UNAUTHORIZED,
+        "the internal token is not a public credential"
+    );
+    assert_eq!(
+        http.post(&f.url)
+            .bearer_auth(public.expose())
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::ACCEPTED
+    );
 }
 
 #[tokio::test]
@@ -120,7 +214,10 @@ async fn layers_before_auth_see_refused_requests() {
         axum::http::HeaderName::from_static("x-before-auth"),
         axum::http::HeaderValue::from_static("yes"),
     );
-    let f = spawn(&[("INTERNAL_TOKEN", INTERNAL)], move |r| r.before_auth(layer)).await;
+    let f = spawn(&[("INTERNAL_TOKEN", INTERNAL)], move |r| {
+        r.before_auth(layer)
+    })
+    .await;
     let resp = client().post(&f.url).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(resp.headers()["x-before-auth"], "yes");
@@ -132,11 +229,29 @@ async fn layers_before_auth_see_refused_requests() {
 async fn the_sink_sends_the_internal_token() {
     let receiver = spawn(&[("INTERNAL_TOKEN", INTERNAL)], |r| r).await;
     let event = events::StatsUpdated { total: 1, at_ms: 0 }.to_event("/test");
-    let sender = spawn(&[("INTERNAL_TOKEN", INTERNAL), ("K_SINK", &format!("{}/", receiver.url))], |r| r).await;
-    sender.ctx.sink().unwrap().send(event.clone(), None).await.unwrap();
+    let sender = spawn(
+        &[
+            ("INTERNAL_TOKEN", INTERNAL),
+            ("K_SINK", &format!("{}/", receiver.url)),
+        ],
+        |r| r,
+    )
+    .await;
+    sender
+        .ctx
+        .sink()
+        .unwrap()
+        .send(event.clone(), None)
+        .await
+        .unwrap();
     assert_eq!(receiver.writes.load(Ordering::SeqCst), 1);
     let stranger = spawn(&[], |r| r).await;
-    let err = stranger.ctx.sink_to(&format!("{}/", receiver.url)).send(event, None).await.unwrap_err();
+    let err = stranger
+        .ctx
+        .sink_to(&format!("{}/", receiver.url))
+        .send(event, None)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("401"), "{err}");
     assert_eq!(receiver.writes.load(Ordering::SeqCst), 1);
 }
@@ -155,7 +270,11 @@ async fn read_until_closed(stream: &mut (impl tokio::io::AsyncRead + Unpin)) -> 
         }
     })
     .await;
-    assert!(read.is_ok(), "the server kept a slow connection open: {:?}", String::from_utf8_lossy(&got));
+    assert!(
+        read.is_ok(),
+        "the server kept a slow connection open: {:?}",
+        String::from_utf8_lossy(&got)
+    );
     String::from_utf8_lossy(&got).into_owned()
 }
 
@@ -163,20 +282,35 @@ async fn read_until_closed(stream: &mut (impl tokio::io::AsyncRead + Unpin)) -> 
 async fn slow_request_heads_and_silent_clients_are_cut_off() {
     let f = spawn(&[("HEADER_READ_TIMEOUT_MS", "300")], |r| r).await;
     // Half a request head, then nothing.
-    let mut slow = tokio::net::TcpStream::connect(("127.0.0.1", f.port)).await.unwrap();
-    slow.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Le").await.unwrap();
+    let mut slow = tokio::net::TcpStream::connect(("127.0.0.1", f.port))
+        .await
+        .unwrap();
+    slow.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Le")
+        .await
+        .unwrap();
     let answer = read_until_closed(&mut slow).await;
-    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer}"
+    );
     // Connected, silent.
-    let mut silent = tokio::net::TcpStream::connect(("127.0.0.1", f.port)).await.unwrap();
+    let mut silent = tokio::net::TcpStream::connect(("127.0.0.1", f.port))
+        .await
+        .unwrap();
     assert_eq!(read_until_closed(&mut silent).await, "");
     // Half an HTTP/2 preface (it would keep hyper's protocol detection waiting).
-    let mut half = tokio::net::TcpStream::connect(("127.0.0.1", f.port)).await.unwrap();
+    let mut half = tokio::net::TcpStream::connect(("127.0.0.1", f.port))
+        .await
+        .unwrap();
     half.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
     assert_eq!(read_until_closed(&mut half).await, "");
     // An idle keep-alive connection is closed after its last answer.
-    let mut idle = tokio::net::TcpStream::connect(("127.0.0.1", f.port)).await.unwrap();
-    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut idle = tokio::net::TcpStream::connect(("127.0.0.1", f.port))
+        .await
+        .unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
     let answer = read_until_closed(&mut idle).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert_eq!(f.writes.load(Ordering::SeqCst), 0);
@@ -185,7 +319,9 @@ async fn slow_request_heads_and_silent_clients_are_cut_off() {
 #[tokio::test]
 async fn a_body_dribbled_slower_than_the_request_timeout_gets_408() {
     let f = spawn(&[("REQUEST_TIMEOUT_MS", "400")], |r| r).await;
-    let s = tokio::net::TcpStream::connect(("127.0.0.1", f.port)).await.unwrap();
+    let s = tokio::net::TcpStream::connect(("127.0.0.1", f.port))
+        .await
+        .unwrap();
     let (mut reader, mut s) = s.into_split();
     s.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n").await.unwrap();
     // One byte every 100 ms: 100 bytes would take 10 s.

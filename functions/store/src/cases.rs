@@ -23,7 +23,6 @@ pub struct CaseStore {
     mongo: Mongo,
 }
 
-
 /// The stored document. Only typed values go in: strings, an integer age,
 /// dates; nothing a client sends can become an operator.
 fn to_doc(s: &StoredCase) -> Document {
@@ -87,23 +86,41 @@ impl CaseStore {
     }
 
     /// Stores every case not stored yet, in one unordered bulk insert.
-    pub async fn insert(&self, reported: &[Reported], path: WritePath) -> mongodb::error::Result<InsertOutcome> {
+    pub async fn insert(
+        &self,
+        reported: &[Reported],
+        path: WritePath,
+    ) -> mongodb::error::Result<InsertOutcome> {
         if reported.is_empty() {
             return Ok(InsertOutcome::default());
         }
         self.mongo.ensure_indexes().await?;
         let now = Utc::now();
-        let cases: Vec<StoredCase> = reported.iter().map(|r| StoredCase::from_reported(r, path, now)).collect();
+        let cases: Vec<StoredCase> = reported
+            .iter()
+            .map(|r| StoredCase::from_reported(r, path, now))
+            .collect();
         let docs: Vec<Document> = cases.iter().map(to_doc).collect();
-        let result = self.mongo.collection(CASES).insert_many(docs).ordered(false).await;
+        let result = self
+            .mongo
+            .collection(CASES)
+            .insert_many(docs)
+            .ordered(false)
+            .await;
         let dup_indexes: Vec<usize> = match result {
             Ok(_) => Vec::new(),
             Err(e) => match *e.kind {
                 ErrorKind::InsertMany(ref ime)
                     if ime.write_concern_error.is_none()
-                        && ime.write_errors.as_ref().is_some_and(|w| w.iter().all(|we| is_duplicate_key(we.code))) =>
+                        && ime
+                            .write_errors
+                            .as_ref()
+                            .is_some_and(|w| w.iter().all(|we| is_duplicate_key(we.code))) =>
                 {
-                    ime.write_errors.as_ref().map(|w| w.iter().map(|we| we.index).collect()).unwrap_or_default()
+                    ime.write_errors
+                        .as_ref()
+                        .map(|w| w.iter().map(|we| we.index).collect())
+                        .unwrap_or_default()
                 }
                 _ => return Err(e),
             },
@@ -149,8 +166,16 @@ impl CaseStore {
             .try_collect()
             .await?;
         let more = docs.len() > limit as usize;
-        let cases: Vec<StoredCase> = docs.iter().take(limit as usize).filter_map(from_doc).collect();
-        let next = if more { cases.last().map(|c| c.id.clone()) } else { None };
+        let cases: Vec<StoredCase> = docs
+            .iter()
+            .take(limit as usize)
+            .filter_map(from_doc)
+            .collect();
+        let next = if more {
+            cases.last().map(|c| c.id.clone())
+        } else {
+            None
+        };
         Ok(Page { cases, next })
     }
 

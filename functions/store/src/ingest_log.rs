@@ -75,11 +75,7 @@ impl IngestLog {
     }
 
     /// Starts the batching writer; it ends after `shutdown`, once the queue is written.
-    pub fn start_writer(
-        &self,
-        capacity: usize,
-        ctx: &runtime::Context,
-    ) -> LogSender {
+    pub fn start_writer(&self, capacity: usize, ctx: &runtime::Context) -> LogSender {
         let shutdown = ctx.shutdown.clone();
         let (tx, mut rx) = mpsc::channel::<LogEntry>(capacity);
         let log = self.clone();
@@ -112,7 +108,11 @@ impl IngestLog {
             return Ok(());
         }
         self.mongo.ensure_indexes().await?;
-        self.mongo.collection(INGEST_LOG).insert_many(entries.iter().map(LogEntry::to_doc)).ordered(false).await?;
+        self.mongo
+            .collection(INGEST_LOG)
+            .insert_many(entries.iter().map(LogEntry::to_doc))
+            .ordered(false)
+            .await?;
         Ok(())
     }
 

@@ -21,7 +21,11 @@ pub struct MongoConfig {
 impl MongoConfig {
     pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<MongoConfig> {
         Ok(MongoConfig {
-            uri: var(lookup, "MONGODB_URI", "mongodb://127.0.0.1:27017/?directConnection=true".to_owned())?,
+            uri: var(
+                lookup,
+                "MONGODB_URI",
+                "mongodb://127.0.0.1:27017/?directConnection=true".to_owned(),
+            )?,
             database: var(lookup, "MONGODB_DATABASE", "covid".to_owned())?,
         })
     }
@@ -46,16 +50,26 @@ pub struct Mongo {
 impl Mongo {
     /// Parses the URI and sets up the client; connects on first use.
     pub async fn connect_lazy(config: &MongoConfig) -> anyhow::Result<Mongo> {
-        let mut opts = ClientOptions::parse(&config.uri)
-            .await
-            .with_context(|| format!("MONGODB_URI is not a valid MongoDB URI: {}", redact(&config.uri)))?;
-        opts.app_name.get_or_insert_with(|| "covid-realtime".to_owned());
-        opts.server_selection_timeout.get_or_insert(Duration::from_secs(3));
+        let mut opts = ClientOptions::parse(&config.uri).await.with_context(|| {
+            format!(
+                "MONGODB_URI is not a valid MongoDB URI: {}",
+                redact(&config.uri)
+            )
+        })?;
+        opts.app_name
+            .get_or_insert_with(|| "covid-realtime".to_owned());
+        opts.server_selection_timeout
+            .get_or_insert(Duration::from_secs(3));
         opts.connect_timeout.get_or_insert(Duration::from_secs(2));
         opts.max_pool_size.get_or_insert(32);
         let client = Client::with_options(opts).context("cannot set up the MongoDB client")?;
         let db = client.database(&config.database);
-        Ok(Mongo { client, db, indexes: Default::default(), ingest_log_ttl: Duration::from_secs(86_400) })
+        Ok(Mongo {
+            client,
+            db,
+            indexes: Default::default(),
+            ingest_log_ttl: Duration::from_secs(86_400),
+        })
     }
 
     pub fn client(&self) -> &Client {
@@ -78,16 +92,31 @@ impl Mongo {
                 cases
                     .create_indexes([
                         // The aggregation sweep finds cases not yet counted.
-                        IndexModel::builder().keys(doc! {"counted": 1, "stored_at": 1}).build(),
+                        IndexModel::builder()
+                            .keys(doc! {"counted": 1, "stored_at": 1})
+                            .build(),
                         // Filtered pages of the stored collection, newest first.
-                        IndexModel::builder().keys(doc! {"location": 1, "_id": -1}).build(),
-                        IndexModel::builder().keys(doc! {"state": 1, "_id": -1}).build(),
+                        IndexModel::builder()
+                            .keys(doc! {"location": 1, "_id": -1})
+                            .build(),
+                        IndexModel::builder()
+                            .keys(doc! {"state": 1, "_id": -1})
+                            .build(),
                     ])
                     .await?;
-                self.collection(OUTBOX).create_index(IndexModel::builder().keys(doc! {"created": 1}).build()).await?;
-                let ttl = IndexOptions::builder().expire_after(self.ingest_log_ttl).build();
+                self.collection(OUTBOX)
+                    .create_index(IndexModel::builder().keys(doc! {"created": 1}).build())
+                    .await?;
+                let ttl = IndexOptions::builder()
+                    .expire_after(self.ingest_log_ttl)
+                    .build();
                 self.collection(INGEST_LOG)
-                    .create_index(IndexModel::builder().keys(doc! {"time": 1}).options(ttl).build())
+                    .create_index(
+                        IndexModel::builder()
+                            .keys(doc! {"time": 1})
+                            .options(ttl)
+                            .build(),
+                    )
                     .await?;
                 Ok(())
             })
@@ -95,9 +124,27 @@ impl Mongo {
             .map(|_| ())
     }
 
+    /// A `/readyz` check: a `ping` round trip.
+    pub fn ready_check(
+        &self,
+    ) -> impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>
+    + Send
+    + Sync
+    + 'static {
+        let m = self.clone();
+        move || {
+            let m = m.clone();
+            Box::pin(async move { m.ping().await })
+        }
+    }
+
     /// A cheap round trip, for `/readyz`.
     pub async fn ping(&self) -> Result<(), String> {
-        self.db.run_command(doc! {"ping": 1}).await.map(|_| ()).map_err(|e| e.to_string())
+        self.db
+            .run_command(doc! {"ping": 1})
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -122,7 +169,10 @@ pub fn is_duplicate_key(code: i32) -> bool {
 mod tests {
     #[test]
     fn redacts_passwords() {
-        assert_eq!(super::redact("mongodb://u:secret@h:27017/db"), "mongodb://u:***@h:27017/db");
+        assert_eq!(
+            super::redact("mongodb://u:secret@h:27017/db"),
+            "mongodb://u:***@h:27017/db"
+        );
         assert_eq!(super::redact("mongodb://h:27017"), "mongodb://h:27017");
     }
 }

@@ -64,7 +64,11 @@ pub struct AgeBucket {
 
 impl RedisStats {
     pub fn new(conn: ConnectionManager, keys: Keys) -> RedisStats {
-        RedisStats { conn, keys, script: std::sync::Arc::new(redis::Script::new(APPLY)) }
+        RedisStats {
+            conn,
+            keys,
+            script: std::sync::Arc::new(redis::Script::new(APPLY)),
+        }
     }
 
     pub fn keys(&self) -> &Keys {
@@ -72,7 +76,12 @@ impl RedisStats {
     }
 
     /// Applies one flush's newly counted cases; `false` if it was applied before.
-    pub async fn apply(&self, flush_id: &str, cases: &[StoredCase], now_ms: i64) -> redis::RedisResult<bool> {
+    pub async fn apply(
+        &self,
+        flush_id: &str,
+        cases: &[StoredCase],
+        now_ms: i64,
+    ) -> redis::RedisResult<bool> {
         let mut ages = [0u64; 10];
         let mut totals: BTreeMap<String, i64> = BTreeMap::new();
         let mut rate: BTreeMap<i64, BTreeMap<String, i64>> = BTreeMap::new();
@@ -89,7 +98,10 @@ impl RedisStats {
         newest.truncate(RECENT_KEEP);
 
         let mut inv = self.script.prepare_invoke();
-        inv.key(self.keys.applied(flush_id)).key(self.keys.age_buckets()).key(self.keys.totals()).key(self.keys.recent_cases());
+        inv.key(self.keys.applied(flush_id))
+            .key(self.keys.age_buckets())
+            .key(self.keys.totals())
+            .key(self.keys.recent_cases());
         inv.arg(APPLIED_TTL_S);
         for (n, label) in ages.iter().zip(AGE_BUCKETS) {
             inv.arg(*n).arg(label);
@@ -118,8 +130,17 @@ impl RedisStats {
 
     /// Age buckets in order, all ten.
     pub async fn ages(&self) -> redis::RedisResult<Vec<AgeBucket>> {
-        let h: BTreeMap<String, u64> = redis::cmd("HGETALL").arg(self.keys.age_buckets()).query_async(&mut self.conn.clone()).await?;
-        Ok(AGE_BUCKETS.iter().map(|r| AgeBucket { range: r, cases: h.get(*r).copied().unwrap_or(0) }).collect())
+        let h: BTreeMap<String, u64> = redis::cmd("HGETALL")
+            .arg(self.keys.age_buckets())
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(AGE_BUCKETS
+            .iter()
+            .map(|r| AgeBucket {
+                range: r,
+                cases: h.get(*r).copied().unwrap_or(0),
+            })
+            .collect())
     }
 
     /// The last `n` cases, newest first.
@@ -130,12 +151,18 @@ impl RedisStats {
             .arg(n.saturating_sub(1))
             .query_async(&mut self.conn.clone())
             .await?;
-        Ok(raw.iter().filter_map(|s| serde_json::from_str(s).ok()).collect())
+        Ok(raw
+            .iter()
+            .filter_map(|s| serde_json::from_str(s).ok())
+            .collect())
     }
 
     /// Counters by field (`cases`, `path:*`, `rev:*`) plus `updated_ms`.
     pub async fn totals(&self) -> redis::RedisResult<BTreeMap<String, i64>> {
-        redis::cmd("HGETALL").arg(self.keys.totals()).query_async(&mut self.conn.clone()).await
+        redis::cmd("HGETALL")
+            .arg(self.keys.totals())
+            .query_async(&mut self.conn.clone())
+            .await
     }
 
     /// Per-second counts for the `window` seconds before `now_s` (oldest first), in one round trip.
@@ -150,7 +177,10 @@ impl RedisStats {
             .into_iter()
             .zip(hashes)
             .map(|(t, h)| {
-                let mut s = Second { t, ..Default::default() };
+                let mut s = Second {
+                    t,
+                    ..Default::default()
+                };
                 for (k, v) in h {
                     if let Some(p) = k.strip_prefix("path:") {
                         s.by_path.insert(p.to_owned(), v);

@@ -89,7 +89,12 @@ impl Aggregator {
             attempt += 1;
             match self.count_in_transaction(&ids, &flush_id).await {
                 Ok(c) => break c,
-                Err(e) if attempt < 8 && (e.contains_label(TRANSIENT_TRANSACTION_ERROR) || e.contains_label(UNKNOWN_TRANSACTION_COMMIT_RESULT) || is_write_conflict(&e)) => {
+                Err(e)
+                    if attempt < 8
+                        && (e.contains_label(TRANSIENT_TRANSACTION_ERROR)
+                            || e.contains_label(UNKNOWN_TRANSACTION_COMMIT_RESULT)
+                            || is_write_conflict(&e)) =>
+                {
                     tokio::time::sleep(Duration::from_millis(5 * attempt)).await;
                 }
                 Err(e) => return Err(e.into()),
@@ -101,7 +106,11 @@ impl Aggregator {
         Ok(counted)
     }
 
-    async fn count_in_transaction(&self, ids: &[String], flush_id: &str) -> mongodb::error::Result<Vec<StoredCase>> {
+    async fn count_in_transaction(
+        &self,
+        ids: &[String],
+        flush_id: &str,
+    ) -> mongodb::error::Result<Vec<StoredCase>> {
         let mut session = self.mongo.client().start_session().await?;
         session.start_transaction().await?;
         let cases = self.mongo.collection(CASES);
@@ -119,7 +128,10 @@ impl Aggregator {
         }
         let found_ids: Vec<&str> = found.iter().map(|c| c.id.as_str()).collect();
         let marked = cases
-            .update_many(doc! {"_id": {"$in": &found_ids}, "counted": false}, doc! {"$set": {"counted": true}})
+            .update_many(
+                doc! {"_id": {"$in": &found_ids}, "counted": false},
+                doc! {"$set": {"counted": true}},
+            )
             .session(&mut session)
             .await?;
         if marked.modified_count != found.len() as u64 {
@@ -142,12 +154,18 @@ impl Aggregator {
         for (coll, counts) in [(AREA_STATS, &areas), (STATE_STATS, &states)] {
             let c = self.mongo.collection(coll);
             for (k, n) in counts {
-                c.update_one(doc! {"_id": *k}, doc! {"$inc": {"cases": *n}}).upsert(true).session(&mut session).await?;
+                c.update_one(doc! {"_id": *k}, doc! {"$inc": {"cases": *n}})
+                    .upsert(true)
+                    .session(&mut session)
+                    .await?;
             }
         }
         self.mongo
             .collection(TOTALS)
-            .update_one(doc! {"_id": "totals"}, doc! {"$inc": inc, "$set": {"updated_at": DateTime::now()}})
+            .update_one(
+                doc! {"_id": "totals"},
+                doc! {"$inc": inc, "$set": {"updated_at": DateTime::now()}},
+            )
             .upsert(true)
             .session(&mut session)
             .await?;
@@ -165,8 +183,13 @@ impl Aggregator {
     }
 
     async fn apply_redis(&self, flush_id: &str, cases: &[StoredCase]) -> anyhow::Result<()> {
-        self.redis.apply(flush_id, cases, Utc::now().timestamp_millis()).await?;
-        self.mongo.collection(OUTBOX).delete_one(doc! {"_id": flush_id}).await?;
+        self.redis
+            .apply(flush_id, cases, Utc::now().timestamp_millis())
+            .await?;
+        self.mongo
+            .collection(OUTBOX)
+            .delete_one(doc! {"_id": flush_id})
+            .await?;
         Ok(())
     }
 
@@ -174,7 +197,8 @@ impl Aggregator {
     /// Redis updates a crash interrupted. Returns how many cases it counted.
     pub async fn sweep(&self, older_than: Duration, limit: i64) -> anyhow::Result<usize> {
         self.mongo.ensure_indexes().await?;
-        let cutoff = DateTime::from_millis(Utc::now().timestamp_millis() - older_than.as_millis() as i64);
+        let cutoff =
+            DateTime::from_millis(Utc::now().timestamp_millis() - older_than.as_millis() as i64);
         let pending: Vec<Document> = self
             .mongo
             .collection(OUTBOX)
@@ -184,9 +208,19 @@ impl Aggregator {
             .try_collect()
             .await?;
         for d in pending {
-            let (Ok(id), Ok(raw)) = (d.get_str("_id"), d.get_array("cases")) else { continue };
-            let cases: Vec<StoredCase> = raw.iter().filter_map(|b| b.as_str()).filter_map(|s| serde_json::from_str(s).ok()).collect();
-            tracing::info!(flush = id, cases = cases.len(), "replaying an interrupted statistics update");
+            let (Ok(id), Ok(raw)) = (d.get_str("_id"), d.get_array("cases")) else {
+                continue;
+            };
+            let cases: Vec<StoredCase> = raw
+                .iter()
+                .filter_map(|b| b.as_str())
+                .filter_map(|s| serde_json::from_str(s).ok())
+                .collect();
+            tracing::info!(
+                flush = id,
+                cases = cases.len(),
+                "replaying an interrupted statistics update"
+            );
             self.apply_redis(id, &cases).await?;
         }
         let ids: Vec<String> = self
@@ -220,7 +254,12 @@ impl Aggregator {
             .await?;
         Ok(docs
             .iter()
-            .filter_map(|d| Some(AreaCount { location: d.get_str("_id").ok()?.to_owned(), cases: as_u64(d.get("cases")) }))
+            .filter_map(|d| {
+                Some(AreaCount {
+                    location: d.get_str("_id").ok()?.to_owned(),
+                    cases: as_u64(d.get("cases")),
+                })
+            })
             .collect())
     }
 
@@ -236,19 +275,39 @@ impl Aggregator {
             .await?;
         Ok(docs
             .iter()
-            .filter_map(|d| Some(StateCount { state: d.get_str("_id").ok()?.to_owned(), cases: as_u64(d.get("cases")) }))
+            .filter_map(|d| {
+                Some(StateCount {
+                    state: d.get_str("_id").ok()?.to_owned(),
+                    cases: as_u64(d.get("cases")),
+                })
+            })
             .collect())
     }
 
     /// The totals document (zeros before the first case).
     pub async fn totals(&self) -> mongodb::error::Result<Totals> {
-        let Some(d) = self.mongo.collection(TOTALS).find_one(doc! {"_id": "totals"}).await? else {
+        let Some(d) = self
+            .mongo
+            .collection(TOTALS)
+            .find_one(doc! {"_id": "totals"})
+            .await?
+        else {
             return Ok(Totals::default());
         };
         let map = |key: &str| -> BTreeMap<String, u64> {
-            d.get_document(key).map(|m| m.iter().map(|(k, v)| (k.clone(), as_u64(Some(v)))).collect()).unwrap_or_default()
+            d.get_document(key)
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), as_u64(Some(v))))
+                        .collect()
+                })
+                .unwrap_or_default()
         };
-        Ok(Totals { total: as_u64(d.get("cases")), by_path: map("by_path"), by_revision: map("by_revision") })
+        Ok(Totals {
+            total: as_u64(d.get("cases")),
+            by_path: map("by_path"),
+            by_revision: map("by_revision"),
+        })
     }
 }
 

@@ -44,7 +44,12 @@ impl Writer {
 
     /// Stores `reported`, retrying transient failures until `deadline` has
     /// passed; then emits `case.stored` for the newly stored ones.
-    pub async fn write(&self, reported: &[Reported], traceparent: Option<&str>, deadline: Duration) -> mongodb::error::Result<InsertOutcome> {
+    pub async fn write(
+        &self,
+        reported: &[Reported],
+        traceparent: Option<&str>,
+        deadline: Duration,
+    ) -> mongodb::error::Result<InsertOutcome> {
         let start = tokio::time::Instant::now();
         let mut backoff = Backoff::new(Duration::from_millis(20), Duration::from_secs(1));
         let outcome = loop {
@@ -58,16 +63,21 @@ impl Writer {
             }
         };
         let p = self.path.as_str();
-        metrics::counter!("writer_cases_stored_total", "path" => p).increment(outcome.stored.len() as u64);
-        metrics::counter!("writer_cases_duplicate_total", "path" => p).increment(outcome.duplicates.len() as u64);
+        metrics::counter!("writer_cases_stored_total", "path" => p)
+            .increment(outcome.stored.len() as u64);
+        metrics::counter!("writer_cases_duplicate_total", "path" => p)
+            .increment(outcome.duplicates.len() as u64);
         metrics::histogram!("writer_batch_size", "path" => p).record(reported.len() as f64);
-        metrics::histogram!("writer_write_duration_seconds", "path" => p).record(start.elapsed().as_secs_f64());
+        metrics::histogram!("writer_write_duration_seconds", "path" => p)
+            .record(start.elapsed().as_secs_f64());
         self.emit(&outcome, traceparent);
         Ok(outcome)
     }
 
     fn emit(&self, outcome: &InsertOutcome, traceparent: Option<&str>) {
-        let Some(sink) = self.sink.clone() else { return };
+        let Some(sink) = self.sink.clone() else {
+            return;
+        };
         if outcome.stored.is_empty() {
             return;
         }
@@ -75,7 +85,10 @@ impl Writer {
             metrics::counter!("writer_emit_skipped_total").increment(1);
             return;
         };
-        let event = StoredBatch { cases: outcome.stored.clone() }.to_event(&self.source, traceparent);
+        let event = StoredBatch {
+            cases: outcome.stored.clone(),
+        }
+        .to_event(&self.source, traceparent);
         let traceparent = traceparent.map(str::to_owned);
         self.ctx.tasks.spawn(async move {
             let _permit = permit;

@@ -15,10 +15,19 @@ struct Env {
 
 async fn env() -> Env {
     let s = stack::testing::servers();
-    let mongo = Mongo::connect_lazy(&MongoConfig { uri: s.mongodb_uri.clone(), database: stack::testing::unique("store") }).await.unwrap();
+    let mongo = Mongo::connect_lazy(&MongoConfig {
+        uri: s.mongodb_uri.clone(),
+        database: stack::testing::unique("store"),
+    })
+    .await
+    .unwrap();
     let keys = Keys::new(format!("{}:", stack::testing::unique("store")));
     let redis = RedisStats::new(runtime::redis::connect_lazy(&s.redis_url).unwrap(), keys);
-    Env { cases: CaseStore::new(mongo.clone()), agg: Aggregator::new(mongo.clone(), redis), mongo }
+    Env {
+        cases: CaseStore::new(mongo.clone()),
+        agg: Aggregator::new(mongo.clone(), redis),
+        mongo,
+    }
 }
 
 fn reported(name: &str, location: &str, age: i64, state: &str, revision: &str) -> Reported {
@@ -36,12 +45,30 @@ async fn inserts_are_idempotent_on_the_event_id() {
     let e = env().await;
     let a = reported("Ana", "Petén", 30, "active", "r1");
     let b = reported("Luis", "Izabal", 40, "active", "r1");
-    let first = e.cases.insert(&[a.clone(), b.clone()], WritePath::Grpc).await.unwrap();
+    let first = e
+        .cases
+        .insert(&[a.clone(), b.clone()], WritePath::Grpc)
+        .await
+        .unwrap();
     assert_eq!(first.stored.len(), 2);
     assert!(first.duplicates.is_empty());
     let c = reported("Eva", "Zacapa", 50, "recovered", "r1");
-    let again = e.cases.insert(&[a.clone(), c.clone(), b.clone(), c.clone()], WritePath::Redis).await.unwrap();
-    assert_eq!(again.stored.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), [c.id.as_str()]);
+    let again = e
+        .cases
+        .insert(
+            &[a.clone(), c.clone(), b.clone(), c.clone()],
+            WritePath::Redis,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        again
+            .stored
+            .iter()
+            .map(|s| s.id.as_str())
+            .collect::<Vec<_>>(),
+        [c.id.as_str()]
+    );
     assert_eq!(again.duplicates, [a.id.clone(), b.id.clone(), c.id.clone()]);
     assert_eq!(e.cases.count(None).await.unwrap(), 3);
     assert_eq!(e.cases.count(Some(WritePath::Grpc)).await.unwrap(), 2);
@@ -66,7 +93,13 @@ async fn counting_is_exactly_once_and_materialises_every_statistic() {
     let (x, y) = tokio::join!(e.agg.count(&ids), e.agg.count(&ids));
     assert_eq!(x.unwrap().len() + y.unwrap().len(), 6);
     assert!(e.agg.count(&ids).await.unwrap().is_empty());
-    assert!(e.agg.count(&["not-a-stored-id".to_owned()]).await.unwrap().is_empty());
+    assert!(
+        e.agg
+            .count(&["not-a-stored-id".to_owned()])
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     let totals = e.agg.totals().await.unwrap();
     assert_eq!(totals.total, 6);
@@ -93,15 +126,25 @@ async fn counting_is_exactly_once_and_materialises_every_statistic() {
     assert_eq!(series.len(), 60);
     let per_path: u64 = series.iter().flat_map(|s| s.by_path.values()).sum();
     assert_eq!(per_path, 6);
-    assert_eq!(e.cases.count(None).await.unwrap(), totals.total, "counters equal the stored documents");
+    assert_eq!(
+        e.cases.count(None).await.unwrap(),
+        totals.total,
+        "counters equal the stored documents"
+    );
 }
 
 #[tokio::test]
 async fn sweep_counts_cases_whose_event_never_came() {
     let e = env().await;
-    let batch: Vec<Reported> = (0..5).map(|i| reported(&format!("S{i}"), "Jalapa", 20 + i, "active", "r")).collect();
+    let batch: Vec<Reported> = (0..5)
+        .map(|i| reported(&format!("S{i}"), "Jalapa", 20 + i, "active", "r"))
+        .collect();
     e.cases.insert(&batch, WritePath::Redis).await.unwrap();
-    assert_eq!(e.agg.sweep(Duration::from_secs(3600), 1000).await.unwrap(), 0, "too recent to sweep yet");
+    assert_eq!(
+        e.agg.sweep(Duration::from_secs(3600), 1000).await.unwrap(),
+        0,
+        "too recent to sweep yet"
+    );
     assert_eq!(e.agg.sweep(Duration::ZERO, 1000).await.unwrap(), 5);
     assert_eq!(e.agg.sweep(Duration::ZERO, 1000).await.unwrap(), 0);
     assert_eq!(e.agg.totals().await.unwrap().total, 5);
@@ -111,7 +154,9 @@ async fn sweep_counts_cases_whose_event_never_came() {
 #[tokio::test]
 async fn a_replayed_redis_update_changes_nothing() {
     let e = env().await;
-    let batch: Vec<Reported> = (0..3).map(|i| reported(&format!("R{i}"), "Jutiapa", 60, "active", "r")).collect();
+    let batch: Vec<Reported> = (0..3)
+        .map(|i| reported(&format!("R{i}"), "Jutiapa", 60, "active", "r"))
+        .collect();
     let out = e.cases.insert(&batch, WritePath::Grpc).await.unwrap();
     let r = e.agg.redis();
     assert!(r.apply("flush-1", &out.stored, 1).await.unwrap());
@@ -126,23 +171,58 @@ async fn pages_follow_the_cursor_newest_first_with_filters() {
     let mut all = Vec::new();
     for i in 0..25 {
         let loc = if i % 5 == 0 { "Sololá" } else { "Escuintla" };
-        all.push(reported(&format!("P{i:02}"), loc, 30, if i % 2 == 0 { "active" } else { "recovered" }, "r"));
+        all.push(reported(
+            &format!("P{i:02}"),
+            loc,
+            30,
+            if i % 2 == 0 { "active" } else { "recovered" },
+            "r",
+        ));
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     e.cases.insert(&all, WritePath::Grpc).await.unwrap();
     let p1 = e.cases.page(10, None, None, None).await.unwrap();
     assert_eq!(p1.cases.first().unwrap().case.name.as_str(), "P24");
-    let p2 = e.cases.page(10, p1.next.as_deref(), None, None).await.unwrap();
-    let p3 = e.cases.page(10, p2.next.as_deref(), None, None).await.unwrap();
-    assert_eq!((p1.cases.len(), p2.cases.len(), p3.cases.len()), (10, 10, 5));
+    let p2 = e
+        .cases
+        .page(10, p1.next.as_deref(), None, None)
+        .await
+        .unwrap();
+    let p3 = e
+        .cases
+        .page(10, p2.next.as_deref(), None, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (p1.cases.len(), p2.cases.len(), p3.cases.len()),
+        (10, 10, 5)
+    );
     assert!(p3.next.is_none());
     assert_eq!(p3.cases.last().unwrap().case.name.as_str(), "P00");
     let sol = e.cases.page(50, None, Some("Sololá"), None).await.unwrap();
     assert_eq!(sol.cases.len(), 5);
-    let sol_active = e.cases.page(50, None, Some("Sololá"), Some("active")).await.unwrap();
-    assert_eq!(sol_active.cases.iter().map(|c| c.case.name.as_str()).collect::<Vec<_>>(), ["P20", "P10", "P00"]);
+    let sol_active = e
+        .cases
+        .page(50, None, Some("Sololá"), Some("active"))
+        .await
+        .unwrap();
+    assert_eq!(
+        sol_active
+            .cases
+            .iter()
+            .map(|c| c.case.name.as_str())
+            .collect::<Vec<_>>(),
+        ["P20", "P10", "P00"]
+    );
     // Operator-looking values are plain strings: they match nothing.
-    assert!(e.cases.page(50, None, Some("{\"$gt\": \"\"}"), None).await.unwrap().cases.is_empty());
+    assert!(
+        e.cases
+            .page(50, None, Some("{\"$gt\": \"\"}"), None)
+            .await
+            .unwrap()
+            .cases
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -159,8 +239,17 @@ async fn ingest_log_round_trips_newest_first() {
         revision: "ingest-grpc-00001".into(),
     };
     let now = Utc::now().timestamp_millis();
-    log.write(&[entry(now - 2000, "accepted"), entry(now, "refused"), entry(now - 1000, "unavailable")]).await.unwrap();
+    log.write(&[
+        entry(now - 2000, "accepted"),
+        entry(now, "refused"),
+        entry(now - 1000, "unavailable"),
+    ])
+    .await
+    .unwrap();
     let latest = log.latest(2).await.unwrap();
-    assert_eq!(latest.iter().map(|l| l.result.as_str()).collect::<Vec<_>>(), ["refused", "unavailable"]);
+    assert_eq!(
+        latest.iter().map(|l| l.result.as_str()).collect::<Vec<_>>(),
+        ["refused", "unavailable"]
+    );
     assert_eq!(latest[0], entry(now, "refused"));
 }

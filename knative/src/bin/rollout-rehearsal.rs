@@ -67,14 +67,26 @@ fn run(opts: &Options) -> anyhow::Result<bool> {
     );
     let mut problems = Vec::new();
 
-    println!("== canary: {} (one nginx, reloaded between steps)\n", rehearsal::CANARY_STEPS.join(" -> "));
+    println!(
+        "== canary: {} (one nginx, reloaded between steps)\n",
+        rehearsal::CANARY_STEPS.join(" -> ")
+    );
     for step in rehearsal::canary(&setup, rehearsal::CANARY_STEPS, opts)? {
         println!("{step}");
         problems.extend(step.problems());
     }
 
-    println!("== blue/green: {} -> {}\n", rehearsal::BLUE_GREEN, rehearsal::BLUE_GREEN_SWITCH);
-    let bg = rehearsal::blue_green(&setup, rehearsal::BLUE_GREEN, rehearsal::BLUE_GREEN_SWITCH, opts)?;
+    println!(
+        "== blue/green: {} -> {}\n",
+        rehearsal::BLUE_GREEN,
+        rehearsal::BLUE_GREEN_SWITCH
+    );
+    let bg = rehearsal::blue_green(
+        &setup,
+        rehearsal::BLUE_GREEN,
+        rehearsal::BLUE_GREEN_SWITCH,
+        opts,
+    )?;
     println!("{bg}");
     problems.extend(bg.problems());
 
@@ -82,7 +94,11 @@ fn run(opts: &Options) -> anyhow::Result<bool> {
         println!("Every split as declared; no request failed, the switch included.");
         Ok(true)
     } else {
-        println!("{} problem(s):\n  - {}", problems.len(), problems.join("\n  - "));
+        println!(
+            "{} problem(s):\n  - {}",
+            problems.len(),
+            problems.join("\n  - ")
+        );
         Ok(false)
     }
 }

@@ -22,11 +22,19 @@ pub struct Load {
 
 impl Load {
     pub fn requests(n: u64) -> Load {
-        Load { users: 8, requests: Some(n), duration: Some(Duration::from_secs(30)) }
+        Load {
+            users: 8,
+            requests: Some(n),
+            duration: Some(Duration::from_secs(30)),
+        }
     }
 
     pub fn lasting(d: Duration) -> Load {
-        Load { users: 8, requests: None, duration: Some(d) }
+        Load {
+            users: 8,
+            requests: None,
+            duration: Some(d),
+        }
     }
 }
 
@@ -50,17 +58,28 @@ impl Observed {
         if self.requests == 0 {
             return 0.0;
         }
-        let n = self.by_revision.get(&Some(revision.to_owned())).copied().unwrap_or(0);
+        let n = self
+            .by_revision
+            .get(&Some(revision.to_owned()))
+            .copied()
+            .unwrap_or(0);
         100.0 * n as f64 / self.requests as f64
     }
 
     pub fn responses_from(&self, revision: &str) -> u64 {
-        self.by_revision.get(&Some(revision.to_owned())).copied().unwrap_or(0)
+        self.by_revision
+            .get(&Some(revision.to_owned()))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// `HTTP 202: 2000`, for messages.
     pub fn outcomes_text(&self) -> String {
-        self.outcomes.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", ")
+        self.outcomes
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -91,16 +110,30 @@ struct RevisionShare {
 }
 
 fn parse_report(text: &str) -> anyhow::Result<Observed> {
-    let r: Report = serde_json::from_str(text).context("loadtest's --report is not the JSON this rehearsal reads")?;
+    let r: Report = serde_json::from_str(text)
+        .context("loadtest's --report is not the JSON this rehearsal reads")?;
     if r.format_version != 1 {
-        bail!("loadtest's report format_version is {}; the rehearsal reads version 1", r.format_version);
+        bail!(
+            "loadtest's report format_version is {}; the rehearsal reads version 1",
+            r.format_version
+        );
     }
-    let mut outcomes: BTreeMap<String, u64> = r.total.status.into_iter().map(|(s, n)| (format!("HTTP {s}"), n)).collect();
+    let mut outcomes: BTreeMap<String, u64> = r
+        .total
+        .status
+        .into_iter()
+        .map(|(s, n)| (format!("HTTP {s}"), n))
+        .collect();
     outcomes.extend(r.total.transport_errors.into_iter().filter(|(_, n)| *n > 0));
     Ok(Observed {
         requests: r.total.requests,
         failed: r.total.errors,
-        by_revision: r.total.revisions.into_iter().map(|s| (s.revision, s.responses)).collect(),
+        by_revision: r
+            .total
+            .revisions
+            .into_iter()
+            .map(|s| (s.revision, s.responses))
+            .collect(),
         outcomes,
         duration_s: r.duration_s,
     })
@@ -115,7 +148,13 @@ pub struct Running {
 
 /// Starts `loadtest` against `http://127.0.0.1:port` with `Host: host`; the
 /// report goes to `report`.
-pub fn spawn(loadtest: &Path, port: u16, host: &str, load: Load, report: &Path) -> anyhow::Result<Running> {
+pub fn spawn(
+    loadtest: &Path,
+    port: u16,
+    host: &str,
+    load: Load,
+    report: &Path,
+) -> anyhow::Result<Running> {
     let mut cmd = Command::new(loadtest);
     cmd.args(["--quiet", "--threads", "1", "--users"])
         .arg(load.users.to_string())
@@ -137,7 +176,11 @@ pub fn spawn(loadtest: &Path, port: u16, host: &str, load: Load, report: &Path) 
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("cannot start {}", loadtest.display()))?;
-    Ok(Running { child: Some(child), report: report.to_owned(), what: format!("loadtest on {host}") })
+    Ok(Running {
+        child: Some(child),
+        report: report.to_owned(),
+        what: format!("loadtest on {host}"),
+    })
 }
 
 impl Running {
@@ -146,9 +189,15 @@ impl Running {
         let out = self.child.take().expect("waited once").wait_with_output()?;
         // Exit 3 would be a failed --fail-if threshold; none is given, so anything but 0 is an error.
         if !out.status.success() {
-            bail!("{} failed ({}):\n{}", self.what, out.status, String::from_utf8_lossy(&out.stderr).trim());
+            bail!(
+                "{} failed ({}):\n{}",
+                self.what,
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
-        let text = std::fs::read_to_string(&self.report).with_context(|| format!("{} wrote no report", self.what))?;
+        let text = std::fs::read_to_string(&self.report)
+            .with_context(|| format!("{} wrote no report", self.what))?;
         parse_report(&text)
     }
 }
@@ -177,12 +226,20 @@ mod tests {
         assert_eq!(o.responses_from("a"), 6);
         assert!((o.percent("a") - 60.0).abs() < 1e-9);
         assert_eq!(o.by_revision.get(&None), Some(&3));
-        assert_eq!(o.outcomes_text(), "HTTP 202: 8, HTTP 503: 1, connection_reset: 1");
+        assert_eq!(
+            o.outcomes_text(),
+            "HTTP 202: 8, HTTP 503: 1, connection_reset: 1"
+        );
     }
 
     #[test]
     fn another_report_version_is_refused() {
         let text = r#"{"format_version":2,"duration_s":0.5,"total":{"requests":0,"errors":0}}"#;
-        assert!(parse_report(text).unwrap_err().to_string().contains("format_version is 2"));
+        assert!(
+            parse_report(text)
+                .unwrap_err()
+                .to_string()
+                .contains("format_version is 2")
+        );
     }
 }

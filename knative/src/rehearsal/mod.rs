@@ -31,7 +31,12 @@ use load::{Load, Observed};
 pub const SERVICE: &str = "ingest-grpc";
 
 /// The canary steps, in the order a rollout applies them (knative/ relative).
-pub const CANARY_STEPS: &[&str] = &["overlays/canary/10", "overlays/canary/50", "overlays/canary/100", "overlays/canary/rollback"];
+pub const CANARY_STEPS: &[&str] = &[
+    "overlays/canary/10",
+    "overlays/canary/50",
+    "overlays/canary/100",
+    "overlays/canary/rollback",
+];
 
 /// Blue/green: green deployed at 0 % on its tag host, then the switch.
 pub const BLUE_GREEN: &str = "overlays/bluegreen/green";
@@ -76,19 +81,31 @@ impl Declared {
         let source = paths::rel(&dir);
         let docs = crate::yaml::documents(&kustomize::render(kubectl, &dir)?)?;
         let bundle = Bundle::new(source.clone(), dir, docs)?;
-        let svc = bundle.service(service).with_context(|| format!("{source} has no Service {service}"))?;
+        let svc = bundle
+            .service(service)
+            .with_context(|| format!("{source} has no Service {service}"))?;
         Declared::from_service(&source, svc, &domain(kubectl)?)
     }
 
     pub fn from_service(overlay: &str, svc: &Service, domain: &str) -> anyhow::Result<Declared> {
         let name = &svc.metadata.name;
-        let traffic = svc.spec.traffic.as_ref().with_context(|| format!("{overlay}: Service {name} has no traffic block"))?;
+        let traffic = svc
+            .spec
+            .traffic
+            .as_ref()
+            .with_context(|| format!("{overlay}: Service {name} has no traffic block"))?;
         let mut routes = Vec::new();
         for t in traffic {
             let Some(revision) = t.revision_name.clone() else {
-                bail!("{overlay}: Service {name} sends traffic to latestRevision; a rehearsal needs named revisions (revisionName)")
+                bail!(
+                    "{overlay}: Service {name} sends traffic to latestRevision; a rehearsal needs named revisions (revisionName)"
+                )
             };
-            routes.push(Route { revision, percent: t.percent.unwrap_or(0), tag: t.tag.clone() });
+            routes.push(Route {
+                revision,
+                percent: t.percent.unwrap_or(0),
+                tag: t.tag.clone(),
+            });
         }
         let sum: u32 = routes.iter().map(|r| r.percent).sum();
         if sum != 100 {
@@ -97,9 +114,14 @@ impl Declared {
         Ok(Declared {
             overlay: overlay.to_owned(),
             service: name.clone(),
-            namespace: svc.metadata.namespace.clone().unwrap_or_else(|| "default".to_owned()),
+            namespace: svc
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".to_owned()),
             domain: domain.to_owned(),
-            function: crate::bundle::function_of(svc).with_context(|| format!("{overlay}: Service {name} has no container"))?,
+            function: crate::bundle::function_of(svc)
+                .with_context(|| format!("{overlay}: Service {name} has no container"))?,
             routes,
         })
     }
@@ -139,8 +161,17 @@ impl Declared {
     }
 
     fn tags_of(&self, revision: &str) -> String {
-        let tags: Vec<&str> = self.routes.iter().filter(|r| r.revision == revision).filter_map(|r| r.tag.as_deref()).collect();
-        if tags.is_empty() { "-".to_owned() } else { tags.join(",") }
+        let tags: Vec<&str> = self
+            .routes
+            .iter()
+            .filter(|r| r.revision == revision)
+            .filter_map(|r| r.tag.as_deref())
+            .collect();
+        if tags.is_empty() {
+            "-".to_owned()
+        } else {
+            tags.join(",")
+        }
     }
 
     /// `ingest-grpc-v1 90 % (stable), ingest-grpc-v2 10 % (canary)`.
@@ -162,10 +193,16 @@ pub fn domain(kubectl: &Path) -> anyhow::Result<String> {
     let docs = crate::yaml::documents(&kustomize::render(kubectl, &dir)?)?;
     let cm = docs
         .iter()
-        .find(|d| crate::yaml::type_of(d).1 == "ConfigMap" && crate::yaml::name_of(d) == "config-domain")
+        .find(|d| {
+            crate::yaml::type_of(d).1 == "ConfigMap" && crate::yaml::name_of(d) == "config-domain"
+        })
         .context("knative/platform has no ConfigMap config-domain")?;
-    let domains: Vec<String> =
-        cm["data"].as_mapping().into_iter().flat_map(|m| m.keys()).filter_map(|k| k.as_str().map(str::to_owned)).collect();
+    let domains: Vec<String> = cm["data"]
+        .as_mapping()
+        .into_iter()
+        .flat_map(|m| m.keys())
+        .filter_map(|k| k.as_str().map(str::to_owned))
+        .collect();
     match domains.as_slice() {
         [one] => Ok(one.clone()),
         _ => bail!("knative/platform's config-domain should name one domain, not {domains:?}"),
@@ -189,19 +226,36 @@ impl Setup {
         let nginx = nginx::find();
         let loadtest = built_binary("loadtest");
         let mut missing = Vec::new();
-        for e in [kubectl.as_ref().err(), nginx.as_ref().err(), loadtest.as_ref().err()].into_iter().flatten() {
+        for e in [
+            kubectl.as_ref().err(),
+            nginx.as_ref().err(),
+            loadtest.as_ref().err(),
+        ]
+        .into_iter()
+        .flatten()
+        {
             missing.push(format!("{e:#}"));
         }
         if !missing.is_empty() {
-            bail!("the rollout rehearsal cannot run:\n  - {}", missing.join("\n  - "));
+            bail!(
+                "the rollout rehearsal cannot run:\n  - {}",
+                missing.join("\n  - ")
+            );
         }
-        Ok(Setup { kubectl: kubectl?, nginx: nginx?, loadtest: loadtest? })
+        Ok(Setup {
+            kubectl: kubectl?,
+            nginx: nginx?,
+            loadtest: loadtest?,
+        })
     }
 }
 
 /// The Cargo target directory (`target/`).
 pub fn target_dir() -> PathBuf {
-    paths::debug_bin_dir().parent().map(Path::to_path_buf).unwrap_or_else(|| paths::repo_root().join("target"))
+    paths::debug_bin_dir()
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| paths::repo_root().join("target"))
 }
 
 /// A workspace binary: `target/release/NAME` if it is there and newer than
@@ -226,7 +280,9 @@ pub fn built_binary(name: &str) -> anyhow::Result<PathBuf> {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 // ------------------------------------------------------------------ the running processes
@@ -249,20 +305,31 @@ impl<'s> Stage<'s> {
     fn start(setup: &'s Setup, declared: &[Declared]) -> anyhow::Result<Stage<'s>> {
         let first = declared.first().context("nothing to rehearse")?;
         let binary = built_binary(&first.function)?;
-        let dir = tempfile::Builder::new().prefix("rollout-rehearsal-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("rollout-rehearsal-")
+            .tempdir()?;
         // Run as root, nginx's workers are `nobody`: they must reach their temp directories.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
 
         let sink_port = free_port()?;
         let sink_prefix = dir.path().join("sink");
-        let sink = nginx::Nginx::start(&setup.nginx, &sink_prefix, &nginx::sink_conf(sink_port, &sink_prefix), sink_port)
-            .context("the CloudEvents sink (nginx)")?;
+        let sink = nginx::Nginx::start(
+            &setup.nginx,
+            &sink_prefix,
+            &nginx::sink_conf(sink_port, &sink_prefix),
+            sink_port,
+        )
+        .context("the CloudEvents sink (nginx)")?;
 
         let sink_url = format!("http://127.0.0.1:{sink_port}/");
         let mut revisions = BTreeMap::new();
         for d in declared {
             if d.function != first.function || d.service != first.service {
-                bail!("{} and {} rehearse different Services or functions", first.overlay, d.overlay);
+                bail!(
+                    "{} and {} rehearse different Services or functions",
+                    first.overlay,
+                    d.overlay
+                );
             }
             for rev in d.revisions() {
                 if revisions.contains_key(&rev) {
@@ -277,17 +344,28 @@ impl<'s> Stage<'s> {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();
-                let running = scrape::start(&binary, &env).with_context(|| format!("revision {rev} ({})", binary.display()))?;
+                let running = scrape::start(&binary, &env)
+                    .with_context(|| format!("revision {rev} ({})", binary.display()))?;
                 revisions.insert(rev, running);
             }
         }
 
         let port = free_port()?;
         let prefix = dir.path().join("ingress");
-        let backends: BTreeMap<String, u16> = revisions.iter().map(|(r, p)| (r.clone(), p.port)).collect();
+        let backends: BTreeMap<String, u16> =
+            revisions.iter().map(|(r, p)| (r.clone(), p.port)).collect();
         let conf = nginx::front_conf(first, &backends, port, &prefix, 1)?;
-        let front = nginx::Nginx::start(&setup.nginx, &prefix, &conf, port).context("the ingress (nginx)")?;
-        let stage = Stage { front, revisions, _sink: sink, dir, setup, generation: 1, runs: 0 };
+        let front = nginx::Nginx::start(&setup.nginx, &prefix, &conf, port)
+            .context("the ingress (nginx)")?;
+        let stage = Stage {
+            front,
+            revisions,
+            _sink: sink,
+            dir,
+            setup,
+            generation: 1,
+            runs: 0,
+        };
         stage.wait_for_generation(Instant::now() + Duration::from_secs(10))?;
         Ok(stage)
     }
@@ -296,22 +374,40 @@ impl<'s> Stage<'s> {
     /// reloads it, waits until the new workers answer and the old ones have
     /// exited (from then on every connection gets the new routes).
     fn route(&mut self, declared: &Declared) -> anyhow::Result<Reload> {
-        let backends: BTreeMap<String, u16> = self.revisions.iter().map(|(r, p)| (r.clone(), p.port)).collect();
+        let backends: BTreeMap<String, u16> = self
+            .revisions
+            .iter()
+            .map(|(r, p)| (r.clone(), p.port))
+            .collect();
         self.generation += 1;
         let prefix = self.dir.path().join("ingress");
-        let conf = nginx::front_conf(declared, &backends, self.front.port, &prefix, self.generation)?;
+        let conf = nginx::front_conf(
+            declared,
+            &backends,
+            self.front.port,
+            &prefix,
+            self.generation,
+        )?;
         let started = Instant::now();
         let deadline = started + Duration::from_secs(20);
         let old_workers = self.front.reload(&conf)?;
         self.wait_for_generation(deadline)?;
         let live = started.elapsed();
         self.front.wait_for_exit(&old_workers, deadline)?;
-        Ok(Reload { live, old_workers_gone: started.elapsed() })
+        Ok(Reload {
+            live,
+            old_workers_gone: started.elapsed(),
+        })
     }
 
     /// Waits until nginx answers with the current configuration.
     fn wait_for_generation(&self, deadline: Instant) -> anyhow::Result<()> {
-        let probe = scrape::Request { method: "GET", path: nginx::GENERATION_PATH, content_type: None, body: "" };
+        let probe = scrape::Request {
+            method: "GET",
+            path: nginx::GENERATION_PATH,
+            content_type: None,
+            body: "",
+        };
         loop {
             if let Ok(r) = scrape::http(self.front.port, &probe)
                 && r.status == 200
@@ -320,7 +416,11 @@ impl<'s> Stage<'s> {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("nginx did not serve configuration {} in time:\n{}", self.generation, self.front.logs());
+                bail!(
+                    "nginx did not serve configuration {} in time:\n{}",
+                    self.generation,
+                    self.front.logs()
+                );
             }
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -337,16 +437,32 @@ impl<'s> Stage<'s> {
     }
 
     /// Load on the Service's host, then on every tag host.
-    fn step(&mut self, declared: &Declared, opts: &Options, reload: Option<Reload>) -> anyhow::Result<Step> {
+    fn step(
+        &mut self,
+        declared: &Declared,
+        opts: &Options,
+        reload: Option<Reload>,
+    ) -> anyhow::Result<Step> {
         let observed = self.load(&declared.host(), Load::requests(opts.requests))?;
         let mut tags = Vec::new();
         for r in declared.routes.iter().filter(|r| r.tag.is_some()) {
             let tag = r.tag.clone().expect("filtered on tags");
             let host = declared.tag_host(&tag);
             let observed = self.load(&host, Load::requests(opts.tag_requests))?;
-            tags.push(TagCheck { tag, host, revision: r.revision.clone(), observed });
+            tags.push(TagCheck {
+                tag,
+                host,
+                revision: r.revision.clone(),
+                observed,
+            });
         }
-        Ok(Step { declared: declared.clone(), observed, tags, reload, min_requests: opts.requests })
+        Ok(Step {
+            declared: declared.clone(),
+            observed,
+            tags,
+            reload,
+            min_requests: opts.requests,
+        })
     }
 }
 
@@ -365,7 +481,11 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Options {
-        Options { requests: 2000, tag_requests: 200, switch_load: Duration::from_secs(6) }
+        Options {
+            requests: 2000,
+            tag_requests: 200,
+            switch_load: Duration::from_secs(6),
+        }
     }
 }
 
@@ -373,8 +493,10 @@ impl Default for Options {
 /// step's nginx configuration comes from its overlay's traffic block, loaded
 /// with `nginx -s reload`.
 pub fn canary(setup: &Setup, overlays: &[&str], opts: &Options) -> anyhow::Result<Vec<Step>> {
-    let declared: Vec<Declared> =
-        overlays.iter().map(|o| Declared::load(&setup.kubectl, o, SERVICE)).collect::<anyhow::Result<_>>()?;
+    let declared: Vec<Declared> = overlays
+        .iter()
+        .map(|o| Declared::load(&setup.kubectl, o, SERVICE))
+        .collect::<anyhow::Result<_>>()?;
     let mut stage = Stage::start(setup, &declared)?;
     let mut steps = Vec::new();
     for (i, d) in declared.iter().enumerate() {
@@ -387,11 +509,20 @@ pub fn canary(setup: &Setup, overlays: &[&str], opts: &Options) -> anyhow::Resul
 /// Blue/green: `green` (blue 100 %, green 0 % on its tag host) is checked,
 /// then load runs while nginx is reloaded with the traffic block of
 /// `switch`, then the switched routes are checked.
-pub fn blue_green(setup: &Setup, green: &str, switch: &str, opts: &Options) -> anyhow::Result<BlueGreen> {
+pub fn blue_green(
+    setup: &Setup,
+    green: &str,
+    switch: &str,
+    opts: &Options,
+) -> anyhow::Result<BlueGreen> {
     let before = Declared::load(&setup.kubectl, green, SERVICE)?;
     let after = Declared::load(&setup.kubectl, switch, SERVICE)?;
     if before.host() != after.host() {
-        bail!("{} and {} serve different hosts", before.overlay, after.overlay);
+        bail!(
+            "{} and {} serve different hosts",
+            before.overlay,
+            after.overlay
+        );
     }
     let mut stage = Stage::start(setup, &[before.clone(), after.clone()])?;
     let before_step = stage.step(&before, opts, None)?;
@@ -402,10 +533,20 @@ pub fn blue_green(setup: &Setup, green: &str, switch: &str, opts: &Options) -> a
     let reload_at = load_started.elapsed();
     let reload = stage.route(&after);
     let observed = running.wait()?;
-    let switch = Switch { from: before.clone(), to: after.clone(), observed, reload_at, reload: reload? };
+    let switch = Switch {
+        from: before.clone(),
+        to: after.clone(),
+        observed,
+        reload_at,
+        reload: reload?,
+    };
 
     let after_step = stage.step(&after, opts, None)?;
-    Ok(BlueGreen { before: before_step, switch, after: after_step })
+    Ok(BlueGreen {
+        before: before_step,
+        switch,
+        after: after_step,
+    })
 }
 
 // ------------------------------------------------------------------ results
@@ -421,7 +562,12 @@ pub struct Reload {
 
 impl fmt::Display for Reload {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "new workers answering in {} ms, old workers gone in {} ms", self.live.as_millis(), self.old_workers_gone.as_millis())
+        write!(
+            f,
+            "new workers answering in {} ms, old workers gone in {} ms",
+            self.live.as_millis(),
+            self.old_workers_gone.as_millis()
+        )
     }
 }
 
@@ -480,8 +626,17 @@ impl Step {
             if rows.iter().any(|r| r.revision == name) {
                 continue;
             }
-            let observed = if self.observed.requests == 0 { 0.0 } else { 100.0 * *n as f64 / self.observed.requests as f64 };
-            rows.push(Row { revision: name, tags: "-".to_owned(), declared: 0.0, observed });
+            let observed = if self.observed.requests == 0 {
+                0.0
+            } else {
+                100.0 * *n as f64 / self.observed.requests as f64
+            };
+            rows.push(Row {
+                revision: name,
+                tags: "-".to_owned(),
+                declared: 0.0,
+                observed,
+            });
         }
         rows
     }
@@ -493,10 +648,18 @@ impl Step {
         let mut p = Problems::new();
         let at = format!("{} ({})", self.declared.overlay, self.declared.host());
         if self.observed.requests < self.min_requests {
-            p.push(format!("{at}: {} requests, fewer than the {} asked for", self.observed.requests, self.min_requests));
+            p.push(format!(
+                "{at}: {} requests, fewer than the {} asked for",
+                self.observed.requests, self.min_requests
+            ));
         }
         if self.observed.failed > 0 {
-            p.push(format!("{at}: {} of {} requests failed ({})", self.observed.failed, self.observed.requests, self.observed.outcomes_text()));
+            p.push(format!(
+                "{at}: {} of {} requests failed ({})",
+                self.observed.failed,
+                self.observed.requests,
+                self.observed.outcomes_text()
+            ));
         }
         for r in self.rows() {
             let exact = r.declared == 0.0 || r.declared == 100.0;
@@ -507,11 +670,17 @@ impl Step {
                 } else {
                     format!("more than {TOLERANCE_PP} percentage points off")
                 };
-                p.push(format!("{at}: {} declared {:.0} %, observed {:.2} % ({rule})", r.revision, r.declared, r.observed));
+                p.push(format!(
+                    "{at}: {} declared {:.0} %, observed {:.2} % ({rule})",
+                    r.revision, r.declared, r.observed
+                ));
             }
         }
         for t in &self.tags {
-            if t.observed.failed > 0 || t.observed.requests == 0 || t.observed.responses_from(&t.revision) != t.observed.requests {
+            if t.observed.failed > 0
+                || t.observed.requests == 0
+                || t.observed.responses_from(&t.revision) != t.observed.requests
+            {
                 p.push(format!(
                     "{}: tag host {} should answer from {} only; observed {} requests: {} ({})",
                     self.declared.overlay,
@@ -538,7 +707,13 @@ fn revisions_text(o: &Observed) -> String {
 impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let d = &self.declared;
-        writeln!(f, "{}  (Service {}, host {})", d.overlay, d.service, d.host())?;
+        writeln!(
+            f,
+            "{}  (Service {}, host {})",
+            d.overlay,
+            d.service,
+            d.host()
+        )?;
         let reload = match self.reload {
             Some(r) => format!(", after nginx -s reload ({r})"),
             None => String::new(),
@@ -549,9 +724,18 @@ impl fmt::Display for Step {
             self.observed.requests, self.observed.failed, self.observed.duration_s
         )?;
         let rows = self.rows();
-        let w = rows.iter().map(|r| r.revision.len()).max().unwrap_or(8).max(8);
+        let w = rows
+            .iter()
+            .map(|r| r.revision.len())
+            .max()
+            .unwrap_or(8)
+            .max(8);
         let tw = rows.iter().map(|r| r.tags.len()).max().unwrap_or(3).max(3);
-        writeln!(f, "  {:<w$}  {:<tw$}  {:>9}  {:>9}  {:>11}", "revision", "tag", "declared", "observed", "difference")?;
+        writeln!(
+            f,
+            "  {:<w$}  {:<tw$}  {:>9}  {:>9}  {:>11}",
+            "revision", "tag", "declared", "observed", "difference"
+        )?;
         for r in &rows {
             writeln!(
                 f,
@@ -598,21 +782,34 @@ impl Switch {
         let at = format!("switch {} -> {}", self.from.overlay, self.to.overlay);
         let o = &self.observed;
         if o.requests == 0 || o.failed > 0 {
-            p.push(format!("{at}: {} of {} requests failed across the reload ({})", o.failed, o.requests, o.outcomes_text()));
+            p.push(format!(
+                "{at}: {} of {} requests failed across the reload ({})",
+                o.failed,
+                o.requests,
+                o.outcomes_text()
+            ));
         }
         let old: Vec<String> = self.from.weights().into_iter().map(|(r, _)| r).collect();
         let new: Vec<String> = self.to.weights().into_iter().map(|(r, _)| r).collect();
         let old_only: Vec<&String> = old.iter().filter(|r| !new.contains(r)).collect();
         let new_only: Vec<&String> = new.iter().filter(|r| !old.contains(r)).collect();
         if !old_only.is_empty() && old_only.iter().all(|r| o.responses_from(r) == 0) {
-            p.push(format!("{at}: no response from {old_only:?} before the switch: the load did not span it"));
+            p.push(format!(
+                "{at}: no response from {old_only:?} before the switch: the load did not span it"
+            ));
         }
         if !new_only.is_empty() && new_only.iter().all(|r| o.responses_from(r) == 0) {
             p.push(format!("{at}: no response from {new_only:?} after the switch: the reload did not take effect under load"));
         }
         for (rev, n) in &o.by_revision {
-            if !rev.as_ref().is_some_and(|r| old.contains(r) || new.contains(r)) {
-                p.push(format!("{at}: {n} responses from {}, which neither traffic block routes to", rev.as_deref().unwrap_or("(no x-revision)")));
+            if !rev
+                .as_ref()
+                .is_some_and(|r| old.contains(r) || new.contains(r))
+            {
+                p.push(format!(
+                    "{at}: {n} responses from {}, which neither traffic block routes to",
+                    rev.as_deref().unwrap_or("(no x-revision)")
+                ));
             }
         }
         p
@@ -622,7 +819,13 @@ impl Switch {
 impl fmt::Display for Switch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let o = &self.observed;
-        writeln!(f, "switch under load: {} -> {}  (host {})", self.from.overlay, self.to.overlay, self.to.host())?;
+        writeln!(
+            f,
+            "switch under load: {} -> {}  (host {})",
+            self.from.overlay,
+            self.to.overlay,
+            self.to.host()
+        )?;
         writeln!(
             f,
             "  {} requests in {:.1} s, {} failed ({}); nginx -s reload at {:.1} s ({})",
@@ -687,23 +890,49 @@ mod tests {
 
         let backends = BTreeMap::from([("s-v1".to_owned(), 7001), ("s-v2".to_owned(), 7002)]);
         let conf = nginx::front_conf(&d, &backends, 7000, Path::new("/p"), 3).unwrap();
-        assert!(conf.contains("upstream s {\n        server 127.0.0.1:7002 weight=100;  # s-v2\n"), "{conf}");
-        assert!(!conf.contains("7001 weight"), "a 0 % revision gets no weight: {conf}");
-        assert!(conf.contains("upstream s__tag_blue {\n        server 127.0.0.1:7001;"), "{conf}");
+        assert!(
+            conf.contains("upstream s {\n        server 127.0.0.1:7002 weight=100;  # s-v2\n"),
+            "{conf}"
+        );
+        assert!(
+            !conf.contains("7001 weight"),
+            "a 0 % revision gets no weight: {conf}"
+        );
+        assert!(
+            conf.contains("upstream s__tag_blue {\n        server 127.0.0.1:7001;"),
+            "{conf}"
+        );
         assert!(conf.contains("server_name blue-s.ns.example.com;\n        location / { proxy_pass http://s__tag_blue; }"), "{conf}");
-        assert!(conf.contains("server_name s.ns.example.com;\n        location / { proxy_pass http://s; }"), "{conf}");
+        assert!(
+            conf.contains(
+                "server_name s.ns.example.com;\n        location / { proxy_pass http://s; }"
+            ),
+            "{conf}"
+        );
         assert!(conf.contains("return 200 \"3\\n\""), "{conf}");
         assert!(conf.contains("keepalive_timeout 0;"), "{conf}");
     }
 
     #[test]
     fn a_split_is_weighted_by_percent() {
-        let d = declared("    - {revisionName: s-v1, percent: 90, tag: stable}\n    - {revisionName: s-v2, percent: 10, tag: canary}\n");
+        let d = declared(
+            "    - {revisionName: s-v1, percent: 90, tag: stable}\n    - {revisionName: s-v2, percent: 10, tag: canary}\n",
+        );
         let backends = BTreeMap::from([("s-v1".to_owned(), 7001), ("s-v2".to_owned(), 7002)]);
         let conf = nginx::front_conf(&d, &backends, 7000, Path::new("/p"), 1).unwrap();
-        assert!(conf.contains("server 127.0.0.1:7001 weight=90;") && conf.contains("server 127.0.0.1:7002 weight=10;"), "{conf}");
-        let missing = nginx::front_conf(&d, &BTreeMap::new(), 7000, Path::new("/p"), 1).unwrap_err();
-        assert!(missing.to_string().contains("no local process runs revision s-v1"), "{missing}");
+        assert!(
+            conf.contains("server 127.0.0.1:7001 weight=90;")
+                && conf.contains("server 127.0.0.1:7002 weight=10;"),
+            "{conf}"
+        );
+        let missing =
+            nginx::front_conf(&d, &BTreeMap::new(), 7000, Path::new("/p"), 1).unwrap_err();
+        assert!(
+            missing
+                .to_string()
+                .contains("no local process runs revision s-v1"),
+            "{missing}"
+        );
     }
 
     #[test]
@@ -714,9 +943,15 @@ mod tests {
             ))
             .unwrap()
         };
-        let e = Declared::from_service("o", &svc("    - {latestRevision: true, percent: 100}\n"), "d").unwrap_err();
+        let e = Declared::from_service(
+            "o",
+            &svc("    - {latestRevision: true, percent: 100}\n"),
+            "d",
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("latestRevision"), "{e}");
-        let e = Declared::from_service("o", &svc("    - {revisionName: a, percent: 90}\n"), "d").unwrap_err();
+        let e = Declared::from_service("o", &svc("    - {revisionName: a, percent: 90}\n"), "d")
+            .unwrap_err();
         assert!(e.to_string().contains("sum to 90"), "{e}");
     }
 
@@ -731,29 +966,100 @@ mod tests {
 
     #[test]
     fn a_step_holds_splits_within_the_tolerance_and_extremes_exactly() {
-        let d = declared("    - {revisionName: s-v1, percent: 90, tag: stable}\n    - {revisionName: s-v2, percent: 10, tag: canary}\n");
-        let step = |o: Observed| Step { declared: d.clone(), observed: o, tags: vec![], reload: None, min_requests: 2000 };
-        assert!(step(observed(2000, 0, &[("s-v1", 1820), ("s-v2", 180)])).problems().is_empty());
+        let d = declared(
+            "    - {revisionName: s-v1, percent: 90, tag: stable}\n    - {revisionName: s-v2, percent: 10, tag: canary}\n",
+        );
+        let step = |o: Observed| Step {
+            declared: d.clone(),
+            observed: o,
+            tags: vec![],
+            reload: None,
+            min_requests: 2000,
+        };
+        assert!(
+            step(observed(2000, 0, &[("s-v1", 1820), ("s-v2", 180)]))
+                .problems()
+                .is_empty()
+        );
         let off = step(observed(2000, 0, &[("s-v1", 1700), ("s-v2", 300)])).problems();
-        assert!(off.iter().any(|p| p.contains("s-v2 declared 10 %, observed 15.00 %")), "{off:?}");
+        assert!(
+            off.iter()
+                .any(|p| p.contains("s-v2 declared 10 %, observed 15.00 %")),
+            "{off:?}"
+        );
         let few = step(observed(100, 0, &[("s-v1", 90), ("s-v2", 10)])).problems();
-        assert!(few.iter().any(|p| p.contains("fewer than the 2000")), "{few:?}");
-        let stray = step(observed(2000, 0, &[("s-v1", 1800), ("s-v2", 199), ("s-v3", 1)])).problems();
-        assert!(stray.iter().any(|p| p.contains("s-v3 declared 0 %")), "{stray:?}");
+        assert!(
+            few.iter().any(|p| p.contains("fewer than the 2000")),
+            "{few:?}"
+        );
+        let stray = step(observed(
+            2000,
+            0,
+            &[("s-v1", 1800), ("s-v2", 199), ("s-v3", 1)],
+        ))
+        .problems();
+        assert!(
+            stray.iter().any(|p| p.contains("s-v3 declared 0 %")),
+            "{stray:?}"
+        );
 
-        let all = declared("    - {revisionName: s-v1, percent: 0, tag: blue}\n    - {revisionName: s-v2, percent: 100, tag: green}\n");
-        let s = Step { declared: all, observed: observed(2000, 0, &[("s-v2", 1999), ("s-v1", 1)]), tags: vec![], reload: None, min_requests: 1 };
-        assert!(s.problems().iter().any(|p| p.contains("must hold exactly")), "{:?}", s.problems());
+        let all = declared(
+            "    - {revisionName: s-v1, percent: 0, tag: blue}\n    - {revisionName: s-v2, percent: 100, tag: green}\n",
+        );
+        let s = Step {
+            declared: all,
+            observed: observed(2000, 0, &[("s-v2", 1999), ("s-v1", 1)]),
+            tags: vec![],
+            reload: None,
+            min_requests: 1,
+        };
+        assert!(
+            s.problems().iter().any(|p| p.contains("must hold exactly")),
+            "{:?}",
+            s.problems()
+        );
     }
 
     #[test]
     fn a_switch_must_lose_nothing_and_span_the_reload() {
-        let from = declared("    - {revisionName: s-v1, percent: 100, tag: blue}\n    - {revisionName: s-v2, percent: 0, tag: green}\n");
-        let to = declared("    - {revisionName: s-v1, percent: 0, tag: blue}\n    - {revisionName: s-v2, percent: 100, tag: green}\n");
-        let switch = |o: Observed| Switch { from: from.clone(), to: to.clone(), observed: o, reload_at: Duration::ZERO, reload: Reload { live: Duration::ZERO, old_workers_gone: Duration::ZERO } };
-        assert!(switch(observed(100, 0, &[("s-v1", 40), ("s-v2", 60)])).problems().is_empty());
-        assert!(switch(observed(100, 1, &[("s-v1", 40), ("s-v2", 59)])).problems().iter().any(|p| p.contains("1 of 100 requests failed")));
-        assert!(switch(observed(100, 0, &[("s-v2", 100)])).problems().iter().any(|p| p.contains("did not span")));
-        assert!(switch(observed(100, 0, &[("s-v1", 100)])).problems().iter().any(|p| p.contains("did not take effect")));
+        let from = declared(
+            "    - {revisionName: s-v1, percent: 100, tag: blue}\n    - {revisionName: s-v2, percent: 0, tag: green}\n",
+        );
+        let to = declared(
+            "    - {revisionName: s-v1, percent: 0, tag: blue}\n    - {revisionName: s-v2, percent: 100, tag: green}\n",
+        );
+        let switch = |o: Observed| Switch {
+            from: from.clone(),
+            to: to.clone(),
+            observed: o,
+            reload_at: Duration::ZERO,
+            reload: Reload {
+                live: Duration::ZERO,
+                old_workers_gone: Duration::ZERO,
+            },
+        };
+        assert!(
+            switch(observed(100, 0, &[("s-v1", 40), ("s-v2", 60)]))
+                .problems()
+                .is_empty()
+        );
+        assert!(
+            switch(observed(100, 1, &[("s-v1", 40), ("s-v2", 59)]))
+                .problems()
+                .iter()
+                .any(|p| p.contains("1 of 100 requests failed"))
+        );
+        assert!(
+            switch(observed(100, 0, &[("s-v2", 100)]))
+                .problems()
+                .iter()
+                .any(|p| p.contains("did not span"))
+        );
+        assert!(
+            switch(observed(100, 0, &[("s-v1", 100)]))
+                .problems()
+                .iter()
+                .any(|p| p.contains("did not take effect"))
+        );
     }
 }

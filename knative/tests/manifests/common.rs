@@ -33,7 +33,10 @@ fn inputs_fingerprint(kubectl: &Path) -> String {
                 }
             });
             kubectl.hash(&mut h);
-            std::fs::metadata(kubectl).and_then(|m| m.modified()).ok().hash(&mut h);
+            std::fs::metadata(kubectl)
+                .and_then(|m| m.modified())
+                .ok()
+                .hash(&mut h);
             format!("{:016x}", h.finish())
         })
         .clone()
@@ -43,7 +46,9 @@ fn inputs_fingerprint(kubectl: &Path) -> String {
 /// inputs: nextest runs each test in its own process, and only the first
 /// one needs to pay for the renders.
 fn render_cached(kubectl: &Path, dir: &Path) -> anyhow::Result<String> {
-    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("kustomize-cache").join(inputs_fingerprint(kubectl));
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("kustomize-cache")
+        .join(inputs_fingerprint(kubectl));
     let file = cache.join(format!("{}.yaml", paths::rel(dir).replace('/', "_")));
     if let Ok(text) = std::fs::read_to_string(&file) {
         return Ok(text);
@@ -75,7 +80,10 @@ fn render_dir(kubectl: &Path, dir: &Path) -> anyhow::Result<String> {
     for entry in std::fs::read_dir(dir)? {
         let p = entry?.path();
         if p.is_file() {
-            std::fs::copy(&p, tmp.path().join(p.file_name().expect("a file has a name")))?;
+            std::fs::copy(
+                &p,
+                tmp.path().join(p.file_name().expect("a file has a name")),
+            )?;
         }
     }
     std::fs::copy(&example, tmp.path().join("secrets.env"))?;
@@ -106,7 +114,10 @@ pub fn bundles() -> &'static Vec<Bundle> {
                     })
                 })
                 .collect();
-            handles.into_iter().map(|h| h.join().expect("a render thread panicked")).collect()
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("a render thread panicked"))
+                .collect()
         });
         let mut out = Vec::new();
         let mut failures = Vec::new();
@@ -135,14 +146,19 @@ pub fn bundle(rel: &str) -> &'static Bundle {
 
 /// Bundles of the kustomizations under knative/overlays/ (each a deployable set).
 pub fn overlays() -> impl Iterator<Item = &'static Bundle> {
-    bundles().iter().filter(|b| b.source.starts_with("knative/overlays/"))
+    bundles()
+        .iter()
+        .filter(|b| b.source.starts_with("knative/overlays/"))
 }
 
 /// Keys of the project's Secret(s), from the committed example env file.
 pub fn secret_keys() -> BTreeMap<String, BTreeSet<String>> {
     let text = std::fs::read_to_string(paths::knative_dir().join("secrets/secrets.env.example"))
         .expect("knative/secrets/secrets.env.example exists");
-    BTreeMap::from([("covid-realtime-secrets".to_owned(), env::env_file_keys(&text))])
+    BTreeMap::from([(
+        "covid-realtime-secrets".to_owned(),
+        env::env_file_keys(&text),
+    )])
 }
 
 pub fn metadata() -> &'static workspace::Metadata {

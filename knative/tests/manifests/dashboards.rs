@@ -12,7 +12,8 @@ pub fn dashboards() -> Vec<(String, serde_json::Value)> {
         let p = entry.unwrap().path();
         if p.extension().is_some_and(|e| e == "json") {
             let text = std::fs::read_to_string(&p).unwrap();
-            let v = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", paths::rel(&p)));
+            let v = serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("{} is not JSON: {e}", paths::rel(&p)));
             out.push((p.file_name().unwrap().to_string_lossy().into_owned(), v));
         }
     }
@@ -22,13 +23,19 @@ pub fn dashboards() -> Vec<(String, serde_json::Value)> {
 
 /// Every metric name the dashboards use (histogram series folded).
 pub fn used_metrics() -> BTreeSet<String> {
-    dashboards().iter().flat_map(|(_, d)| grafana::metric_names(d)).collect()
+    dashboards()
+        .iter()
+        .flat_map(|(_, d)| grafana::metric_names(d))
+        .collect()
 }
 
 #[test]
 fn dashboards_parse_and_are_complete() {
     let ds = dashboards();
-    assert_eq!(ds.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["business.json", "infrastructure.json"]);
+    assert_eq!(
+        ds.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        ["business.json", "infrastructure.json"]
+    );
     let mut problems = Vec::new();
     for (name, d) in &ds {
         problems.extend(grafana::check_structure(name, d));
@@ -49,7 +56,10 @@ fn every_queried_metric_is_exported() {
             for m in metrics {
                 let base = knative_manifests::promql::base_name(&m);
                 if !known.contains(base) {
-                    problems.push(format!("{name}: {} uses {m}, which no function exports", q.place));
+                    problems.push(format!(
+                        "{name}: {} uses {m}, which no function exports",
+                        q.place
+                    ));
                 }
             }
         }
@@ -74,7 +84,11 @@ fn the_dashboards_show_what_they_promise() {
         assert!(infra.contains(*m), "infrastructure.json shows {m}");
     }
     let text = serde_json::to_string(&dashboards()[1].1).unwrap();
-    for q in ["histogram_quantile(0.5,", "histogram_quantile(0.99,", "knative_revision"] {
+    for q in [
+        "histogram_quantile(0.5,",
+        "histogram_quantile(0.99,",
+        "knative_revision",
+    ] {
         assert!(text.contains(q), "infrastructure.json has {q}");
     }
 }

@@ -8,8 +8,16 @@ use crate::common;
 
 fn domain() -> String {
     let platform = common::bundle("platform");
-    let cm = platform.of_kind("ConfigMap").find(|c| c["metadata"]["name"] == "config-domain").expect("config-domain");
-    let domains: Vec<String> = cm["data"].as_mapping().unwrap().keys().filter_map(|k| k.as_str().map(str::to_owned)).collect();
+    let cm = platform
+        .of_kind("ConfigMap")
+        .find(|c| c["metadata"]["name"] == "config-domain")
+        .expect("config-domain");
+    let domains: Vec<String> = cm["data"]
+        .as_mapping()
+        .unwrap()
+        .keys()
+        .filter_map(|k| k.as_str().map(str::to_owned))
+        .collect();
     assert_eq!(domains.len(), 1, "one domain in config-domain: {domains:?}");
     domains[0].clone()
 }
@@ -17,8 +25,14 @@ fn domain() -> String {
 #[test]
 fn knative_uses_contour() {
     let platform = common::bundle("platform");
-    let cm = platform.of_kind("ConfigMap").find(|c| c["metadata"]["name"] == "config-network").expect("config-network");
-    assert_eq!(cm["data"]["ingress-class"], "contour.ingress.networking.knative.dev");
+    let cm = platform
+        .of_kind("ConfigMap")
+        .find(|c| c["metadata"]["name"] == "config-network")
+        .expect("config-network");
+    assert_eq!(
+        cm["data"]["ingress-class"],
+        "contour.ingress.networking.knative.dev"
+    );
 }
 
 #[test]
@@ -27,13 +41,20 @@ fn the_nginx_host_reaches_a_public_knative_service() {
     let default = common::bundle("overlays/default");
     let mut problems = Vec::new();
     let ingresses: Vec<_> = default.ingresses().collect();
-    assert!(!ingresses.is_empty(), "an nginx Ingress for the second host");
+    assert!(
+        !ingresses.is_empty(),
+        "an nginx Ingress for the second host"
+    );
     for ing in ingresses {
         let name = &ing.metadata.name;
         if ing.spec.ingress_class_name.as_deref() != Some("nginx") {
             problems.push(format!("Ingress {name}: ingressClassName nginx"));
         }
-        let Some(vhost) = ing.metadata.annotations.get("nginx.ingress.kubernetes.io/upstream-vhost") else {
+        let Some(vhost) = ing
+            .metadata
+            .annotations
+            .get("nginx.ingress.kubernetes.io/upstream-vhost")
+        else {
             problems.push(format!("Ingress {name}: no upstream-vhost: Knative routes by Host and would not know this one"));
             continue;
         };
@@ -54,7 +75,9 @@ fn the_nginx_host_reaches_a_public_knative_service() {
             }
             for path in &rule.http.paths {
                 let backend = &path.backend.service.name;
-                let svc = default.of_kind("Service").find(|s| s["apiVersion"] == "v1" && s["metadata"]["name"] == backend.as_str());
+                let svc = default
+                    .of_kind("Service")
+                    .find(|s| s["apiVersion"] == "v1" && s["metadata"]["name"] == backend.as_str());
                 let external = svc.and_then(|s| s["spec"]["externalName"].as_str());
                 if external != Some("envoy.contour-external.svc.cluster.local") {
                     problems.push(format!("Ingress {name}: backend {backend} must be the ExternalName of Contour's envoy (contour-external)"));

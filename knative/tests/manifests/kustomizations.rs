@@ -19,7 +19,14 @@ fn every_kustomization_renders_and_parses() {
 fn the_overlays_render_the_whole_pipeline() {
     let mut problems = Vec::new();
     for b in common::overlays() {
-        for name in ["ingest-grpc", "ingest-redis", "grpc-writer", "redis-sub", "aggregate", "dashboard-api"] {
+        for name in [
+            "ingest-grpc",
+            "ingest-redis",
+            "grpc-writer",
+            "redis-sub",
+            "aggregate",
+            "dashboard-api",
+        ] {
             if b.service(name).is_none() {
                 problems.push(format!("{}: no Service {name}", b.source));
             }
@@ -32,7 +39,11 @@ fn the_overlays_render_the_whole_pipeline() {
 fn everything_lands_in_its_namespace() {
     let mut problems = Vec::new();
     for b in common::bundles() {
-        let expected = if b.source == "knative/platform" { "knative-serving" } else { "covid-realtime" };
+        let expected = if b.source == "knative/platform" {
+            "knative-serving"
+        } else {
+            "covid-realtime"
+        };
         for d in &b.docs {
             let (_, kind) = knative_manifests::yaml::type_of(d);
             if kind == "Namespace" {
@@ -40,7 +51,11 @@ fn everything_lands_in_its_namespace() {
             }
             let ns = d["metadata"]["namespace"].as_str().unwrap_or("");
             if ns != expected {
-                problems.push(format!("{}: {kind} {} is in namespace {ns:?}, not {expected}", b.source, knative_manifests::yaml::name_of(d)));
+                problems.push(format!(
+                    "{}: {kind} {} is in namespace {ns:?}, not {expected}",
+                    b.source,
+                    knative_manifests::yaml::name_of(d)
+                ));
             }
         }
     }
@@ -52,11 +67,23 @@ fn generated_config_has_stable_names() {
     // The Services refer to these by name (kustomize does not rewrite
     // references inside Knative Services), so no content-hash suffix.
     let secrets = common::bundle("secrets");
-    assert!(secrets.of_kind("Secret").any(|s| s["metadata"]["name"] == "covid-realtime-secrets"));
+    assert!(
+        secrets
+            .of_kind("Secret")
+            .any(|s| s["metadata"]["name"] == "covid-realtime-secrets")
+    );
     let obs = common::bundle("observability");
-    let cm = obs.of_kind("ConfigMap").find(|c| c["metadata"]["name"] == "covid-realtime-grafana-dashboards").expect("the dashboards ConfigMap");
+    let cm = obs
+        .of_kind("ConfigMap")
+        .find(|c| c["metadata"]["name"] == "covid-realtime-grafana-dashboards")
+        .expect("the dashboards ConfigMap");
     assert_eq!(cm["metadata"]["labels"]["grafana_dashboard"], "1");
     for f in ["business.json", "infrastructure.json"] {
-        assert!(cm["data"][f].as_str().is_some_and(|s| s.contains("\"panels\"")), "{f} is in the ConfigMap");
+        assert!(
+            cm["data"][f]
+                .as_str()
+                .is_some_and(|s| s.contains("\"panels\"")),
+            "{f} is in the ConfigMap"
+        );
     }
 }

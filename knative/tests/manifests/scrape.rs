@@ -16,11 +16,15 @@ fn dashboard_metrics_appear_in_a_live_scrape() {
         let function = catalogue::function(case.function)
             .unwrap_or_else(|| panic!("scrape case {} is not a catalogue function", case.function));
         let binary = paths::function_binary(case.function).unwrap_or_else(|e| panic!("{e:#}"));
-        let exposed = scrape::run(case, &binary).unwrap_or_else(|e| panic!("{}: {e:#}", case.function));
+        let exposed =
+            scrape::run(case, &binary).unwrap_or_else(|e| panic!("{}: {e:#}", case.function));
         let own: BTreeSet<&str> = function.all_metrics().collect();
         for m in used.iter().filter(|m| own.contains(m.as_str())) {
             if !exposed.contains(m) {
-                problems.push(format!("{}: the dashboards query {m}, which /metrics does not show", case.function));
+                problems.push(format!(
+                    "{}: the dashboards query {m}, which /metrics does not show",
+                    case.function
+                ));
             }
         }
     }

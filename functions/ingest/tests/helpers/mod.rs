@@ -23,21 +23,34 @@ pub struct TestApp {
 
 /// Starts ingest with `env` (plus PORT=0 on loopback) and returns its URL.
 pub async fn spawn_ingest(env: &[(&str, &str)]) -> TestApp {
-    let mut map: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let mut map: HashMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     map.insert("PORT".into(), "0".into());
     map.insert("HOST".into(), "127.0.0.1".into());
     let lookup = move |k: &str| map.get(k).cloned();
     let config = Config::from_lookup("ingest", &lookup).expect("valid runtime config");
     let ingest_config = ingest::IngestConfig::from_lookup(&lookup).expect("valid ingest config");
-    let app = App::build(config, |ctx| ingest::routes_with(ctx, ingest_config)).await.expect("ingest starts");
+    let app = App::build(config, |ctx| ingest::routes_with(ctx, ingest_config))
+        .await
+        .expect("ingest starts");
     let url = format!("http://127.0.0.1:{}", app.port());
     let app_ctx = app.context().clone();
     tokio::spawn(app.run_until_stopped());
-    TestApp { url, client: stack::testing::http_client(), app_ctx }
+    TestApp {
+        url,
+        client: stack::testing::http_client(),
+        app_ctx,
+    }
 }
 
 impl TestApp {
-    pub async fn post(&self, content_type: Option<&str>, body: impl Into<reqwest::Body>) -> reqwest::Response {
+    pub async fn post(
+        &self,
+        content_type: Option<&str>,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
         let mut rb = self.client.post(format!("{}/cases", self.url)).body(body);
         if let Some(ct) = content_type {
             rb = rb.header("content-type", ct);
@@ -94,16 +107,28 @@ pub struct RecordingWriter {
 
 #[tonic::async_trait]
 impl CaseWriter for RecordingWriter {
-    async fn write(&self, req: tonic::Request<WriteRequest>) -> Result<tonic::Response<WriteResponse>, tonic::Status> {
-        if let Some(t) = req.metadata().get("traceparent").and_then(|v| v.to_str().ok()) {
+    async fn write(
+        &self,
+        req: tonic::Request<WriteRequest>,
+    ) -> Result<tonic::Response<WriteResponse>, tonic::Status> {
+        if let Some(t) = req
+            .metadata()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+        {
             self.traceparents.lock().unwrap().push(t.to_owned());
         }
         let mut results = Vec::new();
         for pe in req.into_inner().events {
             let id = pe.id.clone();
-            let e = events::proto::from_proto(pe).map_err(|e| tonic::Status::invalid_argument(e.0))?;
+            let e =
+                events::proto::from_proto(pe).map_err(|e| tonic::Status::invalid_argument(e.0))?;
             self.events.lock().unwrap().push(e);
-            results.push(WriteResult { id, status: WriteStatus::Stored as i32, error: String::new() });
+            results.push(WriteResult {
+                id,
+                status: WriteStatus::Stored as i32,
+                error: String::new(),
+            });
         }
         Ok(tonic::Response::new(WriteResponse { results }))
     }
@@ -132,5 +157,7 @@ pub async fn spawn_writer() -> (String, RecordingWriter) {
 }
 
 pub fn case_json(name: &str, age: u8) -> String {
-    format!(r#"{{"name":"{name}","location":"Quetzaltenango","age":{age},"infectedtype":"community","state":"active"}}"#)
+    format!(
+        r#"{{"name":"{name}","location":"Quetzaltenango","age":{age},"infectedtype":"community","state":"active"}}"#
+    )
 }

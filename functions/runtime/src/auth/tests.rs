@@ -11,7 +11,10 @@ const RS_PUBLIC: &str = include_str!("../../testdata/rs256-public.pem");
 const OTHER_RS_PRIVATE: &str = include_str!("../../testdata/other-rs256-private.pem");
 
 fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-    let m: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let m: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     move |k| m.get(k).cloned()
 }
 
@@ -20,11 +23,21 @@ fn now() -> u64 {
 }
 
 fn hs(claims: Value) -> String {
-    encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(HS_SECRET.as_bytes())).unwrap()
+    encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(HS_SECRET.as_bytes()),
+    )
+    .unwrap()
 }
 
 fn rs(claims: Value, private: &str) -> String {
-    encode(&Header::new(Algorithm::RS256), &claims, &EncodingKey::from_rsa_pem(private.as_bytes()).unwrap()).unwrap()
+    encode(
+        &Header::new(Algorithm::RS256),
+        &claims,
+        &EncodingKey::from_rsa_pem(private.as_bytes()).unwrap(),
+    )
+    .unwrap()
 }
 
 fn headers(auth: &str) -> HeaderMap {
@@ -34,7 +47,9 @@ fn headers(auth: &str) -> HeaderMap {
 }
 
 fn jwt_verifier(pairs: &[(&str, &str)]) -> Verifier {
-    let cfg = JwtConfig::from_lookup(&lookup(pairs)).unwrap().expect("a JWT key is configured");
+    let cfg = JwtConfig::from_lookup(&lookup(pairs))
+        .unwrap()
+        .expect("a JWT key is configured");
     Verifier::open().jwt(Some(JwtVerifier::new(&cfg).unwrap()))
 }
 
@@ -51,13 +66,26 @@ fn static_tokens_are_compared_whole() {
     let v = Verifier::internal(Some(&token));
     assert!(!v.is_open());
     assert_eq!(v.check(&headers("Bearer 0123456789abcdef-token")), Ok(()));
-    assert_eq!(v.check(&headers("bearer   0123456789abcdef-token ")), Ok(()), "scheme is case-insensitive");
+    assert_eq!(
+        v.check(&headers("bearer   0123456789abcdef-token ")),
+        Ok(()),
+        "scheme is case-insensitive"
+    );
     assert_eq!(v.check(&HeaderMap::new()), Err(Denied::Missing));
-    for bad in ["Bearer 0123456789abcdef-toke", "Bearer 0123456789abcdef-token2", "Bearer ", "Basic 0123456789abcdef-token", "0123456789abcdef-token"] {
+    for bad in [
+        "Bearer 0123456789abcdef-toke",
+        "Bearer 0123456789abcdef-token2",
+        "Bearer ",
+        "Basic 0123456789abcdef-token",
+        "0123456789abcdef-token",
+    ] {
         invalid(v.check(&headers(bad)));
     }
     let mut two = headers("Bearer 0123456789abcdef-token");
-    two.append(header::AUTHORIZATION, HeaderValue::from_static("Bearer other"));
+    two.append(
+        header::AUTHORIZATION,
+        HeaderValue::from_static("Bearer other"),
+    );
     assert!(invalid(v.check(&two)).contains("one Authorization header"));
     assert_eq!(v.describe(), "INTERNAL_TOKEN");
 }
@@ -72,12 +100,35 @@ fn no_credentials_configured_means_open() {
 #[test]
 fn token_variables_are_checked_without_echoing_them() {
     assert_eq!(token_var(&lookup(&[]), "INGEST_TOKEN").unwrap(), None);
-    assert_eq!(token_var(&lookup(&[("INGEST_TOKEN", "  ")]), "INGEST_TOKEN").unwrap(), None);
-    let short = token_var(&lookup(&[("INGEST_TOKEN", "short-secret")]), "INGEST_TOKEN").unwrap_err().to_string();
-    assert!(short.contains("INGEST_TOKEN") && short.contains("at least 16") && !short.contains("short-secret"), "{short}");
-    let spaced = token_var(&lookup(&[("INGEST_TOKEN", "has a space in the middle")]), "INGEST_TOKEN").unwrap_err().to_string();
-    assert!(spaced.contains("visible ASCII") && !spaced.contains("has a space"), "{spaced}");
-    let ok = token_var(&lookup(&[("INGEST_TOKEN", " secret-value-0123456789 ")]), "INGEST_TOKEN").unwrap().unwrap();
+    assert_eq!(
+        token_var(&lookup(&[("INGEST_TOKEN", "  ")]), "INGEST_TOKEN").unwrap(),
+        None
+    );
+    let short = token_var(&lookup(&[("INGEST_TOKEN", "short-secret")]), "INGEST_TOKEN")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        short.contains("INGEST_TOKEN")
+            && short.contains("at least 16")
+            && !short.contains("short-secret"),
+        "{short}"
+    );
+    let spaced = token_var(
+        &lookup(&[("INGEST_TOKEN", "has a space in the middle")]),
+        "INGEST_TOKEN",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        spaced.contains("visible ASCII") && !spaced.contains("has a space"),
+        "{spaced}"
+    );
+    let ok = token_var(
+        &lookup(&[("INGEST_TOKEN", " secret-value-0123456789 ")]),
+        "INGEST_TOKEN",
+    )
+    .unwrap()
+    .unwrap();
     assert_eq!(ok.expose(), "secret-value-0123456789");
     assert_eq!(format!("{ok:?}"), "Secret(<redacted>)");
 }
@@ -85,19 +136,61 @@ fn token_variables_are_checked_without_echoing_them() {
 #[test]
 fn hs256_tokens_need_a_valid_signature_and_exp() {
     let v = jwt_verifier(&[("JWT_HS256_SECRET", HS_SECRET)]);
-    assert_eq!(v.check(&headers(&format!("Bearer {}", hs(json!({"sub": "lab-7", "exp": now() + 60}))))), Ok(()));
-    assert!(invalid(v.check(&headers(&format!("Bearer {}", hs(json!({"sub": "lab-7"})))))).contains("\"exp\""));
-    assert!(invalid(v.check(&headers(&format!("Bearer {}", hs(json!({"exp": now() - JWT_LEEWAY_S - 60})))))).contains("expired"));
+    assert_eq!(
+        v.check(&headers(&format!(
+            "Bearer {}",
+            hs(json!({"sub": "lab-7", "exp": now() + 60}))
+        ))),
+        Ok(())
+    );
+    assert!(
+        invalid(v.check(&headers(&format!("Bearer {}", hs(json!({"sub": "lab-7"}))))))
+            .contains("\"exp\"")
+    );
+    assert!(
+        invalid(v.check(&headers(&format!(
+            "Bearer {}",
+            hs(json!({"exp": now() - JWT_LEEWAY_S - 60}))
+        ))))
+        .contains("expired")
+    );
     // Within the leeway an expired token still passes (clock skew).
-    assert_eq!(v.check(&headers(&format!("Bearer {}", hs(json!({"exp": now() - 5}))))), Ok(()));
-    assert!(invalid(v.check(&headers(&format!("Bearer {}", hs(json!({"exp": now() + 60, "nbf": now() + 3600})))))).contains("not valid yet"));
-    let wrong_key = encode(&Header::new(Algorithm::HS256), &json!({"exp": now() + 60}), &EncodingKey::from_secret(b"another-secret-another-secret-another")).unwrap();
+    assert_eq!(
+        v.check(&headers(&format!(
+            "Bearer {}",
+            hs(json!({"exp": now() - 5}))
+        ))),
+        Ok(())
+    );
+    assert!(
+        invalid(v.check(&headers(&format!(
+            "Bearer {}",
+            hs(json!({"exp": now() + 60, "nbf": now() + 3600}))
+        ))))
+        .contains("not valid yet")
+    );
+    let wrong_key = encode(
+        &Header::new(Algorithm::HS256),
+        &json!({"exp": now() + 60}),
+        &EncodingKey::from_secret(b"another-secret-another-secret-another"),
+    )
+    .unwrap();
     assert!(invalid(v.check(&headers(&format!("Bearer {wrong_key}")))).contains("signature"));
     // A tampered payload fails the signature.
     let good = hs(json!({"exp": now() + 60, "sub": "a"}));
     let parts: Vec<&str> = good.split('.').collect();
-    let forged_payload = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &json!({"exp": now() + 60, "sub": "admin"}), &EncodingKey::from_secret(b"x")).unwrap();
-    let forged = format!("{}.{}.{}", parts[0], forged_payload.split('.').nth(1).unwrap(), parts[2]);
+    let forged_payload = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &json!({"exp": now() + 60, "sub": "admin"}),
+        &EncodingKey::from_secret(b"x"),
+    )
+    .unwrap();
+    let forged = format!(
+        "{}.{}.{}",
+        parts[0],
+        forged_payload.split('.').nth(1).unwrap(),
+        parts[2]
+    );
     invalid(v.check(&headers(&format!("Bearer {forged}"))));
 }
 
@@ -105,7 +198,11 @@ fn hs256_tokens_need_a_valid_signature_and_exp() {
 fn unsigned_and_other_algorithm_tokens_are_refused() {
     let b64 = base64_url;
     let v = jwt_verifier(&[("JWT_HS256_SECRET", HS_SECRET)]);
-    let none = format!("{}.{}.", b64(r#"{"alg":"none","typ":"JWT"}"#), b64(&json!({"exp": now() + 60}).to_string()));
+    let none = format!(
+        "{}.{}.",
+        b64(r#"{"alg":"none","typ":"JWT"}"#),
+        b64(&json!({"exp": now() + 60}).to_string())
+    );
     invalid(v.check(&headers(&format!("Bearer {none}"))));
     // RS256 tokens when only HS256 is configured.
     let rs_token = rs(json!({"exp": now() + 60}), RS_PRIVATE);
@@ -117,22 +214,48 @@ fn unsigned_and_other_algorithm_tokens_are_refused() {
 #[test]
 fn the_rs256_public_key_is_not_an_hs256_secret() {
     let v = jwt_verifier(&[("JWT_RS256_PUBLIC_KEY", RS_PUBLIC)]);
-    let confused = encode(&Header::new(Algorithm::HS256), &json!({"exp": now() + 60}), &EncodingKey::from_secret(RS_PUBLIC.as_bytes())).unwrap();
+    let confused = encode(
+        &Header::new(Algorithm::HS256),
+        &json!({"exp": now() + 60}),
+        &EncodingKey::from_secret(RS_PUBLIC.as_bytes()),
+    )
+    .unwrap();
     assert!(invalid(v.check(&headers(&format!("Bearer {confused}")))).contains("HS256"));
 }
 
 #[test]
 fn rs256_tokens_are_checked_with_the_public_key() {
     let escaped = RS_PUBLIC.trim().replace('\n', "\\n");
-    for v in [jwt_verifier(&[("JWT_RS256_PUBLIC_KEY", RS_PUBLIC)]), jwt_verifier(&[("JWT_RS256_PUBLIC_KEY", &escaped)])] {
-        assert_eq!(v.check(&headers(&format!("Bearer {}", rs(json!({"exp": now() + 60}), RS_PRIVATE)))), Ok(()));
-        assert!(invalid(v.check(&headers(&format!("Bearer {}", rs(json!({"exp": now() + 60}), OTHER_RS_PRIVATE))))).contains("signature"));
+    for v in [
+        jwt_verifier(&[("JWT_RS256_PUBLIC_KEY", RS_PUBLIC)]),
+        jwt_verifier(&[("JWT_RS256_PUBLIC_KEY", &escaped)]),
+    ] {
+        assert_eq!(
+            v.check(&headers(&format!(
+                "Bearer {}",
+                rs(json!({"exp": now() + 60}), RS_PRIVATE)
+            ))),
+            Ok(())
+        );
+        assert!(
+            invalid(v.check(&headers(&format!(
+                "Bearer {}",
+                rs(json!({"exp": now() + 60}), OTHER_RS_PRIVATE)
+            ))))
+            .contains("signature")
+        );
     }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("key.pem");
     std::fs::write(&path, RS_PUBLIC).unwrap();
     let v = jwt_verifier(&[("JWT_RS256_PUBLIC_KEY_FILE", path.to_str().unwrap())]);
-    assert_eq!(v.check(&headers(&format!("Bearer {}", rs(json!({"exp": now() + 60}), RS_PRIVATE)))), Ok(()));
+    assert_eq!(
+        v.check(&headers(&format!(
+            "Bearer {}",
+            rs(json!({"exp": now() + 60}), RS_PRIVATE)
+        ))),
+        Ok(())
+    );
 }
 
 #[test]
@@ -154,36 +277,81 @@ fn issuer_audience_and_scope_are_checked_when_configured() {
         c.as_object_mut().unwrap().remove(k);
         headers(&format!("Bearer {}", hs(c)))
     };
-    assert_eq!(v.check(&headers(&format!("Bearer {}", hs(base.clone())))), Ok(()));
-    assert_eq!(v.check(&with("aud", json!(["other", "covid-ingest"]))), Ok(()));
+    assert_eq!(
+        v.check(&headers(&format!("Bearer {}", hs(base.clone())))),
+        Ok(())
+    );
+    assert_eq!(
+        v.check(&with("aud", json!(["other", "covid-ingest"]))),
+        Ok(())
+    );
     assert_eq!(v.check(&with("scp", json!(["cases:write"]))), Ok(()));
     assert!(invalid(v.check(&with("iss", json!("https://evil.example.org")))).contains("issuer"));
     assert!(invalid(v.check(&without("iss"))).contains("\"iss\""));
     assert!(invalid(v.check(&with("aud", json!("dashboard")))).contains("audience"));
     assert!(invalid(v.check(&without("aud"))).contains("\"aud\""));
-    assert_eq!(v.check(&with("scope", json!("cases:read"))), Err(Denied::Scope("cases:write".into())));
-    assert_eq!(v.check(&without("scope")), Err(Denied::Scope("cases:write".into())));
+    assert_eq!(
+        v.check(&with("scope", json!("cases:read"))),
+        Err(Denied::Scope("cases:write".into()))
+    );
+    assert_eq!(
+        v.check(&without("scope")),
+        Err(Denied::Scope("cases:write".into()))
+    );
 }
 
 #[test]
 fn an_audience_in_the_token_needs_one_configured() {
     let v = jwt_verifier(&[("JWT_HS256_SECRET", HS_SECRET)]);
     // Without JWT_AUDIENCE the audience is not checked at all.
-    assert_eq!(v.check(&headers(&format!("Bearer {}", hs(json!({"exp": now() + 60, "aud": "anything"}))))), Ok(()));
+    assert_eq!(
+        v.check(&headers(&format!(
+            "Bearer {}",
+            hs(json!({"exp": now() + 60, "aud": "anything"}))
+        ))),
+        Ok(())
+    );
 }
 
 #[test]
 fn jwt_configuration_errors_name_the_variable() {
-    let err = |pairs: &[(&str, &str)]| JwtConfig::from_lookup(&lookup(pairs)).map(|_| ()).unwrap_err().to_string();
+    let err = |pairs: &[(&str, &str)]| {
+        JwtConfig::from_lookup(&lookup(pairs))
+            .map(|_| ())
+            .unwrap_err()
+            .to_string()
+    };
     assert!(err(&[("JWT_HS256_SECRET", "short")]).contains("JWT_HS256_SECRET"));
     assert!(!err(&[("JWT_HS256_SECRET", "short")]).contains("short\""));
     assert!(err(&[("JWT_AUDIENCE", "x")]).contains("JWT_AUDIENCE is set but no JWT key"));
-    assert!(err(&[("JWT_RS256_PUBLIC_KEY", RS_PUBLIC), ("JWT_RS256_PUBLIC_KEY_FILE", "/x")]).contains("not both"));
-    assert!(err(&[("JWT_RS256_PUBLIC_KEY_FILE", "/nonexistent/key.pem")]).contains("JWT_RS256_PUBLIC_KEY_FILE"));
-    let cfg = JwtConfig::from_lookup(&lookup(&[("JWT_RS256_PUBLIC_KEY", "not a pem")])).unwrap().unwrap();
-    assert!(JwtVerifier::new(&cfg).map(|_| ()).unwrap_err().to_string().contains("PEM"));
+    assert!(
+        err(&[
+            ("JWT_RS256_PUBLIC_KEY", RS_PUBLIC),
+            ("JWT_RS256_PUBLIC_KEY_FILE", "/x")
+        ])
+        .contains("not both")
+    );
+    assert!(
+        err(&[("JWT_RS256_PUBLIC_KEY_FILE", "/nonexistent/key.pem")])
+            .contains("JWT_RS256_PUBLIC_KEY_FILE")
+    );
+    let cfg = JwtConfig::from_lookup(&lookup(&[("JWT_RS256_PUBLIC_KEY", "not a pem")]))
+        .unwrap()
+        .unwrap();
+    assert!(
+        JwtVerifier::new(&cfg)
+            .map(|_| ())
+            .unwrap_err()
+            .to_string()
+            .contains("PEM")
+    );
     assert!(JwtConfig::from_lookup(&lookup(&[])).unwrap().is_none());
-    let debug = format!("{:?}", JwtConfig::from_lookup(&lookup(&[("JWT_HS256_SECRET", HS_SECRET)])).unwrap().unwrap());
+    let debug = format!(
+        "{:?}",
+        JwtConfig::from_lookup(&lookup(&[("JWT_HS256_SECRET", HS_SECRET)]))
+            .unwrap()
+            .unwrap()
+    );
     assert!(!debug.contains(HS_SECRET), "{debug}");
 }
 
@@ -191,12 +359,26 @@ fn jwt_configuration_errors_name_the_variable() {
 fn refusals_are_json_with_a_bearer_challenge() {
     let resp = Denied::Missing.into_response_for(false);
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(resp.headers()[header::WWW_AUTHENTICATE], r#"Bearer realm="covid-realtime""#);
-    let resp = Denied::Invalid("the JWT has expired: get a new one".into()).into_response_for(false);
-    assert!(resp.headers()[header::WWW_AUTHENTICATE].to_str().unwrap().contains(r#"error="invalid_token""#));
+    assert_eq!(
+        resp.headers()[header::WWW_AUTHENTICATE],
+        r#"Bearer realm="covid-realtime""#
+    );
+    let resp =
+        Denied::Invalid("the JWT has expired: get a new one".into()).into_response_for(false);
+    assert!(
+        resp.headers()[header::WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap()
+            .contains(r#"error="invalid_token""#)
+    );
     let resp = Denied::Scope("cases:write".into()).into_response_for(false);
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
-    assert!(resp.headers()[header::WWW_AUTHENTICATE].to_str().unwrap().contains(r#"scope="cases:write""#));
+    assert!(
+        resp.headers()[header::WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap()
+            .contains(r#"scope="cases:write""#)
+    );
     let grpc = Denied::Missing.into_response_for(true);
     assert_eq!(grpc.status(), StatusCode::OK);
     assert_eq!(grpc.headers()["grpc-status"], "16");
@@ -209,7 +391,10 @@ fn base64_url(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = String::new();
     for chunk in b.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, x)| acc | (u32::from(*x) << (16 - 8 * i)));
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, x)| acc | (u32::from(*x) << (16 - 8 * i)));
         for i in 0..=chunk.len() {
             out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
         }
