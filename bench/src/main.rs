@@ -131,5 +131,11 @@ async fn main() -> anyhow::Result<()> {
     if want(Suite::Dashboard) {
         dashboard::run(&ctx).await?;
     }
+    let when = chrono::Utc::now().format("%Y-%m-%d");
+    report::update_markdown(
+        &ctx.markdown,
+        "machine",
+        &format!("Last run {when} on {}.", ctx.machine.line()),
+    )?;
     Ok(())
 }
