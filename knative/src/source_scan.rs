@@ -34,9 +34,29 @@ pub fn scan(dirs: &[std::path::PathBuf]) -> Found {
 /// Variables read by a library on the function's behalf: (call, variable).
 const LIBRARY_READS: &[(&str, &str)] = &[("from_default_env", "RUST_LOG")];
 
+/// Every run of whitespace as one space, and none right after `(`.
+fn fold_whitespace(code: &str) -> String {
+    let mut out = String::with_capacity(code.len());
+    let mut pending_space = false;
+    for c in code.chars() {
+        if c.is_whitespace() {
+            pending_space = true;
+            continue;
+        }
+        if pending_space && !out.ends_with('(') && !out.is_empty() {
+            out.push(' ');
+        }
+        pending_space = false;
+        out.push(c);
+    }
+    out
+}
+
 pub fn scan_text(text: &str, found: &mut Found) {
     // Unit tests at the bottom of a file may name variables they do not read.
     let code = text.split("#[cfg(test)]").next().unwrap_or(text);
+    // rustfmt may break a call over lines: match on whitespace-folded code.
+    let code = &fold_whitespace(code);
     for (call, var) in LIBRARY_READS {
         if code.contains(call) {
             found.env.insert((*var).to_owned());
@@ -77,17 +97,18 @@ mod tests {
         let mut f = Found::default();
         scan_text(
             "let a = var(lookup, \"READ_COUNT\", 500usize)?; let b = lookup(\"K_SINK\"); std::env::var(\"HOSTNAME\");\n\
+             let c = var(\n    lookup,\n    \"GRPC_WRITER_URL\",\n    x,\n)?; metrics::counter!(\n  \"split_total\"\n);\n\
              metrics::counter!(\"writer_cases_stored_total\", \"path\" => p); metrics::gauge!(\"x_y\").set(1.0);\n\
              #[cfg(test)] mod tests { cfg(&[(\"PORT\", \"1\")]); lookup(\"TEST_ONLY\"); }",
             &mut f,
         );
         assert_eq!(
             f.env.into_iter().collect::<Vec<_>>(),
-            ["HOSTNAME", "K_SINK", "READ_COUNT"]
+            ["GRPC_WRITER_URL", "HOSTNAME", "K_SINK", "READ_COUNT"]
         );
         assert_eq!(
             f.metrics.into_iter().collect::<Vec<_>>(),
-            ["writer_cases_stored_total", "x_y"]
+            ["split_total", "writer_cases_stored_total", "x_y"]
         );
     }
 }
