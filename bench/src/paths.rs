@@ -199,50 +199,38 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
     ] {
         let target = format!("{}={}", path, r.sup.url(function));
         for batch in [100u32, 1] {
-            let users = if batch == 1 { "64" } else { "16" };
-            let mut args: Vec<String> = [
-                "--users",
-                users,
-                "--duration",
-                &secs,
-                "--target",
-                &target,
-                "--threads",
-                "1",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-            if batch > 1 {
-                args.extend(["--batch".to_owned(), batch.to_string()]);
-            }
+            // One argument list for both models: `model` is --users N or --rate R.
+            let load_args = |model: [&str; 2]| -> Vec<String> {
+                let mut a: Vec<String> = [
+                    model[0],
+                    model[1],
+                    "--duration",
+                    &secs,
+                    "--target",
+                    &target,
+                    "--threads",
+                    "1",
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+                if batch > 1 {
+                    a.extend(["--batch".to_owned(), batch.to_string()]);
+                }
+                a
+            };
+            let args = load_args(["--users", if batch == 1 { "64" } else { "16" }]);
             let mut runs = Vec::new();
             for i in 0..ctx.runs {
                 println!("  {path}, batch {batch}: run {}/{}", i + 1, ctx.runs);
                 runs.push(one_run(ctx, &r, path, &args).await?);
             }
-            // Accept-to-stored at half the peak request rate (open model).
-            // Half the pipeline's peak: the sustained store rate (on the Redis
-            // path ingest can accept faster than redis-sub stores; the Stream
-            // absorbs the difference, so ingest's own rate is not the peak).
+            // Accept-to-stored at half the pipeline's peak (open model). The peak
+            // is the sustained store rate: on the Redis path ingest can accept
+            // faster than redis-sub stores (the Stream absorbs the difference).
             let peak_requests = med(&runs, |x| x.sustained) / f64::from(batch);
             let half = (peak_requests / 2.0).round().max(1.0);
-            let mut half_args: Vec<String> = [
-                "--rate",
-                &half.to_string(),
-                "--duration",
-                &secs,
-                "--target",
-                &target,
-                "--threads",
-                "1",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-            if batch > 1 {
-                half_args.extend(["--batch".to_owned(), batch.to_string()]);
-            }
+            let half_args = load_args(["--rate", &half.to_string()]);
             let mut half_runs = Vec::new();
             for _ in 0..ctx.runs {
                 half_runs.push(one_run(ctx, &r, path, &half_args).await?);
