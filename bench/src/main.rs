@@ -11,6 +11,7 @@ mod loadgen;
 mod paths;
 mod procs;
 mod report;
+mod sink;
 mod stats;
 
 use std::path::PathBuf;

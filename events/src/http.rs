@@ -1,16 +1,18 @@
 //! CloudEvents over HTTP: an axum extractor that honours the body limit
-//! (the SDK's own reads without one), and a sender over reqwest 0.13 (the
-//! SDK's `reqwest` binding targets 0.12). Binary and structured mode both
-//! work on receive; sending uses binary mode, the Knative default.
-
-use std::time::Duration;
+//! (the SDK's own reads without one) and a binary-mode encoder for senders
+//! (the functions' sink client in `runtime::sink`, and a reqwest request
+//! builder for tools and tests: the SDK's `reqwest` binding targets 0.12).
+//! Binary and structured mode both work on receive; sending uses binary
+//! mode, the Knative default.
 
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use cloudevents::Event;
 use cloudevents::binding::http::to_event;
+use cloudevents::event::AttributeValue;
+use cloudevents::{Data, Event};
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 /// An incoming CloudEvent (binary or structured mode).
 ///
@@ -75,7 +77,7 @@ pub enum SendError {
     #[error("the receiver answered {status}: {body}")]
     Status { status: StatusCode, body: String },
     #[error("could not reach the receiver: {0}")]
-    Transport(#[from] reqwest::Error),
+    Transport(String),
 }
 
 impl SendError {
@@ -93,6 +95,56 @@ impl SendError {
     }
 }
 
+/// `event` in HTTP binary mode: every attribute and extension as a `ce-`
+/// header (`datacontenttype` as `Content-Type`), the data as the body. The
+/// same bytes the SDK's binding writes, without its per-attribute string
+/// formatting and header-name parsing: this runs once per case on the
+/// ingest path.
+pub fn encode_binary(event: &Event) -> Result<(HeaderMap, Bytes), SendError> {
+    let mut headers = HeaderMap::with_capacity(12);
+    for (name, value) in event.iter_attributes() {
+        let header = match name {
+            "specversion" => HeaderName::from_static("ce-specversion"),
+            "id" => HeaderName::from_static("ce-id"),
+            "type" => HeaderName::from_static("ce-type"),
+            "source" => HeaderName::from_static("ce-source"),
+            "datacontenttype" => http::header::CONTENT_TYPE,
+            "dataschema" => HeaderName::from_static("ce-dataschema"),
+            "subject" => HeaderName::from_static("ce-subject"),
+            "time" => HeaderName::from_static("ce-time"),
+            other => extension_header(other)?,
+        };
+        headers.insert(header, header_value(&value)?);
+    }
+    for (name, value) in event.iter_extensions() {
+        headers.insert(extension_header(name)?, header_value(&value.into())?);
+    }
+    let body = match event.data() {
+        None => Bytes::new(),
+        Some(Data::Binary(b)) => Bytes::copy_from_slice(b),
+        Some(Data::String(s)) => Bytes::copy_from_slice(s.as_bytes()),
+        Some(Data::Json(v)) => serde_json::to_vec(v)
+            .map_err(|e| SendError::Encode(e.to_string()))?
+            .into(),
+    };
+    Ok((headers, body))
+}
+
+fn extension_header(name: &str) -> Result<HeaderName, SendError> {
+    HeaderName::try_from(format!("ce-{name}"))
+        .map_err(|e| SendError::Encode(format!("attribute {name:?}: {e}")))
+}
+
+fn header_value(value: &AttributeValue) -> Result<HeaderValue, SendError> {
+    let v = match value {
+        AttributeValue::String(s) => HeaderValue::from_str(s),
+        AttributeValue::URIRef(s) => HeaderValue::from_str(s),
+        AttributeValue::SpecVersion(v) => HeaderValue::from_str(v.as_str()),
+        other => HeaderValue::from_str(&other.to_string()),
+    };
+    v.map_err(|e| SendError::Encode(format!("attribute value {value}: {e}")))
+}
+
 /// Builds a binary-mode HTTP POST of `event` to `url`.
 pub fn binary_request(
     client: &reqwest::Client,
@@ -100,35 +152,10 @@ pub fn binary_request(
     event: Event,
     extra_headers: &[(&str, &str)],
 ) -> Result<reqwest::RequestBuilder, SendError> {
-    let req = http::Request::<Option<Vec<u8>>>::try_from(event)
-        .map_err(|e| SendError::Encode(e.to_string()))?;
-    let (parts, body) = req.into_parts();
-    let mut rb = client.post(url).headers(parts.headers);
+    let (headers, body) = encode_binary(&event)?;
+    let mut rb = client.post(url).headers(headers);
     for (k, v) in extra_headers {
         rb = rb.header(*k, *v);
     }
-    Ok(rb.body(body.unwrap_or_default()))
-}
-
-/// Sends `event` in binary mode; any 2xx is success.
-pub async fn send(
-    client: &reqwest::Client,
-    url: &str,
-    event: Event,
-    extra_headers: &[(&str, &str)],
-    timeout: Duration,
-) -> Result<(), SendError> {
-    let resp = binary_request(client, url, event, extra_headers)?
-        .timeout(timeout)
-        .send()
-        .await?;
-    let status = resp.status();
-    if status.is_success() {
-        return Ok(());
-    }
-    let body = resp.text().await.unwrap_or_default();
-    Err(SendError::Status {
-        status,
-        body: body.chars().take(500).collect(),
-    })
+    Ok(rb.body(body))
 }

@@ -83,12 +83,24 @@ impl Forwarder {
     pub async fn forward(&self, events: Vec<Event>, traceparent: &str) -> Result<(), ForwardError> {
         match self {
             Forwarder::Sink(sink) => {
-                let failures: Vec<String> = futures::stream::iter(events)
-                    .map(|e| sink.send(e, Some(traceparent)))
-                    .buffer_unordered(32)
-                    .filter_map(|r| async move { r.err().map(|e| e.to_string()) })
-                    .collect()
-                    .await;
+                let failures: Vec<String> = match <[Event; 1]>::try_from(events) {
+                    // A single case (the common request) needs no fan-out.
+                    Ok([event]) => sink
+                        .send(&event, Some(traceparent))
+                        .await
+                        .err()
+                        .map(|e| e.to_string())
+                        .into_iter()
+                        .collect(),
+                    Err(events) => {
+                        futures::stream::iter(events)
+                            .map(|e| async move { sink.send(&e, Some(traceparent)).await })
+                            .buffer_unordered(32)
+                            .filter_map(|r| async move { r.err().map(|e| e.to_string()) })
+                            .collect()
+                            .await
+                    }
+                };
                 match failures.first() {
                     None => Ok(()),
                     Some(first) => Err(ForwardError(format!(

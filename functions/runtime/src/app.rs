@@ -118,6 +118,7 @@ pub struct Context {
     /// Background work that must finish (flush) before the process exits.
     pub tasks: TaskTracker,
     http: Arc<OnceLock<reqwest::Client>>,
+    sink_client: Arc<OnceLock<crate::sink::SinkClient>>,
 }
 
 impl Context {
@@ -127,6 +128,7 @@ impl Context {
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             http: Arc::new(OnceLock::new()),
+            sink_client: Arc::new(OnceLock::new()),
         }
     }
 
@@ -154,7 +156,8 @@ impl Context {
     /// A sink to `url` the way `K_SINK` is sent to: `K_CE_OVERRIDES` applied
     /// and the internal token (when set) sent along.
     pub fn sink_to(&self, url: &str) -> Sink {
-        Sink::new(url, self.http().clone(), &self.config.ce_overrides)
+        let client = self.sink_client.get_or_init(crate::sink::client).clone();
+        Sink::new(url, client, &self.config.ce_overrides)
             .with_bearer(self.config.internal_token.clone())
     }
 }

@@ -85,7 +85,10 @@ impl Config {
         let configuration = var(lookup, "K_CONFIGURATION", service.clone())?;
         let sink = lookup("K_SINK").filter(|s| !s.trim().is_empty());
         if let Some(s) = &sink {
-            url::Url::parse(s).with_context(|| format!("K_SINK={s:?} is not a URL"))?;
+            let u = url::Url::parse(s).with_context(|| format!("K_SINK={s:?} is not a URL"))?;
+            if !matches!(u.scheme(), "http" | "https") || s.parse::<http::Uri>().is_err() {
+                bail!("K_SINK={s:?} is not an http:// or https:// URL");
+            }
         }
         let ce_overrides = match lookup("K_CE_OVERRIDES").filter(|s| !s.trim().is_empty()) {
             None => Vec::new(),

@@ -22,6 +22,11 @@ pub mod sink;
 pub mod telemetry;
 pub mod trace;
 
+/// Every function allocates per request (bodies, headers, events); mimalloc
+/// keeps that off glibc's arena locks and measurably cheaper (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub use app::{App, Context, REVISION_HEADER, Routes, install_crypto_provider, main};
 pub use auth::{Secret, Verifier};
 pub use config::Config;

@@ -241,7 +241,7 @@ async fn the_sink_sends_the_internal_token() {
         .ctx
         .sink()
         .unwrap()
-        .send(event.clone(), None)
+        .send(&event, None)
         .await
         .unwrap();
     assert_eq!(receiver.writes.load(Ordering::SeqCst), 1);
@@ -249,7 +249,7 @@ async fn the_sink_sends_the_internal_token() {
     let err = stranger
         .ctx
         .sink_to(&format!("{}/", receiver.url))
-        .send(event, None)
+        .send(&event, None)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("401"), "{err}");

@@ -92,7 +92,7 @@ impl Writer {
         let traceparent = traceparent.map(str::to_owned);
         self.ctx.tasks.spawn(async move {
             let _permit = permit;
-            if let Err(e) = sink.send_with_retry(event, traceparent.as_deref(), Duration::from_secs(30)).await {
+            if let Err(e) = sink.send_with_retry(&event, traceparent.as_deref(), Duration::from_secs(30)).await {
                 metrics::counter!("writer_emit_failed_total").increment(1);
                 tracing::warn!(error = %e, "case.stored not delivered; the aggregate sweep will count these cases");
             }
