@@ -57,7 +57,10 @@ enum Parsed {
     /// Not all of it has arrived yet.
     Partial,
     /// `len` bytes long; whether it was a valid binary-mode CloudEvent.
-    Complete { len: usize, event: bool },
+    Complete {
+        len: usize,
+        event: bool,
+    },
     Invalid,
 }
 
@@ -152,9 +155,6 @@ mod tests {
             parse(plain),
             Parsed::Complete { event: false, .. }
         ));
-        assert!(matches!(
-            parse(b"POST / HTTP/1.1\r\n\r\n"),
-            Parsed::Invalid
-        ));
+        assert!(matches!(parse(b"POST / HTTP/1.1\r\n\r\n"), Parsed::Invalid));
     }
 }

@@ -239,8 +239,21 @@ impl std::str::FromStr for Case {
 
 /// Parses exactly one case object.
 pub fn parse_case(body: &[u8]) -> Result<Case, CaseError> {
+    deserialize(body, None)
+}
+
+/// Deserializes `body`; only a body that fails is parsed a second time with
+/// path tracking, to name the field (valid bodies, the common case, pay
+/// nothing for it).
+fn deserialize<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    index: Option<usize>,
+) -> Result<T, CaseError> {
+    if let Ok(v) = serde_json::from_slice(body) {
+        return Ok(v);
+    }
     let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| CaseError::from_path(e, None))
+    serde_path_to_error::deserialize(de).map_err(|e| CaseError::from_path(e, index))
 }
 
 /// Parses a JSON body: one case object, or an array of them (a batch).
@@ -250,9 +263,7 @@ pub fn parse_json_body(body: &[u8]) -> Result<Vec<Case>, CaseError> {
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     match first {
         Some(b'[') => {
-            let de = &mut serde_json::Deserializer::from_slice(body);
-            let cases: Vec<Case> =
-                serde_path_to_error::deserialize(de).map_err(|e| CaseError::from_path(e, None))?;
+            let cases: Vec<Case> = deserialize(body, None)?;
             if cases.is_empty() {
                 return Err(CaseError::new("the batch is empty: send at least one case"));
             }
@@ -277,9 +288,7 @@ pub fn parse_ndjson_body(body: &[u8]) -> Result<Vec<Case>, CaseError> {
             continue;
         }
         let index = cases.len();
-        let de = &mut serde_json::Deserializer::from_slice(line);
-        let case = serde_path_to_error::deserialize(de)
-            .map_err(|e| CaseError::from_path(e, Some(index)))?;
+        let case = deserialize(line, Some(index))?;
         cases.push(case);
     }
     if cases.is_empty() {

@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
-use events::cloudevents::binding::http::to_event;
 use events::cloudevents::AttributesWriter;
+use events::cloudevents::binding::http::to_event;
 use events::proto::ce;
 use events::{Case, Reported, parse_json_body, parse_ndjson_body};
 use proptest::prelude::*;

@@ -23,13 +23,13 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::auth::Verifier;
 use crate::config::Config;
+use crate::contract::ContractLayer;
 use crate::sink::Sink;
-use crate::{auth, metrics, telemetry, trace};
+use crate::{auth, metrics, telemetry};
 
 /// Response header naming the revision that served the request, so a load
 /// test can measure a traffic split from outside.
@@ -411,9 +411,7 @@ fn contract_router(ctx: &Context, routes: Routes) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             cfg.request_timeout,
         ))
-        .layer(middleware::from_fn(metrics::layer))
-        .layer(middleware::from_fn(trace::layer))
-        .layer(SetResponseHeaderLayer::overriding(
+        .layer(ContractLayer::new(
             HeaderName::from_static(REVISION_HEADER),
             revision,
         ))

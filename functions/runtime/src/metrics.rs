@@ -2,12 +2,13 @@
 //! recorded by a middleware, and the functions' own counters through the
 //! `metrics` macros.
 
+use std::cell::RefCell;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::http::{Method, StatusCode};
+use metrics::{Counter, Gauge, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Latency buckets in seconds: fine-grained below 10 ms, where these functions live.
@@ -46,28 +47,176 @@ pub fn render() -> String {
     handle().render()
 }
 
-/// Middleware: request count, errors, latency and in-flight, per route.
+/// Per-route HTTP metrics: request count, errors, latency and in-flight.
 /// The route is the matched pattern (`/cases`, a gRPC method path), never the
-/// raw URI, so label cardinality stays bounded.
-pub async fn layer(req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let method = req.method().as_str().to_owned();
-    let in_flight = metrics::gauge!("http_requests_in_flight", "route" => route.clone());
-    in_flight.increment(1.0);
-    let start = Instant::now();
-    let resp = next.run(req).await;
-    in_flight.decrement(1.0);
-    let status = resp.status();
-    metrics::histogram!("http_request_duration_seconds", "route" => route.clone(), "method" => method.clone())
-        .record(start.elapsed().as_secs_f64());
-    metrics::counter!("http_requests_total", "route" => route.clone(), "method" => method, "status" => status.as_str().to_owned())
-        .increment(1);
-    if status.is_server_error() {
-        metrics::counter!("http_request_errors_total", "route" => route).increment(1);
+/// raw URI, so label cardinality stays bounded. The handles are looked up in
+/// the recorder once per route, method and status and then kept per worker
+/// thread: a request costs a few atomic updates, not a registry lookup with
+/// freshly allocated labels.
+pub(crate) struct RequestMetrics {
+    route: Option<MatchedPath>,
+    method: Method,
+    start: Instant,
+    done: bool,
+}
+
+struct RouteHandles {
+    route: Box<str>,
+    method: Method,
+    in_flight: Gauge,
+    duration: Histogram,
+    errors: Counter,
+    by_status: Vec<(StatusCode, Counter)>,
+}
+
+thread_local! {
+    static ROUTES: RefCell<Vec<RouteHandles>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Methods outside the standard set share one label value.
+fn method_label(m: &Method) -> Method {
+    match *m {
+        Method::GET
+        | Method::POST
+        | Method::PUT
+        | Method::DELETE
+        | Method::HEAD
+        | Method::OPTIONS
+        | Method::PATCH => m.clone(),
+        _ => Method::from_bytes(b"OTHER").expect("a valid method token"),
     }
-    resp
+}
+
+fn with_route<R>(route: &str, method: &Method, f: impl FnOnce(&mut RouteHandles) -> R) -> R {
+    ROUTES.with_borrow_mut(|routes| {
+        let i = match routes
+            .iter()
+            .position(|h| h.method == *method && &*h.route == route)
+        {
+            Some(i) => i,
+            None => {
+                let r = route.to_owned();
+                routes.push(RouteHandles {
+                    route: route.into(),
+                    method: method.clone(),
+                    in_flight: metrics::gauge!("http_requests_in_flight", "route" => r.clone()),
+                    duration: metrics::histogram!("http_request_duration_seconds", "route" => r.clone(), "method" => method.as_str().to_owned()),
+                    errors: metrics::counter!("http_request_errors_total", "route" => r),
+                    by_status: Vec::new(),
+                });
+                routes.len() - 1
+            }
+        };
+        f(&mut routes[i])
+    })
+}
+
+impl RequestMetrics {
+    /// Counts `req` as in flight.
+    pub(crate) fn start(req: &Request) -> RequestMetrics {
+        let m = RequestMetrics {
+            route: req.extensions().get::<MatchedPath>().cloned(),
+            method: method_label(req.method()),
+            start: Instant::now(),
+            done: false,
+        };
+        with_route(m.route(), &m.method, |h| h.in_flight.increment(1.0));
+        m
+    }
+
+    fn route(&self) -> &str {
+        self.route.as_ref().map_or("unmatched", |r| r.as_str())
+    }
+
+    /// Records the answer: latency, status, errors; no longer in flight.
+    pub(crate) fn finish(mut self, status: StatusCode) {
+        self.record(Some(status));
+        self.done = true;
+    }
+
+    fn record(&self, status: Option<StatusCode>) {
+        let elapsed = self.start.elapsed().as_secs_f64();
+        let route = self.route();
+        with_route(route, &self.method, |h| {
+            h.in_flight.decrement(1.0);
+            // A request whose client went away has no answer to count.
+            let Some(status) = status else { return };
+            h.duration.record(elapsed);
+            let counter = match h.by_status.iter().find(|(s, _)| *s == status) {
+                Some((_, c)) => c,
+                None => {
+                    let c = metrics::counter!("http_requests_total", "route" => route.to_owned(), "method" => h.method.as_str().to_owned(), "status" => status.as_str().to_owned());
+                    h.by_status.push((status, c));
+                    &h.by_status.last().expect("just pushed").1
+                }
+            };
+            counter.increment(1);
+            if status.is_server_error() {
+                h.errors.increment(1);
+            }
+        });
+    }
+}
+
+impl Drop for RequestMetrics {
+    /// The request was dropped before it was answered (the client left).
+    fn drop(&mut self) {
+        if !self.done {
+            self.record(None);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+        text.lines().find(|l| l.starts_with(prefix))
+    }
+
+    #[test]
+    fn answered_and_abandoned_requests_are_counted_once_each() {
+        handle();
+        let req = || {
+            Request::builder()
+                .method("POST")
+                .uri("/unit")
+                .body(axum::body::Body::empty())
+                .unwrap()
+        };
+        let answered = RequestMetrics::start(&req());
+        let abandoned = RequestMetrics::start(&req());
+        let text = render();
+        assert!(
+            line(&text, r#"http_requests_in_flight{route="unmatched"} 2"#).is_some(),
+            "{text}"
+        );
+        answered.finish(StatusCode::SERVICE_UNAVAILABLE);
+        drop(abandoned);
+        let text = render();
+        assert!(
+            line(&text, r#"http_requests_in_flight{route="unmatched"} 0"#).is_some(),
+            "{text}"
+        );
+        assert!(
+            line(
+                &text,
+                r#"http_requests_total{route="unmatched",method="POST",status="503"} 1"#
+            )
+            .is_some(),
+            "{text}"
+        );
+        assert!(
+            line(&text, r#"http_request_errors_total{route="unmatched"} 1"#).is_some(),
+            "{text}"
+        );
+        // Methods outside the standard set share one label value.
+        let odd = Request::builder()
+            .method("BREW")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        RequestMetrics::start(&odd).finish(StatusCode::NOT_FOUND);
+        assert!(render().contains(r#"method="OTHER",status="404"} 1"#));
+    }
 }

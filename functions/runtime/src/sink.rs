@@ -39,9 +39,9 @@ pub fn client() -> SinkClient {
     http.set_connect_timeout(Some(Duration::from_secs(3)));
     http.enforce_http(false);
     let builder = hyper_rustls::HttpsConnectorBuilder::new();
-    let connector = match builder.with_provider_and_platform_verifier(
-        rustls::crypto::ring::default_provider(),
-    ) {
+    let connector = match builder
+        .with_provider_and_platform_verifier(rustls::crypto::ring::default_provider())
+    {
         Ok(b) => b.https_or_http().enable_http1().wrap_connector(http),
         Err(e) => {
             // No usable root store: plain HTTP still works, HTTPS sinks fail
@@ -128,7 +128,9 @@ impl Sink {
                 (Ok(name), Ok(value)) => {
                     h.insert(name, value);
                 }
-                _ => tracing::warn!(extension = %k, "K_CE_OVERRIDES entry cannot be sent as a header"),
+                _ => {
+                    tracing::warn!(extension = %k, "K_CE_OVERRIDES entry cannot be sent as a header")
+                }
             }
         }
         if let Some(t) = token
@@ -187,9 +189,7 @@ impl Sink {
         };
         let (status, body) = tokio::time::timeout(self.timeout, exchange)
             .await
-            .map_err(|_| {
-                SendError::Transport(format!("no answer within {:?}", self.timeout))
-            })??;
+            .map_err(|_| SendError::Transport(format!("no answer within {:?}", self.timeout)))??;
         if status.is_success() {
             return Ok(());
         }

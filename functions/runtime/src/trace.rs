@@ -3,10 +3,7 @@
 
 use std::fmt;
 
-use axum::extract::Request;
 use axum::http::HeaderValue;
-use axum::middleware::Next;
-use axum::response::Response;
 use rand::Rng;
 
 pub const HEADER: &str = "traceparent";
@@ -86,31 +83,36 @@ impl TraceContext {
     }
 }
 
-impl fmt::Display for TraceContext {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "00-{:032x}-{:016x}-{:02x}",
-            self.trace_id,
-            self.span_id,
-            u8::from(self.sampled)
-        )
+impl TraceContext {
+    /// `00-<trace id>-<span id>-<flags>`, the header's 55 bytes, without
+    /// going through `fmt` (this runs on every request).
+    pub fn encode(&self) -> [u8; 55] {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [b'-'; 55];
+        out[0] = b'0';
+        out[1] = b'0';
+        for i in 0..32 {
+            out[3 + i] = HEX[((self.trace_id >> (124 - 4 * i)) & 0xf) as usize];
+        }
+        for i in 0..16 {
+            out[36 + i] = HEX[((self.span_id >> (60 - 4 * i)) & 0xf) as usize];
+        }
+        out[53] = b'0';
+        out[54] = if self.sampled { b'1' } else { b'0' };
+        out
+    }
+
+    /// The `traceparent` header value.
+    pub fn header_value(&self) -> HeaderValue {
+        HeaderValue::from_bytes(&self.encode()).expect("hex digits and dashes are a valid header")
     }
 }
 
-/// Middleware: continues the caller's trace (or starts one), makes the
-/// context available to handlers as an extension, runs the request inside a
-/// span carrying the trace id, and returns `traceparent` to the caller.
-pub async fn layer(mut req: Request, next: Next) -> Response {
-    let parent = req.headers().get(HEADER).and_then(|v| v.to_str().ok());
-    let ctx = TraceContext::continue_from(parent);
-    req.extensions_mut().insert(ctx);
-    let span = tracing::info_span!("request", trace_id = %ctx.trace_id_hex(), method = %req.method(), path = %req.uri().path());
-    let mut resp = tracing::Instrument::instrument(next.run(req), span).await;
-    if let Ok(v) = HeaderValue::from_str(&ctx.to_string()) {
-        resp.headers_mut().insert(HEADER, v);
+impl fmt::Display for TraceContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let bytes = self.encode();
+        f.write_str(std::str::from_utf8(&bytes).expect("ASCII"))
     }
-    resp
 }
 
 #[cfg(test)]
@@ -122,6 +124,16 @@ mod tests {
         let s = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
         let t = TraceContext::parse(s).unwrap();
         assert_eq!(t.to_string(), s);
+        assert_eq!(t.header_value(), s);
+        let unsampled = TraceContext {
+            sampled: false,
+            trace_id: 1,
+            span_id: u64::MAX,
+        };
+        assert_eq!(
+            unsampled.to_string(),
+            "00-00000000000000000000000000000001-ffffffffffffffff-00"
+        );
         let c = TraceContext::continue_from(Some(s));
         assert_eq!(c.trace_id, t.trace_id);
         assert_ne!(c.span_id, t.span_id);

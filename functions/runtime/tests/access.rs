@@ -237,13 +237,7 @@ async fn the_sink_sends_the_internal_token() {
         |r| r,
     )
     .await;
-    sender
-        .ctx
-        .sink()
-        .unwrap()
-        .send(&event, None)
-        .await
-        .unwrap();
+    sender.ctx.sink().unwrap().send(&event, None).await.unwrap();
     assert_eq!(receiver.writes.load(Ordering::SeqCst), 1);
     let stranger = spawn(&[], |r| r).await;
     let err = stranger
