@@ -21,7 +21,7 @@ use crate::config::Route;
 pub struct ForwardError(pub String);
 
 pub enum Forwarder {
-    Sink(Sink),
+    Sink(Box<Sink>),
     Grpc(writer::case_writer_client::CaseWriterClient<InterceptedService<Channel, GrpcBearer>>),
     Redis {
         conn: ConnectionManager,
@@ -50,7 +50,7 @@ impl Forwarder {
     /// Sets up the route without connecting (connections are lazy).
     pub fn new(ctx: &Context, route: &Route, timeout: Duration) -> anyhow::Result<Forwarder> {
         Ok(match route {
-            Route::Sink(url) => Forwarder::Sink(ctx.sink_to(url)),
+            Route::Sink(url) => Forwarder::Sink(Box::new(ctx.sink_to(url))),
             Route::Grpc { writer_url } => {
                 let channel = Endpoint::from_shared(writer_url.clone())
                     .map_err(|e| {

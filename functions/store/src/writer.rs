@@ -28,10 +28,9 @@ pub struct Writer {
 
 impl Writer {
     pub fn new(ctx: &Context, cases: CaseStore, path: WritePath) -> Writer {
-        for p in [path.as_str()] {
-            metrics::counter!("writer_cases_stored_total", "path" => p).increment(0);
-            metrics::counter!("writer_cases_duplicate_total", "path" => p).increment(0);
-        }
+        let p = path.as_str();
+        metrics::counter!("writer_cases_stored_total", "path" => p).increment(0);
+        metrics::counter!("writer_cases_duplicate_total", "path" => p).increment(0);
         Writer {
             cases,
             path,
