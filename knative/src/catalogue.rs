@@ -175,6 +175,7 @@ pub const FUNCTIONS: &[Function] = &[
         metrics: &[
             "ingest_cases_accepted_total",
             "ingest_requests_refused_total",
+            "ingest_grpc_call_requests",
         ],
         needs_sink: false,
         port_name: "http1",

@@ -1,6 +1,7 @@
 //! Sending accepted cases on, one way per route. A batch goes in as few round
-//! trips as the route allows: one gRPC call, one script that checks the
-//! Stream's bound and XADDs the batch, or concurrent POSTs to an HTTP sink.
+//! trips as the route allows: one gRPC call (shared with concurrent requests,
+//! see `grpc_batch`), one script that checks the Stream's bound and XADDs the
+//! batch, or concurrent POSTs to an HTTP sink.
 
 use std::time::Duration;
 
@@ -9,11 +10,11 @@ use events::{Event, Reported};
 use futures::StreamExt;
 use redis::aio::ConnectionManager;
 use runtime::{Context, Sink};
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
 use crate::access::GrpcBearer;
 use crate::config::Route;
+use crate::grpc_batch::GrpcBatcher;
 
 /// Why the next hop did not take the cases. Nothing is kept: the client may retry.
 #[derive(Debug, thiserror::Error)]
@@ -22,7 +23,7 @@ pub struct ForwardError(pub String);
 
 pub enum Forwarder {
     Sink(Box<Sink>),
-    Grpc(writer::case_writer_client::CaseWriterClient<InterceptedService<Channel, GrpcBearer>>),
+    Grpc(GrpcBatcher),
     Redis {
         conn: ConnectionManager,
         stream: String,
@@ -62,9 +63,9 @@ impl Forwarder {
                     .http2_keep_alive_interval(Duration::from_secs(30))
                     .connect_lazy();
                 let bearer = GrpcBearer::new(ctx.config.internal_token.as_ref());
-                Forwarder::Grpc(
+                Forwarder::Grpc(GrpcBatcher::start(
                     writer::case_writer_client::CaseWriterClient::with_interceptor(channel, bearer),
-                )
+                ))
             }
             Route::Redis {
                 url,
@@ -109,22 +110,18 @@ impl Forwarder {
                     ))),
                 }
             }
-            Forwarder::Grpc(client) => {
+            Forwarder::Grpc(batcher) => {
                 let n = events.len();
-                let mut req = tonic::Request::new(writer::WriteRequest {
-                    events: events.iter().map(to_proto).collect(),
-                });
-                if let Ok(v) = traceparent.parse() {
-                    req.metadata_mut().insert("traceparent", v);
-                }
-                let resp = client.clone().write(req).await.map_err(|s| {
-                    ForwardError(format!(
-                        "the gRPC writer is unavailable: {} ({:?})",
-                        s.message(),
-                        s.code()
-                    ))
-                })?;
-                let results = resp.into_inner().results;
+                let results = batcher
+                    .write(events.iter().map(to_proto).collect(), traceparent)
+                    .await
+                    .map_err(|s| {
+                        ForwardError(format!(
+                            "the gRPC writer is unavailable: {} ({:?})",
+                            s.message(),
+                            s.code()
+                        ))
+                    })?;
                 let rejected: Vec<_> = results
                     .iter()
                     .filter(|r| r.status == writer::WriteStatus::Rejected as i32)
@@ -174,10 +171,10 @@ impl Forwarder {
     pub async fn check(&self) -> Result<(), String> {
         match self {
             Forwarder::Sink(_) => Ok(()),
-            Forwarder::Grpc(client) => {
+            Forwarder::Grpc(batcher) => {
                 // An empty batch is a cheap round trip that proves the writer answers.
-                client
-                    .clone()
+                batcher
+                    .client()
                     .write(writer::WriteRequest { events: vec![] })
                     .await
                     .map(|_| ())

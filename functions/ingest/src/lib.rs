@@ -6,6 +6,7 @@
 pub mod access;
 pub mod config;
 pub mod forward;
+pub mod grpc_batch;
 pub mod idempotency;
 
 use std::sync::Arc;

@@ -115,6 +115,50 @@ async fn grpc_route_sends_one_write_per_batch() {
     assert_eq!(ready.status(), StatusCode::OK);
 }
 
+/// Concurrent single-case requests share gRPC calls: while the calls in
+/// flight are busy, the requests that arrive queue up and go out together,
+/// and each request still gets exactly its own cases' results.
+#[tokio::test]
+async fn grpc_route_groups_concurrent_requests_into_shared_calls() {
+    let (url, writer) = spawn_slow_writer(Duration::from_millis(300)).await;
+    let app = spawn_ingest(&[("INGEST_ROUTE", "grpc"), ("GRPC_WRITER_URL", &url)]).await;
+    let requests = 60;
+    let posts = (0..requests).map(|i| {
+        let app = &app;
+        async move {
+            let resp = app.post_json(&case_json(&format!("P{i}"), 30)).await;
+            assert_eq!(resp.status(), StatusCode::ACCEPTED);
+            let body = json(resp).await;
+            assert_eq!(body["accepted"], 1);
+            (format!("P{i}"), body["ids"][0].as_str().unwrap().to_owned())
+        }
+    });
+    let answered = futures::future::join_all(posts).await;
+    let calls = writer.calls.lock().unwrap().clone();
+    assert_eq!(calls.iter().sum::<usize>(), requests);
+    assert!(
+        calls.len() < requests / 2,
+        "{} calls for {requests} requests: {calls:?}",
+        calls.len()
+    );
+    assert!(calls.iter().any(|&n| n > 1), "{calls:?}");
+    // Every request's id names its own case, stored once.
+    let stored: std::collections::HashMap<String, String> = writer
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let r = Reported::from_event(e).unwrap();
+            (r.id, r.case.name.to_string())
+        })
+        .collect();
+    assert_eq!(stored.len(), requests);
+    for (name, id) in answered {
+        assert_eq!(stored.get(&id), Some(&name));
+    }
+}
+
 #[tokio::test]
 async fn redis_route_appends_to_the_stream() {
     let servers = stack::testing::servers();

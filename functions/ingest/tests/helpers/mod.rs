@@ -103,6 +103,10 @@ impl SinkServer {
 pub struct RecordingWriter {
     pub events: Arc<Mutex<Vec<Event>>>,
     pub traceparents: Arc<Mutex<Vec<String>>>,
+    /// Events per call, in the order the calls arrived.
+    pub calls: Arc<Mutex<Vec<usize>>>,
+    /// How long each call takes to answer.
+    pub delay: Duration,
 }
 
 #[tonic::async_trait]
@@ -118,8 +122,11 @@ impl CaseWriter for RecordingWriter {
         {
             self.traceparents.lock().unwrap().push(t.to_owned());
         }
+        let events = req.into_inner().events;
+        self.calls.lock().unwrap().push(events.len());
+        tokio::time::sleep(self.delay).await;
         let mut results = Vec::new();
-        for pe in req.into_inner().events {
+        for pe in events {
             let id = pe.id.clone();
             let e =
                 events::proto::from_proto(pe).map_err(|e| tonic::Status::invalid_argument(e.0))?;
@@ -142,7 +149,14 @@ impl CaseWriter for RecordingWriter {
 }
 
 pub async fn spawn_writer() -> (String, RecordingWriter) {
-    let writer = RecordingWriter::default();
+    spawn_slow_writer(Duration::ZERO).await
+}
+
+pub async fn spawn_slow_writer(delay: Duration) -> (String, RecordingWriter) {
+    let writer = RecordingWriter {
+        delay,
+        ..RecordingWriter::default()
+    };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let svc = CaseWriterServer::new(writer.clone());
