@@ -2,68 +2,13 @@
 //! endpoint's numbers for a known set of stored cases, bad parameters, and
 //! live pushes over SSE.
 
-use std::collections::HashMap;
+mod helpers;
+
 use std::time::Duration;
 
-use events::redis::Keys;
 use events::{Case, Reported, WritePath};
-use runtime::{App, Config};
+use helpers::{Env, env};
 use serde_json::Value;
-use store::{Aggregator, CaseStore, Mongo, MongoConfig, RedisStats};
-
-struct Env {
-    url: String,
-    http: reqwest::Client,
-    cases: CaseStore,
-    agg: Aggregator,
-    keys: Keys,
-    redis: redis::aio::ConnectionManager,
-}
-
-async fn env() -> Env {
-    let s = stack::testing::servers();
-    let prefix = format!("{}:", stack::testing::unique("dash"));
-    let db = stack::testing::unique("dash");
-    let map: HashMap<String, String> = [
-        ("REDIS_URL", s.redis_url.as_str()),
-        ("REDIS_KEY_PREFIX", prefix.as_str()),
-        ("MONGODB_URI", s.mongodb_uri.as_str()),
-        ("MONGODB_DATABASE", db.as_str()),
-        ("DASHBOARD_DIR", "/nonexistent"),
-        ("SSE_MIN_INTERVAL_MS", "50"),
-        ("HOST", "127.0.0.1"),
-        ("PORT", "0"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
-    let lookup = move |k: &str| map.get(k).cloned();
-    let config = dashboard_api::DashboardConfig::from_lookup(&lookup).unwrap();
-    let app = App::build(
-        Config::from_lookup("dashboard-api", &lookup).unwrap(),
-        |ctx| dashboard_api::routes_with(ctx, config),
-    )
-    .await
-    .unwrap();
-    let url = format!("http://127.0.0.1:{}", app.port());
-    tokio::spawn(app.run_until_stopped());
-    let mongo = Mongo::connect_lazy(&MongoConfig {
-        uri: s.mongodb_uri.clone(),
-        database: db,
-    })
-    .await
-    .unwrap();
-    let keys = Keys::new(prefix);
-    let redis = runtime::redis::connect_lazy(&s.redis_url).unwrap();
-    Env {
-        url,
-        http: stack::testing::http_client(),
-        cases: CaseStore::new(mongo.clone()),
-        agg: Aggregator::new(mongo, RedisStats::new(redis.clone(), keys.clone())),
-        keys,
-        redis,
-    }
-}
 
 /// (name, location, age, state, path, revision)
 const KNOWN: &[(&str, &str, i64, &str, WritePath, &str)] = &[
@@ -191,7 +136,7 @@ impl Env {
 
 #[tokio::test]
 async fn every_endpoint_reports_the_stored_cases() {
-    let e = env().await;
+    let e = env(&[]).await;
     let empty = e.ok("/api/summary").await;
     assert_eq!(empty["total"], 0);
     assert!(empty["updated_ms"].is_null());
@@ -373,7 +318,7 @@ async fn every_endpoint_reports_the_stored_cases() {
 
 #[tokio::test]
 async fn bad_parameters_get_400_naming_the_parameter() {
-    let e = env().await;
+    let e = env(&[]).await;
     for (path, field) in [
         ("/api/areas/top?n=0", "n"),
         ("/api/areas/top?n=101", "n"),
@@ -410,7 +355,7 @@ async fn bad_parameters_get_400_naming_the_parameter() {
 
 #[tokio::test]
 async fn the_stream_sends_a_snapshot_at_once_and_again_after_an_update() {
-    let e = env().await;
+    let e = env(&[]).await;
     e.seed(&KNOWN[..2]).await;
     let resp = e
         .http

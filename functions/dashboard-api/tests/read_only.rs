@@ -2,11 +2,10 @@
 //! refused and changes nothing, with or without the internal token
 //! configured; reads stay public either way.
 
-use std::collections::HashMap;
+mod helpers;
 
 use events::{Case, Reported, WritePath};
-use runtime::{App, Config};
-use store::{Aggregator, CaseStore, Mongo, MongoConfig, RedisStats};
+use helpers::{Env, env};
 
 const PATHS: [&str; 11] = [
     "/api/snapshot",
@@ -21,56 +20,6 @@ const PATHS: [&str; 11] = [
     "/api/no-such-endpoint",
     "/api/cases?after=0&limit=1",
 ];
-
-struct Env {
-    url: String,
-    cases: CaseStore,
-    agg: Aggregator,
-}
-
-async fn env(extra: &[(&str, &str)]) -> Env {
-    let s = stack::testing::servers();
-    let prefix = format!("{}:", stack::testing::unique("dashro"));
-    let db = stack::testing::unique("dashro");
-    let mut map: HashMap<String, String> = [
-        ("REDIS_URL", s.redis_url.as_str()),
-        ("REDIS_KEY_PREFIX", prefix.as_str()),
-        ("MONGODB_URI", s.mongodb_uri.as_str()),
-        ("MONGODB_DATABASE", db.as_str()),
-        ("DASHBOARD_DIR", "/nonexistent"),
-        ("HOST", "127.0.0.1"),
-        ("PORT", "0"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
-    map.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let lookup = move |k: &str| map.get(k).cloned();
-    let config = dashboard_api::DashboardConfig::from_lookup(&lookup).unwrap();
-    let app = App::build(
-        Config::from_lookup("dashboard-api", &lookup).unwrap(),
-        |ctx| dashboard_api::routes_with(ctx, config),
-    )
-    .await
-    .unwrap();
-    let url = format!("http://127.0.0.1:{}", app.port());
-    tokio::spawn(app.run_until_stopped());
-    let mongo = Mongo::connect_lazy(&MongoConfig {
-        uri: s.mongodb_uri.clone(),
-        database: db,
-    })
-    .await
-    .unwrap();
-    let redis = runtime::redis::connect_lazy(&s.redis_url).unwrap();
-    Env {
-        url,
-        cases: CaseStore::new(mongo.clone()),
-        agg: Aggregator::new(
-            mongo,
-            RedisStats::new(redis, events::redis::Keys::new(prefix)),
-        ),
-    }
-}
 
 /// One stored, counted case, and what the API says about it.
 async fn seeded(e: &Env) -> serde_json::Value {
