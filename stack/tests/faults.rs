@@ -13,16 +13,16 @@
 //!
 //! The binaries come from `cargo build --workspace --bins` (make test does).
 
+mod common;
+
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use common::Pipeline;
 use events::WritePath;
-use events::redis::Keys;
 use serde_json::json;
 use stack::faults::{self, Audit, Fault, LoadShape, Row, Schedule, Stored, Stores, Target};
-use stack::{MongoServer, Ports, RedisServer, StackConfig, Supervisor};
-use store::{Aggregator, CaseStore, Mongo, MongoConfig, RedisStats};
+use stack::{MongoServer, RedisServer};
 use tokio_util::sync::CancellationToken;
 
 /// Every fault, one at a time, each on its own fresh pipeline.
@@ -58,51 +58,16 @@ const RECOVERY_LIMIT: Duration = Duration::from_secs(90);
 /// report only; nothing is asserted on it).
 const SLOW_RECOVERY: Duration = Duration::from_secs(5);
 
-/// A pipeline with its stores, and the readers the checks use.
-struct Pipeline {
-    sup: Supervisor,
-    cases: CaseStore,
-    agg: Aggregator,
-    keys: Keys,
-    redis: redis::aio::ConnectionManager,
-}
-
 async fn start(redis_url: &str, mongodb_uri: &str, extra_env: &[(&str, &str)]) -> Pipeline {
-    let database = stack::testing::unique("faults");
-    let key_prefix = format!("{}:", stack::testing::unique("faults"));
-    let echo_logs = std::env::var("FAULT_ECHO_LOGS").is_ok_and(|v| v == "1");
-    let config = StackConfig {
+    common::start(common::Start {
         bin_dir: faults::built_binaries().unwrap(),
-        redis_url: redis_url.to_owned(),
-        mongodb_uri: mongodb_uri.to_owned(),
-        database: database.clone(),
-        key_prefix: key_prefix.clone(),
-        ports: Ports::free().unwrap(),
-        dashboard_dir: PathBuf::from("/nonexistent"),
-        extra_env: extra_env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .chain([("RUST_LOG".to_owned(), "warn".to_owned())])
-            .collect(),
-        echo_logs,
-    };
-    let sup = Supervisor::start(&config).unwrap();
-    sup.wait_ready(Duration::from_secs(30)).await.unwrap();
-    let mongo = Mongo::connect_lazy(&MongoConfig {
-        uri: mongodb_uri.to_owned(),
-        database,
+        redis_url,
+        mongodb_uri,
+        name: "faults",
+        extra_env,
+        echo_logs: std::env::var("FAULT_ECHO_LOGS").is_ok_and(|v| v == "1"),
     })
     .await
-    .unwrap();
-    let keys = Keys::new(key_prefix);
-    let redis = runtime::redis::connect_lazy(redis_url).unwrap();
-    Pipeline {
-        sup,
-        cases: CaseStore::new(mongo.clone()),
-        agg: Aggregator::new(mongo, RedisStats::new(redis.clone(), keys.clone())),
-        keys,
-        redis,
-    }
 }
 
 /// Stores of one fault run, in a temporary directory.

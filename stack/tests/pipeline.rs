@@ -2,17 +2,18 @@
 //! binaries `cargo build --bins` made), real Redis, the real
 //! MongoDB-compatible server, each test with its own database and key prefix.
 
+mod common;
+
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use common::Pipeline;
 use events::proto::writer::case_writer_client::CaseWriterClient;
 use events::proto::writer::{WriteRequest, WriteStatus};
-use events::redis::Keys;
 use events::{Case, Reported, WritePath};
 use serde_json::{Value, json};
-use stack::{MongoServer, Ports, StackConfig, Supervisor};
-use store::{Aggregator, CaseStore, Mongo, MongoConfig, RedisStats};
+use stack::MongoServer;
 
 fn bin_dir() -> PathBuf {
     // target/<profile>/deps/pipeline-<hash> → target/<profile>
@@ -26,52 +27,16 @@ fn bin_dir() -> PathBuf {
     dir
 }
 
-struct Pipeline {
-    sup: Supervisor,
-    http: reqwest::Client,
-    cases: CaseStore,
-    agg: Aggregator,
-    keys: Keys,
-    redis: redis::aio::ConnectionManager,
-}
-
 async fn start(mongodb_uri: &str, extra_env: &[(&str, &str)]) -> Pipeline {
-    let servers = stack::testing::servers();
-    let database = stack::testing::unique("e2e");
-    let key_prefix = format!("{}:", stack::testing::unique("e2e"));
-    let config = StackConfig {
+    common::start(common::Start {
         bin_dir: bin_dir(),
-        redis_url: servers.redis_url.clone(),
-        mongodb_uri: mongodb_uri.to_owned(),
-        database: database.clone(),
-        key_prefix: key_prefix.clone(),
-        ports: Ports::free().unwrap(),
-        dashboard_dir: PathBuf::from("/nonexistent"),
-        extra_env: extra_env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .chain([("RUST_LOG".to_owned(), "warn".to_owned())])
-            .collect(),
+        redis_url: &stack::testing::servers().redis_url,
+        mongodb_uri,
+        name: "e2e",
+        extra_env,
         echo_logs: true,
-    };
-    let sup = Supervisor::start(&config).unwrap();
-    sup.wait_ready(Duration::from_secs(30)).await.unwrap();
-    let mongo = Mongo::connect_lazy(&MongoConfig {
-        uri: mongodb_uri.to_owned(),
-        database,
     })
     .await
-    .unwrap();
-    let keys = Keys::new(key_prefix);
-    let redis = runtime::redis::connect_lazy(&servers.redis_url).unwrap();
-    Pipeline {
-        sup,
-        http: stack::testing::http_client(),
-        cases: CaseStore::new(mongo.clone()),
-        agg: Aggregator::new(mongo, RedisStats::new(redis.clone(), keys.clone())),
-        keys,
-        redis,
-    }
 }
 
 const AREAS: [&str; 5] = ["Guatemala", "Petén", "Izabal", "Zacapa", "Sololá"];
