@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode};
 use axum::middleware;
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -411,10 +411,7 @@ fn contract_router(ctx: &Context, routes: Routes) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             cfg.request_timeout,
         ))
-        .layer(ContractLayer::new(
-            HeaderName::from_static(REVISION_HEADER),
-            revision,
-        ))
+        .layer(ContractLayer::new(revision))
 }
 
 async fn readyz(State(checks): State<Arc<Vec<(&'static str, ReadyCheck)>>>) -> impl IntoResponse {

@@ -20,16 +20,13 @@ use crate::trace::{self, TraceContext};
 
 #[derive(Clone)]
 pub struct ContractLayer {
-    revision_header: HeaderName,
+    /// The serving revision, for the [`crate::REVISION_HEADER`] of every response.
     revision: HeaderValue,
 }
 
 impl ContractLayer {
-    pub fn new(revision_header: HeaderName, revision: HeaderValue) -> ContractLayer {
-        ContractLayer {
-            revision_header,
-            revision,
-        }
+    pub fn new(revision: HeaderValue) -> ContractLayer {
+        ContractLayer { revision }
     }
 }
 
@@ -80,7 +77,10 @@ where
                 metrics.finish(resp.status());
                 let headers = resp.headers_mut();
                 headers.insert(trace::HEADER, ctx.header_value());
-                headers.insert(layer.revision_header, layer.revision);
+                headers.insert(
+                    HeaderName::from_static(crate::REVISION_HEADER),
+                    layer.revision,
+                );
                 Ok(resp)
             }
             .instrument(span),

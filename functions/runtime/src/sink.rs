@@ -80,7 +80,6 @@ pub struct Sink {
     url: Arc<str>,
     uri: Result<Uri, String>,
     client: SinkClient,
-    overrides: Arc<[(String, String)]>,
     /// `K_CE_OVERRIDES` as `ce-` headers, and the bearer token: the same on every send.
     fixed: Arc<HeaderMap>,
     timeout: Duration,
@@ -93,53 +92,39 @@ impl Sink {
             Ok(_) => Err(format!("the sink {url:?} is not an http(s) URL")),
             Err(e) => Err(format!("the sink {url:?} is not a URL: {e}")),
         };
-        let mut sink = Sink {
-            url: url.into(),
-            uri,
-            client,
-            overrides: overrides.into(),
-            fixed: Arc::new(HeaderMap::new()),
-            timeout: Duration::from_secs(10),
-        };
-        sink.fixed = Arc::new(sink.fixed_headers(None));
-        sink
-    }
-
-    /// Sends `token` as `Authorization: Bearer` with every event.
-    pub fn with_bearer(mut self, token: Option<Secret>) -> Sink {
-        self.fixed = Arc::new(self.fixed_headers(token.as_ref()));
-        self
-    }
-
-    /// Gives up on one send after `timeout` (10 s unless set).
-    pub fn with_timeout(mut self, timeout: Duration) -> Sink {
-        self.timeout = timeout;
-        self
-    }
-
-    fn fixed_headers(&self, token: Option<&Secret>) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in self.overrides.iter() {
-            // Config checked the names and values; a value HTTP cannot carry is skipped loudly.
+        let mut fixed = HeaderMap::new();
+        for (k, v) in overrides {
+            // Config checked the names; a value HTTP cannot carry is skipped loudly.
             match (
                 HeaderName::try_from(format!("ce-{k}")),
                 HeaderValue::from_str(v),
             ) {
                 (Ok(name), Ok(value)) => {
-                    h.insert(name, value);
+                    fixed.insert(name, value);
                 }
                 _ => {
                     tracing::warn!(extension = %k, "K_CE_OVERRIDES entry cannot be sent as a header")
                 }
             }
         }
+        Sink {
+            url: url.into(),
+            uri,
+            client,
+            fixed: Arc::new(fixed),
+            timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// Sends `token` as `Authorization: Bearer` with every event.
+    pub fn with_bearer(mut self, token: Option<Secret>) -> Sink {
         if let Some(t) = token
             && let Ok(mut v) = HeaderValue::from_str(&format!("Bearer {}", t.expose()))
         {
             v.set_sensitive(true);
-            h.insert(AUTHORIZATION, v);
+            Arc::make_mut(&mut self.fixed).insert(AUTHORIZATION, v);
         }
-        h
+        self
     }
 
     pub fn url(&self) -> &str {
