@@ -16,7 +16,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::middleware;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -29,6 +29,7 @@ use crate::auth::Verifier;
 use crate::config::Config;
 use crate::contract::ContractLayer;
 use crate::sink::Sink;
+use crate::workers::{StreamExecutor, Workers};
 use crate::{auth, metrics, telemetry};
 
 /// Response header naming the revision that served the request, so a load
@@ -118,7 +119,6 @@ pub struct Context {
     /// Background work that must finish (flush) before the process exits.
     pub tasks: TaskTracker,
     http: Arc<OnceLock<reqwest::Client>>,
-    sink_client: Arc<OnceLock<crate::sink::SinkClient>>,
 }
 
 impl Context {
@@ -128,7 +128,6 @@ impl Context {
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             http: Arc::new(OnceLock::new()),
-            sink_client: Arc::new(OnceLock::new()),
         }
     }
 
@@ -156,8 +155,7 @@ impl Context {
     /// A sink to `url` the way `K_SINK` is sent to: `K_CE_OVERRIDES` applied
     /// and the internal token (when set) sent along.
     pub fn sink_to(&self, url: &str) -> Sink {
-        let client = self.sink_client.get_or_init(crate::sink::client).clone();
-        Sink::new(url, client, &self.config.ce_overrides)
+        Sink::new(url, &self.config.ce_overrides)
             .with_bearer(self.config.internal_token.clone())
     }
 }
@@ -225,12 +223,18 @@ impl App {
             ..
         } = self;
         let token = ctx.shutdown.clone();
+        // Until the process ends: tasks that requests spawned there (tracked
+        // background work, client connections) must outlive the drain.
+        let workers = Arc::new(Workers::start(
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+        )?);
         tokio::spawn(stop_on_signal(token.clone()));
         let mut server = tokio::spawn(serve(
             listener,
             router,
             token.clone(),
             ctx.config.header_read_timeout,
+            workers.clone(),
         ));
         // Biased: when shutdown has begun, an idle server may finish in the same
         // poll; that is the drain completing, not the server failing.
@@ -263,6 +267,7 @@ impl App {
         {
             tracing::warn!("background tasks still running at the shutdown timeout");
         }
+        drop(workers);
         tracing::info!("stopped");
         Ok(())
     }
@@ -279,8 +284,9 @@ async fn serve(
     router: Router,
     stop: CancellationToken,
     header_read_timeout: Duration,
+    workers: Arc<Workers>,
 ) -> std::io::Result<()> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(StreamExecutor::current());
     builder
         .http1()
         .timer(TokioTimer::new())
@@ -305,22 +311,40 @@ async fn serve(
             _ = stop.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
-        let first_request = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let seen = first_request.clone();
-        let service = tower::ServiceExt::map_request(
-            router.clone(),
-            move |mut req: Request<hyper::body::Incoming>| {
-                seen.store(true, std::sync::atomic::Ordering::Relaxed);
-                req.extensions_mut().insert(ConnectInfo(peer));
-                req
-            },
-        );
-        let conn = builder.serve_connection_with_upgrades(
-            TokioIo::new(stream),
-            TowerToHyperService::new(service),
-        );
-        let conn = graceful.watch(conn.into_owned());
-        tokio::spawn(async move {
+        // Handed to a worker's runtime: the socket leaves this one's poller.
+        let stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, %peer, "cannot hand the connection to a worker");
+                continue;
+            }
+        };
+        let router = router.clone();
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        workers.spawn(async move {
+            let stream = match tokio::net::TcpStream::from_std(stream) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, %peer, "cannot serve the connection");
+                    return;
+                }
+            };
+            let first_request = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let seen = first_request.clone();
+            let service = tower::ServiceExt::map_request(
+                router,
+                move |mut req: Request<hyper::body::Incoming>| {
+                    seen.store(true, std::sync::atomic::Ordering::Relaxed);
+                    req.extensions_mut().insert(ConnectInfo(peer));
+                    req
+                },
+            );
+            let conn = builder.serve_connection_with_upgrades(
+                TokioIo::new(stream),
+                TowerToHyperService::new(service),
+            );
+            let conn = watcher.watch(conn.into_owned());
             let mut conn = std::pin::pin!(conn);
             // hyper's header timeout starts only once the protocol is known;
             // a client that sends nothing, or half an HTTP/2 preface, is cut here.

@@ -22,6 +22,7 @@ pub mod retry;
 pub mod sink;
 pub mod telemetry;
 pub mod trace;
+pub mod workers;
 
 /// Every function allocates per request (bodies, headers, events); mimalloc
 /// keeps that off glibc's arena locks and measurably cheaper (BENCHMARKS.md).

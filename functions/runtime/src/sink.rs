@@ -26,10 +26,16 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use crate::auth::Secret;
 use crate::retry::Backoff;
 
-/// The pooled HTTP client every sink of a process shares.
+/// The pooled HTTP client the sinks of a thread share.
 pub type SinkClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
-/// Builds the shared client: keep-alive pool below the servers' idle close
+thread_local! {
+    /// One pool per thread: a connection worker's requests reuse connections
+    /// whose tasks run on the same thread (see `workers`).
+    static CLIENT: SinkClient = client();
+}
+
+/// Builds a client: keep-alive pool below the servers' idle close
 /// (HEADER_READ_TIMEOUT_MS, 30 s by default), so a pooled connection is not
 /// reused as it closes; HTTP/1.1, which every Knative receiver speaks.
 pub fn client() -> SinkClient {
@@ -79,14 +85,13 @@ const RESPONSE_LIMIT: usize = 64 * 1024;
 pub struct Sink {
     url: Arc<str>,
     uri: Result<Uri, String>,
-    client: SinkClient,
     /// `K_CE_OVERRIDES` as `ce-` headers, and the bearer token: the same on every send.
     fixed: Arc<HeaderMap>,
     timeout: Duration,
 }
 
 impl Sink {
-    pub fn new(url: &str, client: SinkClient, overrides: &[(String, String)]) -> Sink {
+    pub fn new(url: &str, overrides: &[(String, String)]) -> Sink {
         let uri = match url.parse::<Uri>() {
             Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) => Ok(u),
             Ok(_) => Err(format!("the sink {url:?} is not an http(s) URL")),
@@ -110,7 +115,6 @@ impl Sink {
         Sink {
             url: url.into(),
             uri,
-            client,
             fixed: Arc::new(fixed),
             timeout: Duration::from_secs(10),
         }
@@ -159,9 +163,8 @@ impl Sink {
     pub async fn send(&self, event: &Event, traceparent: Option<&str>) -> Result<(), SendError> {
         let req = self.request(event, traceparent)?;
         let exchange = async {
-            let resp = self
-                .client
-                .request(req)
+            let resp = CLIENT
+                .with(|c| c.request(req))
                 .await
                 .map_err(|e| SendError::Transport(transport_reason(&e)))?;
             let status = resp.status();
