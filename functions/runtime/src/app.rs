@@ -223,11 +223,12 @@ impl App {
             ..
         } = self;
         let token = ctx.shutdown.clone();
-        // Until the process ends: tasks that requests spawned there (tracked
-        // background work, client connections) must outlive the drain.
+        // The workers live until this returns: what requests spawned on them
+        // (tracked background work, client connections) must outlive the drain.
         let workers = Arc::new(Workers::start(
             std::thread::available_parallelism().map_or(1, |n| n.get()),
         )?);
+        tracing::debug!(workers = workers.len(), "connection workers started");
         tokio::spawn(stop_on_signal(token.clone()));
         let mut server = tokio::spawn(serve(
             listener,
