@@ -101,7 +101,11 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
         ("single case", &single, &single_args),
         ("100-case batch", &batch, &batch_args),
         ("single case at half the peak rate", &at_half, &half_args),
-        ("single case at half the target rate", &at_target_half, &target_half_args),
+        (
+            "single case at half the target rate",
+            &at_target_half,
+            &target_half_args,
+        ),
     ];
     let mut out = Vec::new();
     let mut md_rows = Vec::new();

@@ -7,5 +7,5 @@ pub mod servers;
 pub mod supervisor;
 pub mod testing;
 
-pub use servers::{MongoServer, RedisServer, free_port};
+pub use servers::{MongoServer, RedisServer, free_port, free_port_except};
 pub use supervisor::{FunctionSpec, Ports, StackConfig, Supervisor};

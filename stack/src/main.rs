@@ -156,15 +156,30 @@ async fn up(
             .expect("a binary has a directory")
             .to_owned(),
     };
-    // Our own stores unless real ones are given.
+    let d = Ports::default();
+    let ports = Ports {
+        dashboard: port("DASHBOARD_PORT", d.dashboard)?,
+        ingest_grpc: port("INGEST_GRPC_PORT", d.ingest_grpc)?,
+        ingest_redis: port("INGEST_REDIS_PORT", d.ingest_redis)?,
+        grpc_writer: port("GRPC_WRITER_PORT", d.grpc_writer)?,
+        redis_sub: port("REDIS_SUB_PORT", d.redis_sub)?,
+        aggregate: port("AGGREGATE_PORT", d.aggregate)?,
+    };
+    // Our own stores unless real ones are given, on ports the functions
+    // were not promised (they bind theirs only once the stores are up).
+    let store_port = |var: &str| -> anyhow::Result<u16> {
+        match port(var, 0)? {
+            0 => stack::free_port_except(&ports.all()),
+            p => Ok(p),
+        }
+    };
     let mut own_redis = None;
     let redis_url = match std::env::var("REDIS_URL").ok().filter(|v| !v.is_empty()) {
         Some(u) => u,
         None => {
-            let port = port("REDIS_PORT", 0)?;
             let r = RedisServer::start_with(
                 &data_dir.join("redis"),
-                (port != 0).then_some(port),
+                Some(store_port("REDIS_PORT")?),
                 true,
             )?;
             let url = r.url();
@@ -176,20 +191,11 @@ async fn up(
     let mongodb_uri = match std::env::var("MONGODB_URI").ok().filter(|v| !v.is_empty()) {
         Some(u) => u,
         None => {
-            let m = MongoServer::start_on(&data_dir.join("mongo"), port("MONGODB_PORT", 0)?)?;
+            let m = MongoServer::start_on(&data_dir.join("mongo"), store_port("MONGODB_PORT")?)?;
             let uri = m.uri();
             own_mongo = Some(m);
             uri
         }
-    };
-    let d = Ports::default();
-    let ports = Ports {
-        dashboard: port("DASHBOARD_PORT", d.dashboard)?,
-        ingest_grpc: port("INGEST_GRPC_PORT", d.ingest_grpc)?,
-        ingest_redis: port("INGEST_REDIS_PORT", d.ingest_redis)?,
-        grpc_writer: port("GRPC_WRITER_PORT", d.grpc_writer)?,
-        redis_sub: port("REDIS_SUB_PORT", d.redis_sub)?,
-        aggregate: port("AGGREGATE_PORT", d.aggregate)?,
     };
     let mut extra_env = Vec::new();
     if std::env::var_os("LOG_FORMAT").is_none() {

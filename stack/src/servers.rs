@@ -33,6 +33,18 @@ pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// A free loopback port that is none of `promised` (ports picked for
+/// servers that have not bound them yet, which the kernel may hand out again).
+pub fn free_port_except(promised: &[u16]) -> anyhow::Result<u16> {
+    for _ in 0..100 {
+        let p = free_port()?;
+        if !promised.contains(&p) {
+            return Ok(p);
+        }
+    }
+    bail!("no free loopback port outside {promised:?}")
+}
+
 /// Ends the child with its parent, even if the parent is killed with -9.
 /// Call from a thread that lives as long as the process.
 fn die_with_parent(cmd: &mut Command) {

@@ -70,6 +70,18 @@ impl Default for Ports {
 }
 
 impl Ports {
+    /// Every function's port.
+    pub fn all(&self) -> [u16; 6] {
+        [
+            self.dashboard,
+            self.ingest_grpc,
+            self.ingest_redis,
+            self.grpc_writer,
+            self.redis_sub,
+            self.aggregate,
+        ]
+    }
+
     /// Free ports for every function (tests and benchmarks).
     pub fn free() -> anyhow::Result<Ports> {
         let f = crate::free_port;

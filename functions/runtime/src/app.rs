@@ -155,8 +155,7 @@ impl Context {
     /// A sink to `url` the way `K_SINK` is sent to: `K_CE_OVERRIDES` applied
     /// and the internal token (when set) sent along.
     pub fn sink_to(&self, url: &str) -> Sink {
-        Sink::new(url, &self.config.ce_overrides)
-            .with_bearer(self.config.internal_token.clone())
+        Sink::new(url, &self.config.ce_overrides).with_bearer(self.config.internal_token.clone())
     }
 }
 

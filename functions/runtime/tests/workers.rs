@@ -21,17 +21,16 @@ fn config() -> Config {
 }
 
 fn thread_name() -> String {
-    std::thread::current().name().unwrap_or("unnamed").to_owned()
+    std::thread::current()
+        .name()
+        .unwrap_or("unnamed")
+        .to_owned()
 }
 
 /// `GET /thread` answers the name of the thread that ran the handler.
 async fn spawn_app(
     routes: impl FnOnce(Context) -> Router,
-) -> (
-    u16,
-    Context,
-    tokio::task::JoinHandle<anyhow::Result<()>>,
-) {
+) -> (u16, Context, tokio::task::JoinHandle<anyhow::Result<()>>) {
     let app = App::build(config(), |ctx| async move {
         let router = routes(ctx).route("/thread", get(|| async { thread_name() }));
         Ok(Routes::new(router))
@@ -113,14 +112,16 @@ async fn background_work_started_by_a_request_finishes_before_the_stop() {
         Router::new()
             .route(
                 "/later",
-                post(|State((ctx, flag)): State<(Context, Arc<AtomicBool>)>| async move {
-                    // Tracked work spawned from a handler runs on its worker.
-                    ctx.tasks.spawn(async move {
-                        tokio::time::sleep(Duration::from_millis(300)).await;
-                        flag.store(true, Ordering::SeqCst);
-                    });
-                    "started"
-                }),
+                post(
+                    |State((ctx, flag)): State<(Context, Arc<AtomicBool>)>| async move {
+                        // Tracked work spawned from a handler runs on its worker.
+                        ctx.tasks.spawn(async move {
+                            tokio::time::sleep(Duration::from_millis(300)).await;
+                            flag.store(true, Ordering::SeqCst);
+                        });
+                        "started"
+                    },
+                ),
             )
             .with_state((ctx, flag))
     })

@@ -243,44 +243,40 @@ impl Aggregator {
 
     /// Top `n` areas by cases (ties by name).
     pub async fn top_areas(&self, n: u32) -> mongodb::error::Result<Vec<AreaCount>> {
-        let docs: Vec<Document> = self
-            .mongo
-            .collection(AREA_STATS)
-            .find(doc! {})
-            .sort(doc! {"cases": -1, "_id": 1})
-            .limit(i64::from(n))
+        Ok(self
+            .ranked(AREA_STATS, Some(i64::from(n)))
             .await?
-            .try_collect()
-            .await?;
-        Ok(docs
-            .iter()
-            .filter_map(|d| {
-                Some(AreaCount {
-                    location: d.get_str("_id").ok()?.to_owned(),
-                    cases: as_u64(d.get("cases")),
-                })
-            })
+            .into_iter()
+            .map(|(location, cases)| AreaCount { location, cases })
             .collect())
     }
 
     /// Cases per state, largest first.
     pub async fn states(&self) -> mongodb::error::Result<Vec<StateCount>> {
-        let docs: Vec<Document> = self
-            .mongo
-            .collection(STATE_STATS)
-            .find(doc! {})
-            .sort(doc! {"cases": -1, "_id": 1})
+        Ok(self
+            .ranked(STATE_STATS, None)
             .await?
-            .try_collect()
-            .await?;
+            .into_iter()
+            .map(|(state, cases)| StateCount { state, cases })
+            .collect())
+    }
+
+    /// `(_id, cases)` of a per-key statistics collection, largest first
+    /// (ties by name), at most `limit`.
+    async fn ranked(
+        &self,
+        collection: &str,
+        limit: Option<i64>,
+    ) -> mongodb::error::Result<Vec<(String, u64)>> {
+        let collection = self.mongo.collection(collection);
+        let mut find = collection.find(doc! {}).sort(doc! {"cases": -1, "_id": 1});
+        if let Some(n) = limit {
+            find = find.limit(n);
+        }
+        let docs: Vec<Document> = find.await?.try_collect().await?;
         Ok(docs
             .iter()
-            .filter_map(|d| {
-                Some(StateCount {
-                    state: d.get_str("_id").ok()?.to_owned(),
-                    cases: as_u64(d.get("cases")),
-                })
-            })
+            .filter_map(|d| Some((d.get_str("_id").ok()?.to_owned(), as_u64(d.get("cases")))))
             .collect())
     }
 
