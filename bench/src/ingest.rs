@@ -115,12 +115,20 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
         let p50 = m(rs, |r| r.total.latency_us.p50 as f64);
         let p99 = m(rs, |r| r.total.latency_us.p99 as f64);
         let errors: u64 = rs.iter().map(|r| r.total.errors).sum();
+        // This VM's runs differ with the host's load: every run is shown.
+        let each = |f: fn(&crate::loadgen::Report) -> f64, show: fn(f64) -> String| {
+            let mut v: Vec<f64> = rs.iter().map(f).collect();
+            v.sort_by(f64::total_cmp);
+            v.into_iter().map(show).collect::<Vec<_>>().join(" · ")
+        };
         md_rows.push(vec![
             name.to_owned(),
             int(rps),
             int(cps),
             ms(p50),
             ms(p99),
+            each(|r| r.total.requests_per_s, int),
+            each(|r| r.total.latency_us.p99 as f64, ms),
             errors.to_string(),
             format!("`{}`", crate::loadgen::Loadtest::command(args)),
         ]);
@@ -140,6 +148,8 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
                 "cases/s",
                 "p50",
                 "p99",
+                "requests/s, each run",
+                "p99, each run",
                 "errors",
                 "command"
             ],
