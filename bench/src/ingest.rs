@@ -35,23 +35,8 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
     .await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle_rss = procs::rss_mib(proc.pid()).unwrap_or(0.0);
-    let secs = ctx.secs.to_string();
     let target = format!("ingest={url}");
-    let base = |extra: &[&str]| -> Vec<String> {
-        let mut a: Vec<String> = [
-            "--duration",
-            &format!("{secs}s"),
-            "--target",
-            &target,
-            "--threads",
-            "1",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        a.extend(extra.iter().map(|s| s.to_string()));
-        a
-    };
+    let base = |extra: &[&str]| crate::loadgen::Loadtest::args(ctx.secs, &target, extra);
     let single_args = base(&["--users", "64"]);
     let batch_args = base(&["--users", "16", "--batch", "100"]);
     let mut single = Vec::new();

@@ -61,6 +61,24 @@ impl Loadtest {
         Ok(serde_json::from_slice(&r)?)
     }
 
+    /// The arguments of one run: `secs` long, against `target`
+    /// (`NAME=URL`), on one generator thread, plus `extra` (the load model).
+    pub fn args(secs: u64, target: &str, extra: &[&str]) -> Vec<String> {
+        let duration = format!("{secs}s");
+        [
+            "--duration",
+            &duration,
+            "--target",
+            target,
+            "--threads",
+            "1",
+        ]
+        .iter()
+        .chain(extra)
+        .map(|s| s.to_string())
+        .collect()
+    }
+
     /// The command line a person can paste to reproduce a run.
     pub fn command(args: &[String]) -> String {
         format!("target/release/loadtest {}", args.join(" "))

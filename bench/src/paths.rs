@@ -200,24 +200,13 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
         let target = format!("{}={}", path, r.sup.url(function));
         for batch in [100u32, 1] {
             // One argument list for both models: `model` is --users N or --rate R.
-            let load_args = |model: [&str; 2]| -> Vec<String> {
-                let mut a: Vec<String> = [
-                    model[0],
-                    model[1],
-                    "--duration",
-                    &secs,
-                    "--target",
-                    &target,
-                    "--threads",
-                    "1",
-                ]
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
-                if batch > 1 {
-                    a.extend(["--batch".to_owned(), batch.to_string()]);
+            let load_args = |model: [&str; 2]| {
+                let batch = batch.to_string();
+                let mut extra = model.to_vec();
+                if batch != "1" {
+                    extra.extend(["--batch", &batch]);
                 }
-                a
+                crate::loadgen::Loadtest::args(ctx.secs, &target, &extra)
             };
             let args = load_args(["--users", if batch == 1 { "64" } else { "16" }]);
             let mut runs = Vec::new();
