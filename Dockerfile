@@ -14,10 +14,8 @@ ARG ASSETS=none
 # ---- build: the Rust workspace, one binary, the dist profile (fat LTO, stripped)
 FROM rust:1.95-bookworm AS build
 ARG FUNCTION
-# protoc compiles proto/ for the events crate (tonic-prost-build).
-RUN apt-get update \
- && apt-get install -y --no-install-recommends protobuf-compiler \
- && rm -rf /var/lib/apt/lists/*
+# proto/ is compiled by protox (pure Rust, in the events crate's build script):
+# the image needs no protoc and no system include files.
 WORKDIR /src
 COPY . .
 # The registry and target caches survive between builds (and between the five

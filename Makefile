@@ -4,7 +4,7 @@ SHELL := /bin/bash
 
 export COVID_TOOLS_DIR ?= /opt/covid-realtime
 
-.PHONY: help setup up test build release dashboard demo rollout-demo bench fuzz soak clean-local
+.PHONY: help setup up test lint build release dashboard demo rollout-demo bench fuzz soak clean-local
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -17,8 +17,12 @@ up: ## Run the whole pipeline locally: dashboard http://127.0.0.1:8080, ingest :
 	@$(MAKE) --no-print-directory release dashboard
 	target/release/stack up
 
-test: setup ## Every test, against real Redis, the MongoDB-compatible server and Chromium
+test: setup ## Lint, then every test, against real Redis, the MongoDB-compatible server and Chromium
 	@scripts/test.sh
+
+lint: ## rustfmt and clippy (warnings are errors), as make test runs them
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 build: ## Debug build of every binary
 	cargo build --workspace --bins
@@ -35,6 +39,7 @@ demo: ## With `make up` running: load both ingest ports for 2 minutes so the das
 	  --target grpc=http://127.0.0.1:$${INGEST_GRPC_PORT:-8081} --target redis=http://127.0.0.1:$${INGEST_REDIS_PORT:-8082}
 
 rollout-demo: ## Rehearse the canary and blue/green rollouts locally (nginx weighted from the overlays' traffic blocks)
+	@SETUP_SKIP_BROWSER=1 scripts/setup.sh
 	cargo run -q -p knative-manifests --bin rollout-rehearsal
 
 bench: ## Run every benchmark on this machine; rewrites BENCHMARKS.md and bench/results/
@@ -42,10 +47,11 @@ bench: ## Run every benchmark on this machine; rewrites BENCHMARKS.md and bench/
 	@$(MAKE) --no-print-directory release dashboard
 	target/release/bench
 
-fuzz: ## Fuzz every parser for FUZZ_SECONDS (default 20) each; needs a nightly toolchain
+fuzz: ## Fuzz every parser for FUZZ_SECONDS (default 20) each (installs cargo-fuzz when missing)
 	@fuzz/run.sh
 
 soak: ## Fault soak in release: every fault under load for FAULT_SOAK_SECS (default 300) each; table in target/faults-report.md
+	@SETUP_SKIP_BROWSER=1 scripts/setup.sh
 	cargo build --release --workspace --bins
 	FAULT_SOAK_SECS=$${FAULT_SOAK_SECS:-300} cargo test --release -p stack --test faults every_fault_under_load -- --nocapture
 

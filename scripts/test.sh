@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make test`: every test of the project against real servers.
+# `make test`: lint, then every test of the project against real servers.
+#  0. rustfmt and clippy, warnings as errors (`make lint`);
 #  1. builds the workspace (the end-to-end tests run the function binaries);
 #  2. starts one Redis and one MongoDB-compatible server shared by the Rust
 #     tests (each test uses its own database and key prefix);
@@ -17,6 +18,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
+echo "== lint (rustfmt, clippy -D warnings)"
+make --no-print-directory lint
+
 echo "== build"
 cargo build --workspace --bins --quiet
 
@@ -33,11 +37,7 @@ COVID_TEST_MONGODB_URI=$(sed -n 's/^MONGODB_URI=//p' "$work/servers.env")
 export COVID_TEST_REDIS_URL COVID_TEST_MONGODB_URI
 
 echo "== rust tests"
-if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --no-fail-fast --failure-output final
-else
-  cargo test --workspace --no-fail-fast
-fi
+cargo nextest run --workspace --no-fail-fast --failure-output final
 
 if [ -f dashboard/package.json ]; then
   echo "== dashboard build"

@@ -7,9 +7,7 @@ use std::time::{Duration, Instant};
 
 /// Clock ticks per second for /proc/<pid>/stat times.
 fn ticks_per_s() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 { t as f64 } else { 100.0 }
+    stack::process::clock_ticks_per_second()
 }
 
 fn status_kb(pid: u32, field: &str) -> Option<u64> {
@@ -72,8 +70,7 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let _ = stack::process::send_signal(self.0.id(), libc::SIGTERM);
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(5) {
             if matches!(self.0.try_wait(), Ok(Some(_))) {

@@ -391,13 +391,8 @@ impl Fault {
 }
 
 fn signal(pid: u32, sig: i32) -> anyhow::Result<()> {
-    // SAFETY: signalling a server process this test started.
-    if unsafe { libc::kill(pid as i32, sig) } != 0 {
-        bail!(
-            "cannot send signal {sig} to {pid}: {}",
-            std::io::Error::last_os_error()
-        );
-    }
+    crate::process::send_signal(pid, sig)
+        .with_context(|| format!("cannot send signal {sig} to {pid}"))?;
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 //! the load, faults and audit of the fault tests.
 
 pub mod faults;
+pub mod process;
 pub mod servers;
 pub mod supervisor;
 pub mod testing;

@@ -48,13 +48,7 @@ pub fn free_port_except(promised: &[u16]) -> anyhow::Result<u16> {
 /// Ends the child with its parent, even if the parent is killed with -9.
 /// Call from a thread that lives as long as the process.
 fn die_with_parent(cmd: &mut Command) {
-    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
+    crate::process::die_with_parent(cmd);
 }
 
 fn wait_for_port(
@@ -81,7 +75,7 @@ fn wait_for_port(
 fn stop(child: &mut Option<Child>) {
     if let Some(mut c) = child.take() {
         // SIGTERM first so the server closes its files cleanly.
-        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        let _ = crate::process::send_signal(c.id(), libc::SIGTERM);
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(5) {
             if matches!(c.try_wait(), Ok(Some(_))) {

@@ -266,13 +266,8 @@ impl Supervisor {
         let pid = self
             .pid(name)
             .with_context(|| format!("{name} is not running"))?;
-        // SAFETY: sending a signal to a child we started.
-        if unsafe { libc::kill(pid as i32, signal) } != 0 {
-            bail!(
-                "cannot signal {name} (pid {pid}): {}",
-                std::io::Error::last_os_error()
-            );
-        }
+        crate::process::send_signal(pid, signal)
+            .with_context(|| format!("cannot signal {name} (pid {pid})"))?;
         Ok(())
     }
 
@@ -349,13 +344,8 @@ async fn run_once(p: &Process, bin: &Path, stopping: &CancellationToken, echo: b
         .stdout(if echo { Stdio::piped() } else { Stdio::null() })
         .stderr(if echo { Stdio::piped() } else { Stdio::null() })
         .kill_on_drop(true);
-    // SAFETY: prctl only; the function dies with the stack even on kill -9.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
+    // The function dies with the stack even on kill -9.
+    crate::process::die_with_parent(cmd.as_std_mut());
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => return format!("could not start: {e}"),
@@ -387,8 +377,7 @@ async fn run_once(p: &Process, bin: &Path, stopping: &CancellationToken, echo: b
         s = child.wait() => s,
         _ = stopping.cancelled() => {
             if let Some(pid) = child.id() {
-                // SAFETY: signalling our own child.
-                unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+                let _ = crate::process::send_signal(pid, libc::SIGTERM);
             }
             match tokio::time::timeout(Duration::from_secs(15), child.wait()).await {
                 Ok(s) => s,

@@ -132,7 +132,7 @@ async fn sigterm_completes_in_flight_requests_and_exits_zero() {
         .collect();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(sink.events().is_empty(), "the requests are still in flight");
-    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
+    stack::process::send_signal(child.0.id(), libc::SIGTERM).unwrap();
     for r in requests {
         let resp = r.await.unwrap().expect("an in-flight request is answered");
         assert_eq!(resp.status(), StatusCode::ACCEPTED);
