@@ -12,6 +12,7 @@ mod eventing;
 mod files;
 mod ingress;
 mod kustomizations;
+mod platform;
 mod rollout_script;
 mod scrape;
 mod services;
