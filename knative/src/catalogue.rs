@@ -77,6 +77,10 @@ pub const COMMON_VARS: &[Var] = &[
     v("HEADER_READ_TIMEOUT_MS", Default::Value("30000")),
     // Bearer token of the hops between functions; unset: hops are not checked.
     v("INTERNAL_TOKEN", Default::Unset),
+    // Set in every pod: deployed, so open write routes refuse to start...
+    v("KUBERNETES_SERVICE_HOST", Default::Platform),
+    // ...unless this says the open endpoint is meant.
+    v("ALLOW_OPEN_WRITES", Default::Value("false")),
     v("RUST_LOG", Default::Value("info")),
     v("LOG_FORMAT", Default::Value("json")),
     v("AWS_LAMBDA_RUNTIME_API", Default::Unset),

@@ -190,7 +190,7 @@ impl App {
         // The recorder first: functions register their own metrics while building routes.
         metrics::handle();
         let routes = make(ctx.clone()).await?;
-        let router = contract_router(&ctx, routes);
+        let router = contract_router(&ctx, routes)?;
         Ok(App {
             listener,
             addr,
@@ -386,7 +386,7 @@ async fn stop_on_signal(token: CancellationToken) {
 }
 
 /// The function's routes wrapped in everything the contract promises.
-fn contract_router(ctx: &Context, routes: Routes) -> Router {
+fn contract_router(ctx: &Context, routes: Routes) -> anyhow::Result<Router> {
     let cfg = &ctx.config;
     metrics::handle();
     ::metrics::gauge!("function_info", "service" => cfg.service.clone(), "revision" => cfg.revision.clone(), "configuration" => cfg.configuration.clone()).set(1.0);
@@ -399,6 +399,7 @@ fn contract_router(ctx: &Context, routes: Routes) -> Router {
     if routes.read_only {
         tracing::info!(auth = "read-only", "no write routes: reads are public");
     } else if writers.is_open() {
+        auth::refuse_open_when_deployed(&writers, cfg.deployed, cfg.allow_open_writes)?;
         tracing::info!(
             auth = "off",
             "auth is off: write routes accept any caller ({} to require credentials)",
@@ -415,7 +416,7 @@ fn contract_router(ctx: &Context, routes: Routes) -> Router {
         .before_auth
         .into_iter()
         .fold(router, |r, wrap| wrap(r));
-    router
+    Ok(router
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz).with_state(checks))
         .route(
@@ -435,7 +436,7 @@ fn contract_router(ctx: &Context, routes: Routes) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             cfg.request_timeout,
         ))
-        .layer(ContractLayer::new(revision))
+        .layer(ContractLayer::new(revision)))
 }
 
 async fn readyz(State(checks): State<Arc<Vec<(&'static str, ReadyCheck)>>>) -> impl IntoResponse {
@@ -519,7 +520,7 @@ where
     let ctx = Context::new(config);
     metrics::handle();
     let routes = make(ctx.clone()).await?;
-    let router = contract_router(&ctx, routes);
+    let router = contract_router(&ctx, routes)?;
     tracing::info!(api = ?ctx.config.lambda_runtime_api, "serving through the Lambda runtime API");
     lambda_http::run(router)
         .await

@@ -6,7 +6,10 @@
 //! a function with a public write endpoint (ingest) names its own
 //! [`Verifier`] instead: a static token and/or JWTs. Reads stay public.
 //! With no credential configured, writes are open (the laptop default) and
-//! the function says so once at start-up.
+//! the function says so once at start-up. Deployed (under Kubernetes), a
+//! function with no write credential refuses to start unless
+//! `ALLOW_OPEN_WRITES=true` says an open endpoint is meant
+//! ([`refuse_open_when_deployed`]).
 //!
 //! Refusals: 401 `{"error"}` with `WWW-Authenticate: Bearer` (no or a bad
 //! credential), 403 for a valid JWT without the required scope. gRPC
@@ -407,6 +410,26 @@ impl Verifier {
             _ => Err(Denied::invalid("the bearer token is not valid")),
         }
     }
+}
+
+/// Deployed with write routes that would accept anyone: an error, unless
+/// `allow_open` (`ALLOW_OPEN_WRITES=true`). An empty Secret key must not turn
+/// a cluster's write endpoints into anonymous ones; a laptop stays open.
+pub fn refuse_open_when_deployed(
+    writers: &Verifier,
+    deployed: bool,
+    allow_open: bool,
+) -> anyhow::Result<()> {
+    if deployed && writers.is_open() && !allow_open {
+        bail!(
+            "refusing to start: this runs under Kubernetes (KUBERNETES_SERVICE_HOST is set) and its write \
+             routes have no credential, so they would accept any caller. {} (from the Secret \
+             covid-realtime-secrets, knative/secrets/), or set ALLOW_OPEN_WRITES=true if the open endpoint \
+             is meant and callers are restricted another way (a NetworkPolicy, a mesh policy)",
+            writers.configured_by()
+        );
+    }
+    Ok(())
 }
 
 /// Why a write was refused.

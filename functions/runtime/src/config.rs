@@ -69,6 +69,12 @@ pub struct Config {
     pub internal_token: Option<Secret>,
     /// `AWS_LAMBDA_RUNTIME_API` present: serve through the Lambda runtime.
     pub lambda_runtime_api: Option<String>,
+    /// `KUBERNETES_SERVICE_HOST` present (Kubernetes sets it in every pod):
+    /// deployed, so write routes with no credential refuse to start.
+    pub deployed: bool,
+    /// `ALLOW_OPEN_WRITES` (default false): deployed with no write
+    /// credential on purpose (callers restricted another way, e.g. a NetworkPolicy).
+    pub allow_open_writes: bool,
 }
 
 impl Config {
@@ -114,6 +120,8 @@ impl Config {
             ),
             internal_token: token_var(lookup, "INTERNAL_TOKEN")?,
             lambda_runtime_api: lookup("AWS_LAMBDA_RUNTIME_API").filter(|s| !s.is_empty()),
+            deployed: lookup("KUBERNETES_SERVICE_HOST").is_some_and(|s| !s.trim().is_empty()),
+            allow_open_writes: var(lookup, "ALLOW_OPEN_WRITES", false)?,
         })
     }
 }
@@ -166,6 +174,19 @@ mod tests {
         assert_eq!(c.revision, "ingest-local");
         assert_eq!(c.body_limit, 1 << 20);
         assert!(c.sink.is_none());
+        assert!(!c.deployed && !c.allow_open_writes);
+    }
+
+    #[test]
+    fn kubernetes_and_allow_open_writes() {
+        let c = cfg(&[("KUBERNETES_SERVICE_HOST", "10.96.0.1")]).unwrap();
+        assert!(c.deployed && !c.allow_open_writes);
+        let c = cfg(&[("ALLOW_OPEN_WRITES", "true")]).unwrap();
+        assert!(c.allow_open_writes);
+        let err = cfg(&[("ALLOW_OPEN_WRITES", "yes")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ALLOW_OPEN_WRITES"), "{err}");
     }
 
     #[test]

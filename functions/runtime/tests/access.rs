@@ -334,3 +334,55 @@ async fn a_body_dribbled_slower_than_the_request_timeout_gets_408() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert_eq!(f.writes.load(Ordering::SeqCst), 0, "the handler never ran");
 }
+
+/// `App::build` of a function with one write route, in an environment.
+async fn build(env: &[(&str, &str)], wrap: impl FnOnce(Routes) -> Routes) -> anyhow::Result<App> {
+    runtime::install_crypto_provider();
+    let mut map: HashMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    map.insert("PORT".into(), "0".into());
+    map.insert("HOST".into(), "127.0.0.1".into());
+    let config = Config::from_lookup("test-fn", &move |k| map.get(k).cloned()).unwrap();
+    let router = Router::new().route("/", post(|| async { StatusCode::ACCEPTED }));
+    App::build(config, |_| async move { Ok(wrap(Routes::new(router))) }).await
+}
+
+#[tokio::test]
+async fn deployed_with_no_write_credential_it_refuses_to_start() {
+    const KUBERNETES: (&str, &str) = ("KUBERNETES_SERVICE_HOST", "10.96.0.1");
+    // An empty Secret key (the example's) is no credential.
+    let err = build(&[KUBERNETES, ("INTERNAL_TOKEN", "")], |r| r)
+        .await
+        .err()
+        .expect("an open write route under Kubernetes must not start");
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("KUBERNETES_SERVICE_HOST")
+            && msg.contains("set INTERNAL_TOKEN")
+            && msg.contains("ALLOW_OPEN_WRITES=true"),
+        "{msg}"
+    );
+    // A function's own credentials count: ingest's static token, named by its variable.
+    let ingest_like = |r: Routes| r.writes_need(Verifier::open().enabled_by("INGEST_TOKEN"));
+    let err = build(&[KUBERNETES], ingest_like)
+        .await
+        .err()
+        .expect("refused");
+    assert!(format!("{err:#}").contains("set INGEST_TOKEN"), "{err:#}");
+
+    // Started: with a credential, when told explicitly, read-only, or on a laptop.
+    assert!(
+        build(&[KUBERNETES, ("INTERNAL_TOKEN", INTERNAL)], |r| r)
+            .await
+            .is_ok()
+    );
+    assert!(
+        build(&[KUBERNETES, ("ALLOW_OPEN_WRITES", "true")], |r| r)
+            .await
+            .is_ok()
+    );
+    assert!(build(&[KUBERNETES], Routes::read_only).await.is_ok());
+    assert!(build(&[], |r| r).await.is_ok());
+}

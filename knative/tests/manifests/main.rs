@@ -5,6 +5,7 @@
 
 mod common;
 
+mod access;
 mod dashboards;
 mod dockerfile;
 mod env;
