@@ -26,6 +26,12 @@ pub const SHELLCHECK: Tool = Tool {
     install: "apt-get install -y shellcheck",
 };
 
+pub const REDIS_SERVER: Tool = Tool {
+    name: "redis-server",
+    override_var: "REDIS_SERVER",
+    install: "apt-get install -y redis-server   (scripts/setup.sh does)",
+};
+
 pub const BASH: Tool = Tool {
     name: "bash",
     override_var: "BASH_FOR_TESTS",

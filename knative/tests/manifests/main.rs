@@ -17,4 +17,5 @@ mod platform;
 mod rollout_script;
 mod scrape;
 mod services;
+mod stores;
 mod traffic;
