@@ -8,28 +8,26 @@ use std::process::Command;
 use anyhow::{Context as _, bail};
 use serde::Deserialize;
 
-/// The fields of a kustomization.yaml that name files or directories (the
-/// kustomize v2.0.3 spelling, which every later version still reads).
+/// The fields of a kustomization.yaml that name files or directories
+/// (kustomize's current names: [`render`] refuses the deprecated ones).
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Kustomization {
     #[serde(default)]
-    pub bases: Vec<String>,
-    #[serde(default)]
     pub resources: Vec<String>,
     #[serde(default)]
-    pub patches_strategic_merge: Vec<String>,
-    #[serde(default)]
-    pub patches_json6902: Vec<JsonPatchRef>,
+    pub patches: Vec<PatchRef>,
     #[serde(default)]
     pub config_map_generator: Vec<Generator>,
     #[serde(default)]
     pub secret_generator: Vec<Generator>,
 }
 
+/// A `patches` entry: a file (`path`) or an inline patch.
 #[derive(Debug, Deserialize)]
-pub struct JsonPatchRef {
-    pub path: String,
+pub struct PatchRef {
+    #[serde(default)]
+    pub path: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -55,8 +53,7 @@ impl Kustomization {
     /// resolved against `dir`.
     pub fn files(&self, dir: &Path) -> Vec<PathBuf> {
         let mut out: Vec<String> = self.resources.clone();
-        out.extend(self.patches_strategic_merge.iter().cloned());
-        out.extend(self.patches_json6902.iter().map(|p| p.path.clone()));
+        out.extend(self.patches.iter().filter_map(|p| p.path.clone()));
         for g in self
             .config_map_generator
             .iter()
@@ -79,9 +76,8 @@ impl Kustomization {
 
     /// Directories this kustomization builds on.
     pub fn bases(&self, dir: &Path) -> Vec<PathBuf> {
-        self.bases
+        self.resources
             .iter()
-            .chain(&self.resources)
             .map(|b| normalize(&dir.join(b)))
             .filter(|p| p.is_dir())
             .collect()
@@ -127,9 +123,9 @@ pub fn with_ancestors(dir: &Path) -> anyhow::Result<BTreeSet<PathBuf>> {
     Ok(seen)
 }
 
-/// `kubectl kustomize dir`: the rendered YAML. Kustomize's deprecation
-/// warnings on stderr (newer versions, about the v2.0.3 field names used on
-/// purpose) are not errors.
+/// `kubectl kustomize dir`: the rendered YAML. A warning on stderr (such as
+/// kustomize's for the deprecated `bases`, `patchesJson6902`,
+/// `patchesStrategicMerge`) is an error: the next kustomize may drop the field.
 pub fn render(kubectl: &Path, dir: &Path) -> anyhow::Result<String> {
     let out = Command::new(kubectl)
         .arg("kustomize")
@@ -142,6 +138,13 @@ pub fn render(kubectl: &Path, dir: &Path) -> anyhow::Result<String> {
             crate::paths::rel(dir),
             out.status,
             String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stderr.contains("Warning") {
+        bail!(
+            "`kubectl kustomize {}` warns; use kustomize's current field names (`resources`, `patches`):\n{stderr}",
+            crate::paths::rel(dir)
         );
     }
     String::from_utf8(out.stdout).context("kubectl kustomize printed something that is not UTF-8")

@@ -16,8 +16,8 @@ pub struct Tool {
 pub const KUBECTL: Tool = Tool {
     name: "kubectl",
     override_var: "KUBECTL",
-    install: "apt-get install -y kubernetes-client   (Debian 12's kubectl 1.20 with kustomize v2.0.3 is enough; \
-              any newer kubectl works too: the manifests use only what kustomize v2.0.3 understands)",
+    install: "kubectl 1.21 or newer (kustomize v4+, for `patches`): https://kubernetes.io/docs/tasks/tools/ \
+              (Debian 12's kubernetes-client is kubectl 1.20, too old)",
 };
 
 pub const SHELLCHECK: Tool = Tool {

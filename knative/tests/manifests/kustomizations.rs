@@ -87,3 +87,21 @@ fn generated_config_has_stable_names() {
         );
     }
 }
+
+#[test]
+fn a_deprecated_kustomize_field_fails_the_render() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("cm.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  k: v\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("kustomization.yaml"),
+        "resources:\n  - cm.yaml\npatchesStrategicMerge:\n  - cm.yaml\n",
+    )
+    .unwrap();
+    let err = knative_manifests::kustomize::render(&common::kubectl(), dir.path())
+        .expect_err("kustomize warns about patchesStrategicMerge");
+    assert!(format!("{err:#}").contains("patches"), "{err:#}");
+}
