@@ -33,7 +33,7 @@ declare -A want=(
 venv_pkg=python3-venv
 
 case "${1:-}" in
-  --list-packages) printf '%s\n' "${want[@]}" "$venv_pkg" | sort -u; exit 0 ;;
+  --list-packages) printf '%s\n' "${want[@]}" "$venv_pkg" prometheus | sort -u; exit 0 ;;
   --list-paths) printf '%s\n' "$TOOLS_DIR"; exit 0 ;;
   "") ;;
   *) echo "usage: scripts/setup.sh [--list-packages | --list-paths]" >&2; exit 2 ;;
@@ -91,6 +91,32 @@ if [ ! -x "$SECANTUSD" ]; then
   cargo install secantus-mdb --version "=$SECANTUS_VERSION" --ignore-rust-version --locked --root "$TOOLS_DIR/secantus" \
     || cargo install secantus-mdb --version "=$SECANTUS_VERSION" --ignore-rust-version --root "$TOOLS_DIR/secantus"
 fi
+
+# ---- Knative checks (knative/tests): Prometheus' linter and upstream schemas.
+# promtool (Debian's prometheus package) lints every function's /metrics. The
+# package also starts a Prometheus server: not needed, so it is switched off.
+if ! command -v promtool >/dev/null 2>&1; then
+  echo "setup: installing prometheus (for promtool)"
+  sudo_if_needed apt-get update -q
+  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus
+fi
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then
+  sudo_if_needed systemctl disable --now prometheus >/dev/null 2>&1 || true
+fi
+# The schemas every rendered manifest is validated against, from PyPI, pinned:
+# Kubernetes' own (kubernetes-validate, strict) and Knative Serving's,
+# Knative Eventing's and the Prometheus Operator's (cloudcoil's models,
+# generated from their published CRDs). knative/src/schemas.rs names the versions.
+SCHEMA_VENV="$TOOLS_DIR/schema-venv"
+SCHEMA_PACKAGES=(kubernetes-validate==1.37.0 cloudcoil-models-knative-serving==1.17.0.1
+  cloudcoil-models-knative-eventing==1.17.1.1 cloudcoil-models-prometheus-operator==0.80.1.0)
+if ! "$SCHEMA_VENV/bin/python" -c 'import sys, importlib.metadata as m; sys.exit(any(m.version(p.split("==")[0]) != p.split("==")[1] for p in sys.argv[1:]))' "${SCHEMA_PACKAGES[@]}" >/dev/null 2>&1; then
+  echo "setup: installing the Kubernetes and Knative schemas into $SCHEMA_VENV"
+  sudo_if_needed mkdir -p "$TOOLS_DIR"
+  python3 -m venv "$SCHEMA_VENV"
+  "$SCHEMA_VENV/bin/pip" install --quiet --disable-pip-version-check "${SCHEMA_PACKAGES[@]}"
+fi
+# ---- end of the Knative checks' block
 
 # Locust, for the test that keeps loadtest/traffic.py working and for the
 # load generator benchmark (PyPI, in a virtualenv of its own).

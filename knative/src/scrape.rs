@@ -2,9 +2,12 @@
 //! requests through it, and reading its `/metrics`: the dashboards' metric
 //! names are checked against what the code exports, not against a list.
 //!
-//! [`CASES`] is the table: one row per function that can start here. A row
-//! says how to start it and which requests make its lazily registered
-//! metrics appear. Add a row per function; nothing else changes.
+//! [`CASES`] is the table the dashboards are checked against: functions whose
+//! dashboard metrics all appear without a database. [`OTHER_FUNCTIONS`] holds
+//! the rest, started with unreachable stores (their connections are lazy):
+//! [`every_function`] is what Prometheus' own linter (`promtool check
+//! metrics`) reads. A row says how to start a function and which requests
+//! make its lazily registered metrics appear.
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
@@ -77,6 +80,67 @@ pub const CASES: &[Case] = &[Case {
         },
     ],
 }];
+
+/// Stores that refuse connections at once: a function starts (connections
+/// are lazy) and its store-facing metrics register, without a store.
+const NO_REDIS: (&str, &str) = ("REDIS_URL", "redis://127.0.0.1:1/");
+const NO_MONGODB: (&str, &str) = (
+    "MONGODB_URI",
+    "mongodb://127.0.0.1:1/?directConnection=true&serverSelectionTimeoutMS=200",
+);
+
+const HEALTHZ: Request = Request {
+    method: "GET",
+    path: "/healthz",
+    content_type: None,
+    body: "",
+};
+
+/// A POST / that is not a CloudEvent: answered 400 without a store.
+const NOT_AN_EVENT: Request = Request {
+    method: "POST",
+    path: "/",
+    content_type: Some("application/json"),
+    body: "{}",
+};
+
+pub const OTHER_FUNCTIONS: &[Case] = &[
+    Case {
+        function: "grpc-writer",
+        env: &[
+            NO_MONGODB,
+            ("K_SINK", "{sink}"),
+            ("K_REVISION", "grpc-writer-scrape"),
+        ],
+        warm_up: &[HEALTHZ],
+    },
+    Case {
+        function: "redis-sub",
+        env: &[
+            NO_REDIS,
+            NO_MONGODB,
+            ("STREAM_CONSUMER", "false"),
+            ("K_SINK", "{sink}"),
+            ("K_REVISION", "redis-sub-scrape"),
+        ],
+        warm_up: &[HEALTHZ, NOT_AN_EVENT],
+    },
+    Case {
+        function: "aggregate",
+        env: &[NO_REDIS, NO_MONGODB, ("K_REVISION", "aggregate-scrape")],
+        warm_up: &[HEALTHZ, NOT_AN_EVENT],
+    },
+    Case {
+        function: "dashboard-api",
+        env: &[NO_REDIS, NO_MONGODB, ("K_REVISION", "dashboard-api-scrape")],
+        warm_up: &[HEALTHZ],
+    },
+];
+
+/// Every function's row: [`CASES`], then [`OTHER_FUNCTIONS`].
+pub fn every_function() -> impl Iterator<Item = &'static Case> {
+    CASES.iter().chain(OTHER_FUNCTIONS)
+}
 
 /// A minimal HTTP/1.1 response.
 #[derive(Debug)]
@@ -254,6 +318,11 @@ pub fn exposed_names(text: &str) -> std::collections::BTreeSet<String> {
 
 /// Runs one [`Case`]: start, warm up, scrape. Returns the metric names exposed.
 pub fn run(case: &Case, binary: &Path) -> anyhow::Result<std::collections::BTreeSet<String>> {
+    Ok(exposed_names(&scrape(case, binary)?))
+}
+
+/// Runs one [`Case`]: start, warm up, scrape. Returns the `/metrics` text.
+pub fn scrape(case: &Case, binary: &Path) -> anyhow::Result<String> {
     let sink = spawn_stand_in_sink()?;
     let env: Vec<(String, String)> = case
         .env
@@ -277,5 +346,36 @@ pub fn run(case: &Case, binary: &Path) -> anyhow::Result<std::collections::BTree
     if scrape.status != 200 {
         bail!("{} GET /metrics answered {}", case.function, scrape.status);
     }
-    Ok(exposed_names(&scrape.body))
+    Ok(scrape.body)
+}
+
+/// `promtool check metrics` (Prometheus' own linter) on an exposition:
+/// its complaints, empty when it has none.
+pub fn promtool_check(promtool: &Path, exposition: &str) -> anyhow::Result<String> {
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run {}", promtool.display()))?;
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(exposition.as_bytes())?;
+    let out = child.wait_with_output()?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    match (out.status.success(), text.trim().is_empty()) {
+        (true, true) => Ok(String::new()),
+        (true, false) | (false, false) => Ok(text.trim().to_owned()),
+        (false, true) => bail!(
+            "promtool check metrics failed ({}) and said nothing",
+            out.status
+        ),
+    }
 }

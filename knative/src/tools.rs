@@ -32,6 +32,12 @@ pub const REDIS_SERVER: Tool = Tool {
     install: "apt-get install -y redis-server   (scripts/setup.sh does)",
 };
 
+pub const PROMTOOL: Tool = Tool {
+    name: "promtool",
+    override_var: "PROMTOOL",
+    install: "apt-get install -y prometheus   (Prometheus' promtool; scripts/setup.sh installs it and keeps the service off)",
+};
+
 pub const BASH: Tool = Tool {
     name: "bash",
     override_var: "BASH_FOR_TESTS",

@@ -37,7 +37,34 @@ struct Shared {
     jobs: mpsc::Sender<Job>,
 }
 
+/// HELP texts of aggregate's metrics.
+fn describe_metrics() {
+    use metrics::{describe_counter, describe_histogram};
+    describe_counter!(
+        "aggregate_cases_counted_total",
+        "Stored cases counted into the statistics, by write path and revision"
+    );
+    describe_counter!(
+        "aggregate_cases_by_state_total",
+        "Stored cases counted, by case state"
+    );
+    describe_counter!(
+        "aggregate_cases_by_area_total",
+        "Stored cases counted, by area"
+    );
+    describe_histogram!(
+        "aggregate_flush_duration_seconds",
+        metrics::Unit::Seconds,
+        "Time of one flush of counted increments to MongoDB and Redis"
+    );
+    describe_counter!(
+        "aggregate_swept_total",
+        "Leftover outbox records applied by the recovery sweep"
+    );
+}
+
 pub async fn routes_with(ctx: Context, config: AggregateConfig) -> anyhow::Result<Routes> {
+    describe_metrics();
     let mongo = Mongo::connect_lazy(&config.mongo).await?;
     let conn = runtime::redis::connect_lazy(&config.redis_url)?;
     let keys = events::redis::Keys::new(config.key_prefix.clone());

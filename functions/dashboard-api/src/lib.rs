@@ -59,6 +59,10 @@ pub async fn routes_with(ctx: Context, config: DashboardConfig) -> anyhow::Resul
         config.sse_min_interval,
         config.sse_refresh,
     );
+    metrics::describe_gauge!(
+        "dashboard_sse_clients",
+        "Browsers connected to the live stream (SSE) now"
+    );
     metrics::gauge!("dashboard_sse_clients").set(0.0);
     let api = Arc::new(Api {
         agg,

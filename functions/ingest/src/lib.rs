@@ -43,7 +43,33 @@ struct Ingest {
     route: &'static str,
 }
 
+/// HELP texts of ingest's metrics.
+fn describe_metrics() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "ingest_cases_accepted_total",
+        "Cases answered 202 (handed to the next hop), by route"
+    );
+    describe_counter!(
+        "ingest_requests_refused_total",
+        "POST /cases requests refused, by reason"
+    );
+    describe_counter!(
+        "ingest_idempotent_replays_total",
+        "Requests with an Idempotency-Key seen before, answered from the first answer"
+    );
+    describe_gauge!(
+        "ingest_stream_backlog",
+        "Entries in the Redis Stream (cases not yet stored) after the last append"
+    );
+    describe_histogram!(
+        "ingest_grpc_call_requests",
+        "Requests whose cases shared one gRPC Write call"
+    );
+}
+
 pub async fn routes_with(ctx: Context, config: IngestConfig) -> anyhow::Result<Routes> {
+    describe_metrics();
     let forwarder = Forwarder::new(&ctx, &config.route, config.forward_timeout)?;
     let log = match &config.ingest_log {
         Some(mc) => {

@@ -32,6 +32,22 @@ struct Push {
 pub async fn routes_with(ctx: Context, config: SubConfig) -> anyhow::Result<Routes> {
     let mongo = store::Mongo::connect_lazy(&config.mongo).await?;
     let writer = store::Writer::new(&ctx, store::CaseStore::new(mongo.clone()), WritePath::Redis);
+    metrics::describe_counter!(
+        "redis_sub_claimed_total",
+        "Stream entries reclaimed from a consumer idle past CLAIM_IDLE_MS"
+    );
+    metrics::describe_gauge!(
+        "redis_sub_pending_entries",
+        "Entries read by the consumer group but not acknowledged yet"
+    );
+    metrics::describe_counter!(
+        "redis_sub_entries_total",
+        "Stream entries stored and acknowledged"
+    );
+    metrics::describe_counter!(
+        "redis_sub_dead_letters_total",
+        "Stream entries that could not be decoded, moved to the dead-letter list"
+    );
     metrics::counter!("redis_sub_claimed_total").increment(0);
     metrics::gauge!("redis_sub_pending_entries").set(0.0);
     // The consumer blocks on XREADGROUP: it gets a connection of its own.

@@ -27,6 +27,7 @@ pub fn handle() -> &'static PrometheusHandle {
             .expect("the bucket list is not empty")
             .install_recorder()
             .expect("no other metrics recorder is installed");
+        describe();
         // Histograms are folded into their buckets on upkeep; keep memory flat.
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             let h2 = h.clone();
@@ -40,6 +41,45 @@ pub fn handle() -> &'static PrometheusHandle {
         }
         h
     })
+}
+
+/// HELP texts of the metrics every function exports (the runtime's own).
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "http_requests_total",
+        "HTTP and gRPC requests answered, by route pattern, method and status"
+    );
+    describe_histogram!(
+        "http_request_duration_seconds",
+        metrics::Unit::Seconds,
+        "Time from request to response head, by route pattern and method"
+    );
+    describe_gauge!(
+        "http_requests_in_flight",
+        "Requests being handled now, by route pattern"
+    );
+    describe_counter!(
+        "http_request_errors_total",
+        "Requests answered with a 5xx status, by route pattern"
+    );
+    describe_gauge!(
+        "function_info",
+        "Always 1; labels name the Knative service, revision and configuration serving"
+    );
+    describe_gauge!(
+        "function_start_to_listen_seconds",
+        metrics::Unit::Seconds,
+        "Time from process start to the port accepting connections (cold start)"
+    );
+    describe_counter!(
+        "auth_denied_total",
+        "Write requests refused for credentials, by reason (missing, invalid, scope)"
+    );
+    describe_counter!(
+        "http_requests_rate_limited_total",
+        "Requests refused with 429 by the per-client rate limit"
+    );
 }
 
 /// Prometheus text exposition of every metric of this process.

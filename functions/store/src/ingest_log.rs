@@ -76,6 +76,10 @@ impl IngestLog {
 
     /// Starts the batching writer; it ends after `shutdown`, once the queue is written.
     pub fn start_writer(&self, capacity: usize, ctx: &runtime::Context) -> LogSender {
+        metrics::describe_counter!(
+            "ingest_log_dropped_total",
+            "Ingest-log entries dropped because MongoDB could not keep up"
+        );
         let shutdown = ctx.shutdown.clone();
         let (tx, mut rx) = mpsc::channel::<LogEntry>(capacity);
         let log = self.clone();

@@ -26,9 +26,37 @@ pub struct Writer {
     slots: Arc<Semaphore>,
 }
 
+/// HELP texts of the writers' metrics (grpc-writer and redis-sub).
+fn describe_writer_metrics() {
+    use metrics::{describe_counter, describe_histogram};
+    describe_counter!(
+        "writer_cases_stored_total",
+        "Cases written to MongoDB for the first time, by path (grpc, redis)"
+    );
+    describe_counter!(
+        "writer_cases_duplicate_total",
+        "Cases already stored under their event id (a redelivery), by path"
+    );
+    describe_histogram!("writer_batch_size", "Cases per MongoDB write, by path");
+    describe_histogram!(
+        "writer_write_duration_seconds",
+        metrics::Unit::Seconds,
+        "Time of one batched MongoDB write, by path"
+    );
+    describe_counter!(
+        "writer_emit_skipped_total",
+        "case.stored events not sent because no K_SINK is set"
+    );
+    describe_counter!(
+        "writer_emit_failed_total",
+        "case.stored events the sink did not take after retries"
+    );
+}
+
 impl Writer {
     pub fn new(ctx: &Context, cases: CaseStore, path: WritePath) -> Writer {
         let p = path.as_str();
+        describe_writer_metrics();
         metrics::counter!("writer_cases_stored_total", "path" => p).increment(0);
         metrics::counter!("writer_cases_duplicate_total", "path" => p).increment(0);
         Writer {
