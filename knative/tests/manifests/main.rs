@@ -15,6 +15,7 @@ mod ingress;
 mod kustomizations;
 mod platform;
 mod rollout_script;
+mod schemas;
 mod scrape;
 mod services;
 mod stores;
