@@ -17,7 +17,7 @@ pub struct Bundle {
 }
 
 impl Bundle {
-    /// Parses every document; a modelled kind that does not parse strictly is an error.
+    /// Parses every document; a kind read here that does not parse is an error.
     pub fn new(
         source: String,
         dir: PathBuf,

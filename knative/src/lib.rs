@@ -1,6 +1,9 @@
 //! Offline checks of everything under `knative/`: no cluster, no Docker
-//! engine, real tools (`kubectl kustomize`, `shellcheck`, the function
-//! binaries). The library holds the models and the checks; the tests in
+//! engine, real tools (`kubectl kustomize`, `shellcheck`, `promtool`,
+//! `redis-server`, the function binaries) and upstream schemas
+//! ([`schemas`]: whether a resource is valid at all). The library holds this
+//! project's own rules (the contract, the environment, the traffic
+//! arithmetic, the wiring) and the few fields they read; the tests in
 //! `tests/manifests/` run them over the repository, one module per concern.
 //!
 //! [`rehearsal`] goes one step further for rollouts: the traffic blocks of
