@@ -2,12 +2,11 @@
 //! requests through it, and reading its `/metrics`: the dashboards' metric
 //! names are checked against what the code exports, not against a list.
 //!
-//! [`CASES`] is the table the dashboards are checked against: functions whose
-//! dashboard metrics all appear without a database. [`OTHER_FUNCTIONS`] holds
-//! the rest, started with unreachable stores (their connections are lazy):
-//! [`every_function`] is what Prometheus' own linter (`promtool check
-//! metrics`) reads. A row says how to start a function and which requests
-//! make its lazily registered metrics appear.
+//! [`CASES`] is the table: one row per function that can start here without
+//! a store. A row says how to start it and which requests make its lazily
+//! registered metrics appear. [`promtool_check`] runs Prometheus' own linter
+//! on an exposition (the knative tests give it every function's, read from
+//! the whole pipeline).
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
@@ -80,67 +79,6 @@ pub const CASES: &[Case] = &[Case {
         },
     ],
 }];
-
-/// Stores that refuse connections at once: a function starts (connections
-/// are lazy) and its store-facing metrics register, without a store.
-const NO_REDIS: (&str, &str) = ("REDIS_URL", "redis://127.0.0.1:1/");
-const NO_MONGODB: (&str, &str) = (
-    "MONGODB_URI",
-    "mongodb://127.0.0.1:1/?directConnection=true&serverSelectionTimeoutMS=200",
-);
-
-const HEALTHZ: Request = Request {
-    method: "GET",
-    path: "/healthz",
-    content_type: None,
-    body: "",
-};
-
-/// A POST / that is not a CloudEvent: answered 400 without a store.
-const NOT_AN_EVENT: Request = Request {
-    method: "POST",
-    path: "/",
-    content_type: Some("application/json"),
-    body: "{}",
-};
-
-pub const OTHER_FUNCTIONS: &[Case] = &[
-    Case {
-        function: "grpc-writer",
-        env: &[
-            NO_MONGODB,
-            ("K_SINK", "{sink}"),
-            ("K_REVISION", "grpc-writer-scrape"),
-        ],
-        warm_up: &[HEALTHZ],
-    },
-    Case {
-        function: "redis-sub",
-        env: &[
-            NO_REDIS,
-            NO_MONGODB,
-            ("STREAM_CONSUMER", "false"),
-            ("K_SINK", "{sink}"),
-            ("K_REVISION", "redis-sub-scrape"),
-        ],
-        warm_up: &[HEALTHZ, NOT_AN_EVENT],
-    },
-    Case {
-        function: "aggregate",
-        env: &[NO_REDIS, NO_MONGODB, ("K_REVISION", "aggregate-scrape")],
-        warm_up: &[HEALTHZ, NOT_AN_EVENT],
-    },
-    Case {
-        function: "dashboard-api",
-        env: &[NO_REDIS, NO_MONGODB, ("K_REVISION", "dashboard-api-scrape")],
-        warm_up: &[HEALTHZ],
-    },
-];
-
-/// Every function's row: [`CASES`], then [`OTHER_FUNCTIONS`].
-pub fn every_function() -> impl Iterator<Item = &'static Case> {
-    CASES.iter().chain(OTHER_FUNCTIONS)
-}
 
 /// A minimal HTTP/1.1 response.
 #[derive(Debug)]
