@@ -8,7 +8,8 @@ use std::os::unix::process::CommandExt;
 
 /// Sends `signal` (`libc::SIGTERM`, `libc::SIGKILL`, ...) to process `pid`.
 pub fn send_signal(pid: u32, signal: i32) -> io::Result<()> {
-    let pid = i32::try_from(pid).map_err(|_| io::Error::other(format!("pid {pid} out of range")))?;
+    let pid =
+        i32::try_from(pid).map_err(|_| io::Error::other(format!("pid {pid} out of range")))?;
     // SAFETY: kill(2) takes plain integers and touches no memory of ours.
     if unsafe { libc::kill(pid, signal) } != 0 {
         return Err(io::Error::last_os_error());
