@@ -20,8 +20,9 @@ up: ## Run the whole pipeline locally: dashboard http://127.0.0.1:8080, ingest :
 test: setup ## Lint, then every test, against real Redis, the MongoDB-compatible server and Chromium
 	@scripts/test.sh
 
-lint: ## rustfmt and clippy (warnings are errors), as make test runs them
+lint: ## rustfmt, clippy and shellcheck (warnings are errors), as make test runs them
 	cargo fmt --all --check
+	shellcheck scripts/*.sh fuzz/run.sh .ci/run
 	cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 build: ## Debug build of every binary
