@@ -23,6 +23,8 @@ and every traffic command restates its tags.
 Commands:
   canary IMAGE          create revision TO from IMAGE (unless it exists), then send it 10%
                         (tags: stable, canary)
+  create IMAGE          create revision TO from IMAGE (unless it exists), tagged canary at 0%;
+                        stable keeps 100% (the automated rollout starts here)
   step PERCENT          canary gets PERCENT%, stable the rest (e.g. step 50)
   promote               canary gets 100%; stable stays tagged at 0% for a rollback
   blue-green IMAGE      create revision TO (green, unless it exists) at 0%, reachable only on
@@ -45,6 +47,10 @@ Tag URLs: http://TAG-SERVICE.NAMESPACE.DOMAIN (e.g. green-ingest-grpc.covid-real
 Check a split from outside with the load generator, which counts responses per
 x-revision header:
   loadtest --target canary=http://ENVOY_IP --host-header canary=ingest-grpc.covid-realtime.covid.example.com --duration 30s
+
+Automated: the rollout command moves the steps with these commands, measures
+canary against stable at each, and promotes or rolls back by itself:
+  cargo run -p knative-manifests --bin rollout -- --help
 
 Example:
   knative/rollout.sh --dry-run canary dev.local/covid-realtime/ingest:0.2.0
@@ -160,6 +166,11 @@ case "$COMMAND" in
     [[ $# -eq 1 ]] || die "canary takes one IMAGE"
     create_revision "$1"
     canary_split 10
+    ;;
+  create)
+    [[ $# -eq 1 ]] || die "create takes one IMAGE"
+    create_revision "$1"
+    canary_split 0
     ;;
   step)
     [[ $# -eq 1 ]] || die "step takes one PERCENT"
