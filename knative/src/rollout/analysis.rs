@@ -26,6 +26,7 @@ pub trait Router {
 /// Default steps: the canary's percent at each step; 100 promotes.
 pub const DEFAULT_STEPS: &[u32] = &[10, 50, 100];
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+pub const DEFAULT_WARM_UP: Duration = Duration::from_secs(10);
 /// Extra intervals a step may take when too few requests came.
 pub const DEFAULT_MAX_WAITS: u32 = 2;
 
@@ -40,6 +41,10 @@ pub struct Plan {
     pub gates: Gates,
     /// Measure the final split once more after promoting or rolling back.
     pub confirm: bool,
+    /// Load on both tag URLs before the first step, not judged: the new
+    /// revision's first requests (scale from zero, lazy connections) are
+    /// not what it will serve at the first step.
+    pub warm_up: Option<Duration>,
 }
 
 impl Default for Plan {
@@ -50,6 +55,7 @@ impl Default for Plan {
             max_waits: DEFAULT_MAX_WAITS,
             gates: Gates::default(),
             confirm: true,
+            warm_up: Some(DEFAULT_WARM_UP),
         }
     }
 }
@@ -176,6 +182,21 @@ impl Run<'_> {
         }
     }
 
+    /// Load on both tag URLs, recorded but not judged.
+    fn warm_up(&mut self) -> anyhow::Result<()> {
+        if let Some(w) = self.plan.warm_up {
+            let m = self
+                .source
+                .tags(&self.revs.stable_tag, &self.revs.canary_tag, w)?;
+            self.record(
+                "warm-up".to_owned(),
+                m,
+                "not judged: each revision on its tag URL".to_owned(),
+            );
+        }
+        Ok(())
+    }
+
     fn finish(mut self, verdict: Verdict, reason: String) -> anyhow::Result<Outcome> {
         let final_split = if self.plan.confirm {
             let m = self
@@ -247,6 +268,9 @@ pub fn canary(
 ) -> anyhow::Result<Outcome> {
     let mut r = run(plan, router, source, revs, out);
     r.router.start().context("creating the canary")?;
+    if let Err(e) = r.warm_up() {
+        return Err(r.abort(e.context("warming up")));
+    }
     for &percent in &plan.steps {
         if percent == 100 {
             if let Err(e) = r.router.promote() {
@@ -285,6 +309,9 @@ pub fn blue_green(
 ) -> anyhow::Result<Outcome> {
     let mut r = run(plan, router, source, revs, out);
     r.router.start().context("deploying green at 0%")?;
+    if let Err(e) = r.warm_up() {
+        return Err(r.abort(e.context("warming up")));
+    }
     match r.judge(None) {
         Ok(Ok(())) => {
             if let Err(e) = r.router.promote() {
@@ -397,6 +424,7 @@ mod tests {
     fn a_passing_canary_is_promoted_and_a_failing_one_rolled_back_at_the_first_step() {
         let plan = Plan {
             interval: Duration::ZERO,
+            warm_up: None,
             ..Plan::default()
         };
         for (errors, verdict, calls) in [

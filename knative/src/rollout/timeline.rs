@@ -1,5 +1,5 @@
 //! The table a rollout prints, one row per measured interval: time, split,
-//! each revision's requests, errors and p99, and the verdict.
+//! each revision's requests, errors, p90 and p99, and the verdict.
 
 use std::fmt;
 use std::time::Duration;
@@ -12,8 +12,8 @@ use super::measure::{Measurement, Sample};
 pub struct Row {
     /// From the start of the rollout to the end of the interval.
     pub at: Duration,
-    /// What was measured: `90/10` (stable/canary on the Service's host) or
-    /// `tags` (each on its tag URL).
+    /// What was measured: `90/10` (stable/canary on the Service's host),
+    /// `tag URLs` or `warm-up` (each revision on its tag URL).
     pub split: String,
     pub measured: Measurement,
     pub verdict: String,
@@ -27,68 +27,69 @@ pub struct Timeline {
     pub rows: Vec<Row>,
 }
 
-const WIDTHS: [usize; 8] = [7, 9, 9, 7, 8, 9, 7, 8];
+/// Time, split, then requests, errors, p90, p99 per revision.
+const TIME: usize = 6;
+const SPLIT: usize = 8;
+const CELLS: [usize; 4] = [8, 6, 8, 8];
+
+fn group_width() -> usize {
+    CELLS.iter().sum::<usize>() + 2 * (CELLS.len() - 1)
+}
+
+fn cells(values: [String; 4]) -> String {
+    values
+        .iter()
+        .zip(CELLS)
+        .map(|(v, w)| format!("{v:>w$}"))
+        .collect::<Vec<_>>()
+        .join("  ")
+}
 
 impl Timeline {
     /// The two header lines (printed once, before the first row).
     pub fn header(&self) -> String {
-        let w = WIDTHS;
+        let g = group_width();
+        let names = ["requests", "errors", "p90", "p99"].map(str::to_owned);
         let stable = format!("stable {}", self.stable);
-        let canary = format!("canary {}", self.canary);
-        let group = w[2] + w[3] + w[4] + 4;
+        let groups = format!(
+            "{:TIME$}  {:SPLIT$}  {stable:<g$}  canary {}",
+            "", "", self.canary
+        );
         format!(
-            "{:<a$}  {:<b$}  {stable:<group$}  {canary:<group$}  verdict\n{:<a$}  {:<b$}  {:>c$}  {:>d$}  {:>e$}  {:>f$}  {:>g$}  {:>h$}\n",
-            "",
-            "",
+            "{}\n{:>TIME$}  {:<SPLIT$}  {}  {}  verdict\n",
+            groups.trim_end(),
             "time",
             "split",
-            "requests",
-            "errors",
-            "p99",
-            "requests",
-            "errors",
-            "p99",
-            a = w[0],
-            b = w[1],
-            c = w[2],
-            d = w[3],
-            e = w[4],
-            f = w[5],
-            g = w[6],
-            h = w[7],
+            cells(names.clone()),
+            cells(names),
         )
     }
 
     /// One row as a line.
     pub fn line(row: &Row) -> String {
-        let w = WIDTHS;
-        let cells = |s: &Sample| {
-            (
-                s.requests.to_string(),
-                s.errors.to_string(),
+        let of = |s: &Sample| {
+            let us = |v: u64| {
                 if s.requests == 0 {
                     "-".to_owned()
                 } else {
-                    format_us(s.p99_us as f64)
-                },
-            )
+                    format_us(v as f64)
+                }
+            };
+            cells([
+                s.requests.to_string(),
+                s.errors.to_string(),
+                us(s.p90_us),
+                us(s.p99_us),
+            ])
         };
-        let (sr, se, sp) = cells(&row.measured.stable);
-        let (cr, ce, cp) = cells(&row.measured.canary);
         let secs = row.at.as_secs();
-        let time = format!("{}:{:02}", secs / 60, secs % 60);
         format!(
-            "{time:>a$}  {:<b$}  {sr:>c$}  {se:>d$}  {sp:>e$}  {cr:>f$}  {ce:>g$}  {cp:>h$}  {}\n",
+            "{:>TIME$}  {:<SPLIT$}  {}  {}  {}\n",
+            format!("{}:{:02}", secs / 60, secs % 60),
             row.split,
+            of(&row.measured.stable),
+            of(&row.measured.canary),
             row.verdict,
-            a = w[0],
-            b = w[1],
-            c = w[2],
-            d = w[3],
-            e = w[4],
-            f = w[5],
-            g = w[6],
-            h = w[7],
         )
     }
 }
