@@ -202,6 +202,11 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
     if !gates.is_empty() {
         plan.gates.gates = gates;
     }
+    // The warm-up loads the tag URLs: only with the load generator.
+    plan.warm_up = a
+        .target
+        .as_ref()
+        .map(|_| plan.interval.min(super::analysis::DEFAULT_WARM_UP));
     a.plan = plan;
     if a.image.is_empty() {
         return Err("--image is required (the new revision's image; an existing revision of that name and image is reused)".into());
