@@ -97,9 +97,14 @@ fn blue_green_switch_under_load_fails_no_request() {
 fn automated_canary_promotes_a_healthy_v2() {
     let plan = auto::plan(Duration::from_secs(2));
     let mut timeline = String::new();
-    let run = auto::rehearse(&setup(), Strategy::Canary, false, &plan, &mut |l| {
-        timeline.push_str(l)
-    })
+    let run = auto::rehearse(
+        &setup(),
+        Strategy::Canary,
+        false,
+        &auto::Judge::LoadGenerator,
+        &plan,
+        &mut |l| timeline.push_str(l),
+    )
     .unwrap_or_else(|e| panic!("{e:#}"));
     eprintln!("{timeline}");
     assert_eq!(
@@ -127,9 +132,14 @@ fn automated_canary_promotes_a_healthy_v2() {
 fn automated_canary_rolls_a_broken_v2_back_at_the_first_step() {
     let plan = auto::plan(Duration::from_secs(2));
     let mut timeline = String::new();
-    let run = auto::rehearse(&setup(), Strategy::Canary, true, &plan, &mut |l| {
-        timeline.push_str(l)
-    })
+    let run = auto::rehearse(
+        &setup(),
+        Strategy::Canary,
+        true,
+        &auto::Judge::LoadGenerator,
+        &plan,
+        &mut |l| timeline.push_str(l),
+    )
     .unwrap_or_else(|e| panic!("{e:#}"));
     eprintln!("{timeline}");
     assert_eq!(
@@ -150,6 +160,57 @@ fn automated_canary_rolls_a_broken_v2_back_at_the_first_step() {
         (run.after.requests, 0),
         "after the rollback every response comes from {}: {:?}",
         run.stable,
+        run.after
+    );
+}
+
+/// The broken v2 again, judged from a real Prometheus scraping the
+/// revisions' own `/metrics` (the `--prometheus` gates: PromQL over
+/// `http_requests_total` and `http_request_duration_seconds`): rolled back
+/// at the first step, with the refused writes counted by Prometheus.
+#[test]
+fn automated_canary_judged_by_prometheus_rolls_a_broken_v2_back() {
+    let prometheus = knative_manifests::tools::find(&rehearsal::prometheus::PROMETHEUS)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let plan = auto::plan(Duration::from_secs(2));
+    let mut timeline = String::new();
+    let run = auto::rehearse(
+        &setup(),
+        Strategy::Canary,
+        true,
+        &auto::Judge::Prometheus(prometheus),
+        &plan,
+        &mut |l| timeline.push_str(l),
+    )
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    eprintln!("{timeline}");
+    assert_eq!(
+        run.outcome.verdict,
+        Verdict::RolledBack,
+        "{}\n{timeline}",
+        run.outcome.reason
+    );
+    assert!(
+        run.outcome.reason.contains("error_rate"),
+        "{}",
+        run.outcome.reason
+    );
+    assert_eq!(run.outcome.max_canary_percent, plan.steps[0]);
+    let judged = run
+        .outcome
+        .timeline
+        .rows
+        .iter()
+        .find(|r| r.split == "90/10")
+        .expect("a row at the first step");
+    assert!(
+        judged.measured.canary.errors > 0 && judged.measured.stable.requests > 0,
+        "Prometheus counted the canary's refused writes: {judged:?}"
+    );
+    assert_eq!(
+        (run.after.responses_from(&run.stable), run.after.failed),
+        (run.after.requests, 0),
+        "{:?}",
         run.after
     );
 }

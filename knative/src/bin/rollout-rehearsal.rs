@@ -13,7 +13,7 @@ use knative_manifests::rehearsal::{self, Options, Setup, auto};
 use knative_manifests::rollout::analysis::Verdict;
 use knative_manifests::rollout::cli::parse_duration;
 use knative_manifests::rollout::kn::Strategy;
-use knative_manifests::{paths, scrape};
+use knative_manifests::{paths, scrape, tools};
 
 const USAGE: &str = "usage: rollout-rehearsal [--requests N] [--step-time DUR] [--auto-only]
 
@@ -140,15 +140,34 @@ fn manual(setup: &Setup, opts: &Options, problems: &mut Vec<String>) -> anyhow::
     Ok(())
 }
 
-/// The automated canary with a healthy and a broken v2.
+/// The automated canary with a healthy and a broken v2, judged by the load
+/// generator; then the broken one again, judged by a real Prometheus.
 fn automated(setup: &Setup, step_time: Duration, problems: &mut Vec<String>) -> anyhow::Result<()> {
     let plan = auto::plan(step_time);
     let gates: Vec<&str> = plan.gates.gates.iter().map(|g| g.expr.as_str()).collect();
-    for (broken, title, want) in [
-        (false, "v2 healthy", Verdict::Promoted),
+    let prometheus = auto::Judge::Prometheus(
+        tools::find(&rehearsal::prometheus::PROMETHEUS).map_err(|e| anyhow::anyhow!("{e:#}"))?,
+    );
+    let broken = "v2 broken on purpose: its downstream refuses 30% of writes";
+    let by_prometheus =
+        format!("{broken}; judged by Prometheus (PromQL over the revisions' /metrics)");
+    for (v2_broken, title, judge, want) in [
+        (
+            false,
+            "v2 healthy",
+            &auto::Judge::LoadGenerator,
+            Verdict::Promoted,
+        ),
         (
             true,
-            "v2 broken on purpose: its downstream refuses 30% of writes",
+            broken,
+            &auto::Judge::LoadGenerator,
+            Verdict::RolledBack,
+        ),
+        (
+            true,
+            by_prometheus.as_str(),
+            &prometheus,
             Verdict::RolledBack,
         ),
     ] {
@@ -159,7 +178,7 @@ fn automated(setup: &Setup, step_time: Duration, problems: &mut Vec<String>) -> 
             gates.join(", "),
             plan.gates.min_requests
         );
-        let run = auto::rehearse(setup, Strategy::Canary, broken, &plan, &mut |l| {
+        let run = auto::rehearse(setup, Strategy::Canary, v2_broken, judge, &plan, &mut |l| {
             print!("{l}")
         })?;
         let (final_rev, word) = match run.outcome.verdict {

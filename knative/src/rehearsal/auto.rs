@@ -15,7 +15,10 @@ use super::{BLUE_GREEN, BLUE_GREEN_SWITCH, CANARY_STEPS, Declared, SERVICE, Setu
 use crate::rollout::analysis::{self, Outcome, Plan, Revisions, Router};
 use crate::rollout::gates::Gate;
 use crate::rollout::kn::Strategy;
-use crate::rollout::measure::Load;
+use crate::rollout::measure::{Load, Source};
+use crate::rollout::prometheus::Prometheus;
+
+use super::prometheus::{LocalPrometheus, SCRAPE_INTERVAL};
 
 /// The share of the broken v2's writes its faulty downstream refuses.
 pub const BROKEN_PERCENT: u32 = 30;
@@ -120,12 +123,23 @@ impl Router for NginxRouter<'_, '_> {
     }
 }
 
+/// Where the gates' numbers come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Judge {
+    /// The load generator's own report, split by `x-revision`.
+    LoadGenerator,
+    /// A real Prometheus (this executable) scraping the revisions; the load
+    /// generator only sends the load.
+    Prometheus(std::path::PathBuf),
+}
+
 /// Rehearses `strategy` with v2 healthy (`broken` false) or broken, running
-/// `plan`; prints the timeline through `out` as it goes.
+/// `plan` with numbers from `judge`; prints the timeline through `out` as it goes.
 pub fn rehearse(
     setup: &Setup,
     strategy: Strategy,
     broken: bool,
+    judge: &Judge,
     plan: &Plan,
     out: &mut dyn FnMut(&str),
 ) -> anyhow::Result<AutoRun> {
@@ -152,12 +166,26 @@ pub fn rehearse(
         percent: BROKEN_PERCENT,
     });
     let mut stage = Stage::start(setup, std::slice::from_ref(&before), fault.as_ref())?;
-    let mut source = Load::new(
+    let load = Load::new(
         &setup.loadtest,
         &format!("http://127.0.0.1:{}", stage.port()),
         &before.host(),
         8,
     )?;
+    // Declared before the stage's borrow below; stopped after the rollout.
+    let local_prometheus;
+    let mut source: Box<dyn Source> = match judge {
+        Judge::LoadGenerator => Box::new(load),
+        Judge::Prometheus(exe) => {
+            local_prometheus = LocalPrometheus::start(exe, &stage.revision_ports())?;
+            Box::new(Prometheus {
+                url: local_prometheus.url(),
+                load: Some(load),
+                // Two scrapes after the load ends: every request is in.
+                settle: 2 * SCRAPE_INTERVAL,
+            })
+        }
+    };
     let revs = Revisions {
         stable: stable.revision.clone(),
         canary: canary.revision.clone(),
@@ -172,8 +200,10 @@ pub fn rehearse(
         moves: Vec::new(),
     };
     let outcome = match strategy {
-        Strategy::Canary => analysis::canary(plan, &mut router, &mut source, &revs, out)?,
-        Strategy::BlueGreen => analysis::blue_green(plan, &mut router, &mut source, &revs, out)?,
+        Strategy::Canary => analysis::canary(plan, &mut router, source.as_mut(), &revs, out)?,
+        Strategy::BlueGreen => {
+            analysis::blue_green(plan, &mut router, source.as_mut(), &revs, out)?
+        }
     };
     let moves = router.moves;
     let after = stage.load(&before.host(), LoadRun::requests(1000))?;

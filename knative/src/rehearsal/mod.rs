@@ -15,6 +15,7 @@ pub mod auto;
 pub mod declared;
 pub mod load;
 pub mod nginx;
+pub mod prometheus;
 pub mod results;
 pub mod stage;
 

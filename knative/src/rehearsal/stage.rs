@@ -237,6 +237,14 @@ impl<'s> Stage<'s> {
         })
     }
 
+    /// Each revision's own port (its `/metrics`).
+    pub(crate) fn revision_ports(&self) -> BTreeMap<String, u16> {
+        self.revisions
+            .iter()
+            .map(|(r, p)| (r.clone(), p.port))
+            .collect()
+    }
+
     /// The ingress' port on 127.0.0.1.
     pub(crate) fn port(&self) -> u16 {
         self.front.port
