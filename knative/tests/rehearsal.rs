@@ -214,3 +214,50 @@ fn automated_canary_judged_by_prometheus_rolls_a_broken_v2_back() {
         run.after
     );
 }
+
+/// Blue/green, automated: green is judged on its tag URL against blue on
+/// its own before any switch. A healthy green is switched to; a broken one
+/// (the same rehearsal-only faulty downstream) is never switched to, and
+/// blue keeps every request.
+#[test]
+fn automated_blue_green_switches_only_to_a_healthy_green() {
+    let plan = auto::plan(Duration::from_secs(2));
+    for (broken, verdict) in [(false, Verdict::Promoted), (true, Verdict::RolledBack)] {
+        let mut timeline = String::new();
+        let run = auto::rehearse(
+            &setup(),
+            Strategy::BlueGreen,
+            broken,
+            &auto::Judge::LoadGenerator,
+            &plan,
+            &mut |l| timeline.push_str(l),
+        )
+        .unwrap_or_else(|e| panic!("{e:#}"));
+        eprintln!("{timeline}");
+        assert_eq!(
+            run.outcome.verdict, verdict,
+            "green broken: {broken}; {}\n{timeline}",
+            run.outcome.reason
+        );
+        assert!(
+            run.outcome
+                .timeline
+                .rows
+                .iter()
+                .any(|r| r.split == "tag URLs"),
+            "green was judged on its tag URL:\n{timeline}"
+        );
+        let (winner, max_percent) = if broken {
+            (&run.stable, 0)
+        } else {
+            (&run.canary, 100)
+        };
+        assert_eq!(run.outcome.max_canary_percent, max_percent);
+        assert_eq!(
+            (run.after.responses_from(winner), run.after.failed),
+            (run.after.requests, 0),
+            "after the rollout every response comes from {winner}: {:?}",
+            run.after
+        );
+    }
+}

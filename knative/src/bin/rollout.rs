@@ -69,7 +69,8 @@ fn run(a: &Args) -> anyhow::Result<u8> {
         (Some(url), load) => Box::new(Prometheus {
             url: url.clone(),
             load,
-            settle: std::time::Duration::from_secs(15),
+            // Two of the PodMonitor's 15 s scrapes: every request of the interval is in.
+            settle: std::time::Duration::from_secs(30),
         }),
         (None, Some(load)) => Box::new(load),
         (None, None) => anyhow::bail!("nothing to measure with"),

@@ -206,7 +206,11 @@ impl Run<'_> {
                 Verdict::Promoted => ("0/100", "promoted"),
                 Verdict::RolledBack => ("100/0", "rolled back"),
             };
-            let text = format!("{what}: canary served {:.2}%", m.canary_share());
+            let text = format!(
+                "{what}: {} served {:.2}%",
+                self.revs.canary,
+                m.canary_share()
+            );
             self.record(split.to_owned(), m.clone(), text);
             Some(m)
         } else {
@@ -240,8 +244,8 @@ fn run<'a>(
     out: &'a mut dyn FnMut(&str),
 ) -> Run<'a> {
     let timeline = Timeline {
-        stable: revs.stable.clone(),
-        canary: revs.canary.clone(),
+        stable: (revs.stable_tag.clone(), revs.stable.clone()),
+        canary: (revs.canary_tag.clone(), revs.canary.clone()),
         rows: Vec::new(),
     };
     out(&timeline.header());

@@ -19,11 +19,12 @@ pub struct Row {
     pub verdict: String,
 }
 
-/// The rows of one rollout, and the names of its two revisions.
+/// The rows of one rollout, and its two revisions: `(label, name)`, the
+/// label being the tag (`stable`/`canary`, `blue`/`green`).
 #[derive(Debug, Clone, Default)]
 pub struct Timeline {
-    pub stable: String,
-    pub canary: String,
+    pub stable: (String, String),
+    pub canary: (String, String),
     pub rows: Vec<Row>,
 }
 
@@ -50,10 +51,10 @@ impl Timeline {
     pub fn header(&self) -> String {
         let g = group_width();
         let names = ["requests", "errors", "p90", "p99"].map(str::to_owned);
-        let stable = format!("stable {}", self.stable);
+        let stable = format!("{} {}", self.stable.0, self.stable.1);
         let groups = format!(
-            "{:TIME$}  {:SPLIT$}  {stable:<g$}  canary {}",
-            "", "", self.canary
+            "{:TIME$}  {:SPLIT$}  {stable:<g$}  {} {}",
+            "", "", self.canary.0, self.canary.1
         );
         format!(
             "{}\n{:>TIME$}  {:<SPLIT$}  {}  {}  verdict\n",
