@@ -190,8 +190,14 @@ fn bad_input_is_refused_with_a_reason() {
 /// A `kn` that answers `kn revision describe NAME --namespace NS -o
 /// jsonpath={.spec.containers[0].image}` from `$FAKE_KN_STATE/NS/NAME` (the
 /// image), and "not found" as kn does (the Kubernetes status message, exit
-/// 1). Anything else is refused: in --dry-run the script must ask nothing more.
+/// 1). With `$FAKE_KN_UPDATES` set, `kn service update ...` is appended to
+/// that file (the test applies it to the model). Anything else is refused:
+/// in --dry-run the script must ask nothing more.
 const FAKE_KN: &str = r#"#!/bin/bash
+if [[ -n "${FAKE_KN_UPDATES:-}" && "$1 $2" == "service update" ]]; then
+  echo "kn $*" >> "$FAKE_KN_UPDATES"
+  exit 0
+fi
 if ! [[ $# -eq 7 && "$1 $2" == "revision describe" && "$4" == "--namespace" && "$6" == "-o" && "$7" == "jsonpath={.spec.containers[0].image}" ]]; then
   echo "fake kn: not a query this fake answers: $*" >&2
   exit 64
@@ -378,166 +384,5 @@ fn an_existing_revision_with_another_image_is_refused_with_a_reason() {
     );
 }
 
-// ------------------------------------------------------------------ the rollout command
-
-fn rollout_command(args: &[&str], path: &str, state: Option<&Path>) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rollout"));
-    cmd.args(args).env("PATH", path).env_remove("INGEST_TOKEN");
-    if let Some(s) = state {
-        cmd.env("FAKE_KN_STATE", s);
-    }
-    cmd.output().expect("the rollout binary runs")
-}
-
-#[test]
-fn rollout_help_lists_steps_gates_and_exit_codes() {
-    let out = rollout_command(&["--help"], "/usr/bin:/bin", None);
-    assert!(out.status.success());
-    let text = stdout(&out);
-    for needle in [
-        "--steps",
-        "10,50,100",
-        "--step-time",
-        "--gate",
-        "error_rate <= stable + 1pp",
-        "p99 <= 1.5 * stable + 5ms",
-        "--min-requests",
-        "--prometheus",
-        "--dry-run",
-        "Exit codes:",
-        "0  promoted",
-        "1  rolled back",
-        "2  a wrong flag or gate expression",
-        "3  could not finish",
-    ] {
-        assert!(text.contains(needle), "--help mentions {needle:?}:\n{text}");
-    }
-}
-
-#[test]
-fn rollout_refuses_a_wrong_flag_or_gate_in_one_line_with_exit_2() {
-    for (args, needle) in [
-        (
-            &["--image", "i", "--dry-run", "--colour", "canary"][..],
-            "unknown option --colour",
-        ),
-        (
-            &[
-                "--image",
-                "i",
-                "--dry-run",
-                "--gate",
-                "p99 > 1.5 * stable",
-                "canary",
-            ],
-            "bad gate \"p99 > 1.5 * stable\"",
-        ),
-        (
-            &[
-                "--image",
-                "i",
-                "--dry-run",
-                "--gate",
-                "errors <= stable + 1pp",
-                "canary",
-            ],
-            "unknown metric \"errors\"",
-        ),
-        (
-            &[
-                "--image",
-                "i",
-                "--dry-run",
-                "--steps",
-                "50,10,100",
-                "canary",
-            ],
-            "not increasing",
-        ),
-    ] {
-        let out = rollout_command(args, "/usr/bin:/bin", None);
-        assert_eq!(out.status.code(), Some(2), "{args:?}");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(err.lines().count(), 1, "one line: {err}");
-        assert!(err.contains(needle), "{args:?}: {err}");
-        assert!(out.stdout.is_empty(), "nothing ran: {}", stdout(&out));
-    }
-}
-
-/// The rollout command's --dry-run: the kn lines under each `#` heading.
-fn sections(lines: &[String]) -> Vec<(String, Vec<String>)> {
-    let mut out: Vec<(String, Vec<String>)> = Vec::new();
-    for l in lines {
-        if let Some(h) = l.strip_prefix("# ") {
-            out.push((h.to_owned(), Vec::new()));
-        } else {
-            let last = out.last_mut().expect("a heading before any kn command");
-            assert!(l.starts_with("kn "), "{l}");
-            last.1.push(l.clone());
-        }
-    }
-    out
-}
-
-/// Every path of the automated rollout on a cluster in `cluster`'s state:
-/// the way up (start, steps, promotion) and, after the start and after
-/// each step, the rollback; each command accepted by kn and Serving.
-fn check_rollout_dry_run(cluster: &Cluster, strategy: &str) {
-    let args = ["--dry-run", "--image", IMAGE_V2, strategy];
-    let lines = with_fake_kn(cluster, |path, state| {
-        rollout_command(&args, path, Some(state))
-    })
-    .unwrap_or_else(|o| panic!("rollout {args:?}: {}", String::from_utf8_lossy(&o.stderr)));
-    let sections = sections(&lines);
-    let (rollback_heading, rollback) = sections.last().expect("a rollback section");
-    assert!(rollback_heading.contains("roll back"), "{lines:?}");
-    let up = &sections[..sections.len() - 1];
-    let mut state = cluster.clone();
-    for (heading, cmds) in up {
-        for c in cmds {
-            state
-                .apply(c)
-                .unwrap_or_else(|why| panic!("{heading}: {c}\n  refused: {why}"));
-        }
-        // A failure here: the rollback must be accepted too, and restore stable.
-        let mut back = state.clone();
-        for c in rollback {
-            back.apply(c)
-                .unwrap_or_else(|why| panic!("rollback after {heading}: {c}\n  refused: {why}"));
-        }
-        assert_eq!(back.split()["ingest-grpc-v1"], 100, "after {heading}");
-    }
-    assert_eq!(
-        state.split()["ingest-grpc-v2"],
-        100,
-        "the way up ends with v2 at 100 %: {lines:?}"
-    );
-    if strategy == "canary" {
-        let steps: Vec<&str> = up.iter().map(|(h, _)| h.as_str()).collect();
-        assert_eq!(
-            steps,
-            [
-                "start",
-                "step: canary 10%, then measure",
-                "step: canary 50%, then measure",
-                "every step passed: promote"
-            ],
-            "the default steps"
-        );
-    }
-}
-
-#[test]
-fn rollout_dry_run_prints_kn_commands_serving_accepts_on_every_path() {
-    let v1 = v1_image();
-    for strategy in ["canary", "blue-green"] {
-        check_rollout_dry_run(&applied("overlays/default", &[]), strategy);
-        check_rollout_dry_run(
-            &applied("overlays/ingest-grpc-v2", &[("ingest-grpc-v1", &v1)]),
-            strategy,
-        );
-    }
-    let mut after_canary = applied("overlays/default", &[]);
-    roll(&mut after_canary, &["canary", IMAGE_V2]);
-    check_rollout_dry_run(&after_canary, "canary");
-}
+/// The `rollout` command (knative/src/rollout) on the same modelled clusters.
+mod command;
