@@ -3,10 +3,17 @@
 //! binary (`K_REVISION` = the revision name), a real nginx in front splits
 //! the traffic with upstream weights generated from that same traffic block
 //! (rendered from the overlay with `kubectl kustomize` and parsed into
-//! [`Service`]), every tag answers on its own host like Knative's tag URLs,
-//! and the project's load generator measures the split from outside through
-//! the `x-revision` header. A rollout step is a new configuration from the
-//! next overlay and a graceful `nginx -s reload`.
+//! [`crate::resources::Service`]), every tag answers on its own host like
+//! Knative's tag URLs, and the project's load generator measures the split
+//! from outside through the `x-revision` header. A rollout step is a new
+//! configuration from the next overlay and a graceful `nginx -s reload`.
+//!
+//! One file per concern: [`declared`] (an overlay's traffic block),
+//! [`stage`] (the processes), [`nginx`] (its configurations), [`load`] (the
+//! load generator's report), [`results`] (what a step observed, the tables),
+//! [`auto`] (the `rollout` command's loop with nginx as the router, v2
+//! healthy or broken on purpose) and [`prometheus`] (a real Prometheus for
+//! its PromQL gates). This file runs the overlays' steps.
 //!
 //! `make rollout-demo` (the `rollout-rehearsal` binary) prints the tables;
 //! `knative/tests/rehearsal.rs` holds the same runs to their numbers.
