@@ -4,6 +4,7 @@
 //! for blue/green; or, on a cluster with Prometheus, the functions' own
 //! `/metrics` through PromQL ([`super::prometheus`]).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -175,10 +176,13 @@ impl Source for Load {
     }
 }
 
-/// The fields of loadtest's `--report` read here (format_version 1).
+/// The fields of loadtest's `--report` read here and by the rehearsal
+/// (format_version 1). Per-revision `errors` and `latency_us` are required:
+/// a loadtest too old to report them must not pass a canary as error-free.
 #[derive(Debug, Deserialize)]
 pub struct Report {
-    format_version: u32,
+    #[serde(default)]
+    pub duration_s: f64,
     #[serde(default)]
     targets: Vec<Target>,
     pub total: Summary,
@@ -196,8 +200,14 @@ pub struct Summary {
     pub requests: u64,
     pub errors: u64,
     latency_us: Latency,
+    /// Responses per HTTP status ("202": n).
     #[serde(default)]
-    revisions: Vec<Revision>,
+    pub status: BTreeMap<String, u64>,
+    /// Requests without a response, per reason.
+    #[serde(default)]
+    pub transport_errors: BTreeMap<String, u64>,
+    #[serde(default)]
+    pub revisions: Vec<Revision>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -207,11 +217,12 @@ struct Latency {
     p99: u64,
 }
 
+/// One `x-revision` value's responses (`revision: None`: no header).
 #[derive(Debug, Deserialize)]
-struct Revision {
-    revision: Option<String>,
-    responses: u64,
-    errors: u64,
+pub struct Revision {
+    pub revision: Option<String>,
+    pub responses: u64,
+    pub errors: u64,
     latency_us: Latency,
 }
 
@@ -251,16 +262,22 @@ impl Summary {
 }
 
 pub fn parse_report(text: &str) -> anyhow::Result<Report> {
-    let r: Report = serde_json::from_str(text).context(
-        "loadtest's --report is not the JSON the rollout reads (per-revision errors and latency_us); rebuild loadtest",
-    )?;
-    if r.format_version != 1 {
+    // The version first: another format may not have the fields read below.
+    #[derive(Deserialize)]
+    struct Version {
+        format_version: u32,
+    }
+    let v: Version =
+        serde_json::from_str(text).context("loadtest's --report is not a loadtest report")?;
+    if v.format_version != 1 {
         bail!(
             "loadtest's report format_version is {}; the rollout reads version 1",
-            r.format_version
+            v.format_version
         );
     }
-    Ok(r)
+    serde_json::from_str(text).context(
+        "loadtest's --report lacks what the rollout reads (per-revision errors and latency_us): rebuild loadtest",
+    )
 }
 
 #[cfg(test)]
