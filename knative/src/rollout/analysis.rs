@@ -270,6 +270,11 @@ pub fn canary(
     revs: &Revisions,
     out: &mut dyn FnMut(&str),
 ) -> anyhow::Result<Outcome> {
+    anyhow::ensure!(
+        plan.steps.last() == Some(&100),
+        "the steps {:?} do not end at 100 (the promotion)",
+        plan.steps
+    );
     let mut r = run(plan, router, source, revs, out);
     r.router.start().context("creating the canary")?;
     if let Err(e) = r.warm_up() {
@@ -299,7 +304,8 @@ pub fn canary(
             Err(e) => return Err(r.abort(e)),
         }
     }
-    unreachable!("Plan::parse_steps ends every plan at 100")
+    // Ensured above: the last step is 100 and returns from the loop.
+    Err(anyhow::anyhow!("the steps ended without a promotion"))
 }
 
 /// Blue/green: green measured on its tag URL against blue on its own; the

@@ -32,25 +32,25 @@ pub struct Kn {
 
 impl Kn {
     /// The rollout.sh command of each move.
-    fn args(&self, what: Move) -> Vec<String> {
+    fn args(&self, what: Move) -> anyhow::Result<Vec<String>> {
         let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        match (self.strategy, what) {
+        Ok(match (self.strategy, what) {
             (Strategy::Canary, Move::Start) => v(&["create", &self.image]),
             (Strategy::Canary, Move::Step(p)) => vec!["step".into(), p.to_string()],
             (Strategy::Canary, Move::Promote) => v(&["promote"]),
             (Strategy::Canary, Move::Rollback) => v(&["rollback", "canary"]),
             (Strategy::BlueGreen, Move::Start) => v(&["blue-green", &self.image]),
             (Strategy::BlueGreen, Move::Step(p)) => {
-                // Blue/green has no partial split; the loop never asks for one.
-                vec!["step".into(), p.to_string()]
+                bail!("blue/green has no partial split (asked for green at {p}%)")
             }
             (Strategy::BlueGreen, Move::Promote) => v(&["switch"]),
             (Strategy::BlueGreen, Move::Rollback) => v(&["rollback", "blue-green"]),
-        }
+        })
     }
 
     /// Runs rollout.sh for `what`; its output (the kn commands) goes to ours.
     pub fn run(&self, what: Move) -> anyhow::Result<()> {
+        let args = self.args(what)?;
         let mut cmd = Command::new("bash");
         cmd.arg(&self.script);
         if self.dry_run {
@@ -58,7 +58,7 @@ impl Kn {
         }
         cmd.args(["--namespace", &self.namespace, "--service", &self.service])
             .args(["--from", &self.from, "--to", &self.to])
-            .args(self.args(what));
+            .args(&args);
         let status = cmd
             .status()
             .with_context(|| format!("cannot run {}", self.script.display()))?;
@@ -66,7 +66,7 @@ impl Kn {
             bail!(
                 "{} {} failed ({status})",
                 self.script.display(),
-                self.args(what).join(" ")
+                args.join(" ")
             );
         }
         Ok(())

@@ -59,6 +59,7 @@ fn help_lists_every_command() {
     let text = stdout(&out);
     for cmd in [
         "canary IMAGE",
+        "create IMAGE",
         "step PERCENT",
         "promote",
         "blue-green IMAGE",
@@ -67,6 +68,7 @@ fn help_lists_every_command() {
         "rollback blue-green",
         "--dry-run",
         "loadtest",
+        "--bin rollout",
     ] {
         assert!(text.contains(cmd), "--help mentions {cmd}");
     }
