@@ -100,20 +100,26 @@ percent() {
 # failure other than "not found" (no cluster, no access) stops the script.
 # With --dry-run and no kn, the cluster is taken to have no such revision.
 existing_image() {
-  local rev="$1" out
+  local rev="$1" out err status=0
   if ! command -v kn >/dev/null 2>&1; then
     [[ "$DRY_RUN" -eq 1 ]] ||
       die "kn is not installed: see https://knative.dev/docs/client/install-kn/ (or use --dry-run to print the commands)"
     echo "# kn not found: printing the commands for a Service without revision $rev" >&2
     return 0
   fi
-  if out=$(kn revision describe "$rev" --namespace "$NAMESPACE" -o 'jsonpath={.spec.containers[0].image}' 2>&1); then
+  # stderr apart: a kn warning there must not be taken for the image.
+  err=$(mktemp)
+  out=$(kn revision describe "$rev" --namespace "$NAMESPACE" -o 'jsonpath={.spec.containers[0].image}' 2>"$err") || status=$?
+  local message
+  message=$(cat "$err")
+  rm -f "$err"
+  if [[ "$status" -eq 0 ]]; then
     [[ -n "$out" ]] || die "kn revision describe $rev printed no image"
     echo "$out"
-  elif [[ "$out" == *"not found"* ]]; then
+  elif [[ "$message" == *"not found"* ]]; then
     return 0
   else
-    die "cannot tell whether revision $rev exists: $out"
+    die "cannot tell whether revision $rev exists: $message"
   fi
 }
 

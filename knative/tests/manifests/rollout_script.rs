@@ -192,10 +192,15 @@ fn bad_input_is_refused_with_a_reason() {
 /// A `kn` that answers `kn revision describe NAME --namespace NS -o
 /// jsonpath={.spec.containers[0].image}` from `$FAKE_KN_STATE/NS/NAME` (the
 /// image), and "not found" as kn does (the Kubernetes status message, exit
-/// 1). With `$FAKE_KN_UPDATES` set, `kn service update ...` is appended to
+/// 1), with a warning on stderr each time. With `$FAKE_KN_UPDATES` set, `kn service update ...` is appended to
 /// that file (the test applies it to the model). Anything else is refused:
 /// in --dry-run the script must ask nothing more.
 const FAKE_KN: &str = r#"#!/bin/bash
+if [[ -n "${FAKE_KN_UNREACHABLE:-}" ]]; then
+  echo "Warning: kn is about to fail" >&2
+  echo "Error: Get \"https://127.0.0.1:6443/apis/serving.knative.dev/v1\": dial tcp 127.0.0.1:6443: connect: connection refused" >&2
+  exit 1
+fi
 if [[ -n "${FAKE_KN_UPDATES:-}" && "$1 $2" == "service update" ]]; then
   echo "kn $*" >> "$FAKE_KN_UPDATES"
   exit 0
@@ -205,6 +210,8 @@ if ! [[ $# -eq 7 && "$1 $2" == "revision describe" && "$4" == "--namespace" && "
   exit 64
 fi
 f="$FAKE_KN_STATE/$5/$3"
+# kn may warn on stderr (client-go does); that is never the answer.
+echo "Warning: this fake kn warns on stderr" >&2
 if [[ -f "$f" ]]; then
   printf '%s' "$(cat "$f")"
   exit 0
@@ -365,6 +372,34 @@ fn the_old_create_step_is_what_serving_refuses() {
     assert!(
         why.contains("Saw the following changes without a name change"),
         "{why}"
+    );
+}
+
+#[test]
+fn a_cluster_kn_cannot_reach_stops_the_script_with_kn_s_reason() {
+    let cluster = applied("overlays/default", &[]);
+    let out = with_fake_kn(&cluster, |path, state| {
+        run_with_env(
+            &["--dry-run", "canary", IMAGE_V2],
+            path,
+            &[
+                ("FAKE_KN_STATE", state),
+                ("FAKE_KN_UNREACHABLE", Path::new("1")),
+            ],
+        )
+    })
+    .expect_err("kn failed");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot tell whether revision ingest-grpc-v2 exists")
+            && err.contains("connection refused"),
+        "{err}"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "no kn command printed: {}",
+        stdout(&out)
     );
 }
 
