@@ -29,6 +29,9 @@ declare -A want=(
   [cmake]=cmake               # builds SecantusDB's storage engine (once)
   [chromium]=chromium         # browser tests
 )
+# The rollout rehearsal (knative/src/rehearsal/prometheus.rs) runs its own
+# Prometheus to judge the automated canary by PromQL (the package brings promtool too).
+want[prometheus]=prometheus
 # python3 -m venv: part of the interpreter on some machines, python3-venv on Debian's.
 venv_pkg=python3-venv
 

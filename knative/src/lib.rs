@@ -21,6 +21,7 @@ pub mod paths;
 pub mod promql;
 pub mod rehearsal;
 pub mod resources;
+pub mod rollout;
 pub mod scrape;
 pub mod services;
 pub mod source_scan;
