@@ -10,17 +10,6 @@ use events::redis::{Keys, STREAM_FIELD};
 use redis::aio::ConnectionManager;
 use redis::streams::StreamId;
 
-/// Fields of a dead-letter entry.
-pub mod dead_letter {
-    /// The id the entry had in the case Stream.
-    pub const ENTRY: &str = "entry";
-    /// Why it could not be read.
-    pub const ERROR: &str = "error";
-    /// Its raw [`events::redis::STREAM_FIELD`] value, when it had one: the
-    /// same field name, so a replay appends it to the Stream as it was.
-    pub const PAYLOAD: &str = events::redis::STREAM_FIELD;
-}
-
 /// An entry that is not a case event (retrying it would never succeed).
 #[derive(Debug, Clone)]
 pub struct DeadLetter {
@@ -61,51 +50,78 @@ pub fn decode(entries: &[StreamId]) -> Decoded {
     out
 }
 
-/// After the cases of `decoded` are stored: in one transaction, adds its dead
-/// letters, acknowledges its entries in each of `groups` (a group that does
-/// not exist is left alone) and deletes them from the Stream.
+/// Acknowledges (in each group), deletes, and dead-letters entries in one
+/// atomic step. A dead letter is added only by the call that deletes its
+/// entry, so two settles of one entry (a push racing the reconciling pass, or
+/// a consumer) leave one dead letter, not two. A dead letter's fields:
+/// `entry` (its id in the Stream), `error` (why), `ce` (the raw
+/// [`STREAM_FIELD`] value, when it had one: a replay appends it as it was).
+/// KEYS: the Stream, the dead-letter stream. ARGV: the number of groups, the
+/// groups, then per entry: id, error (empty when stored), "1" if a payload
+/// follows else "0", payload.
+const SETTLE: &str = r#"
+local ngroups = tonumber(ARGV[1])
+local i = ngroups + 2
+local dead = 0
+while i <= #ARGV do
+  local id, err = ARGV[i], ARGV[i + 1]
+  for g = 2, ngroups + 1 do redis.call('XACK', KEYS[1], ARGV[g], id) end
+  if redis.call('XDEL', KEYS[1], id) == 1 and err ~= '' then
+    if ARGV[i + 2] == '1' then
+      redis.call('XADD', KEYS[2], '*', 'entry', id, 'error', err, 'ce', ARGV[i + 3])
+    else
+      redis.call('XADD', KEYS[2], '*', 'entry', id, 'error', err)
+    end
+    dead = dead + 1
+  end
+  i = i + 4
+end
+return dead
+"#;
+
+/// After the cases of `decoded` are stored: acknowledges its entries in each
+/// of `groups` (a group that does not exist is left alone), deletes them
+/// from the Stream, and adds its dead letters, atomically.
 pub async fn settle(
     conn: &mut ConnectionManager,
     keys: &Keys,
     groups: &[String],
     decoded: &Decoded,
 ) -> redis::RedisResult<()> {
+    static SCRIPT: std::sync::LazyLock<redis::Script> =
+        std::sync::LazyLock::new(|| redis::Script::new(SETTLE));
     if decoded.ids.is_empty() {
         return Ok(());
     }
-    let stream = keys.stream();
-    let mut pipe = redis::pipe();
-    pipe.atomic();
-    for d in &decoded.dead {
-        tracing::warn!(entry = %d.entry, error = %d.error, "undecodable stream entry moved to the dead-letter stream");
-        // Not trimmed: these are cases ingest answered 202 for, kept until
-        // replayed (`redis_sub_dead_letters` shows how many wait).
-        let cmd = pipe
-            .cmd("XADD")
-            .arg(keys.dead_letters())
-            .arg("*")
-            .arg(dead_letter::ENTRY)
-            .arg(&d.entry)
-            .arg(dead_letter::ERROR)
-            .arg(&d.error);
-        if let Some(p) = &d.payload {
-            cmd.arg(dead_letter::PAYLOAD).arg(p.as_slice());
+    let mut inv = SCRIPT.key(keys.stream());
+    inv.key(keys.dead_letters()).arg(groups.len()).arg(groups);
+    let mut dead = decoded.dead.iter().peekable();
+    for id in &decoded.ids {
+        match dead.next_if(|d| &d.entry == id) {
+            Some(d) => {
+                tracing::warn!(entry = %d.entry, error = %d.error, "undecodable stream entry moved to the dead-letter stream");
+                // Not trimmed: these are cases ingest answered 202 for, kept
+                // until replayed (`redis_sub_dead_letters` shows how many wait).
+                let error = if d.error.is_empty() {
+                    "unreadable entry"
+                } else {
+                    &d.error
+                };
+                inv.arg(id).arg(error);
+                match &d.payload {
+                    Some(p) => inv.arg("1").arg(p.as_slice()),
+                    None => inv.arg("0").arg(""),
+                };
+            }
+            None => {
+                inv.arg(id).arg("").arg("0").arg("");
+            }
         }
-        cmd.ignore();
     }
-    for group in groups {
-        // XACK of a group that does not exist answers 0, not an error.
-        pipe.cmd("XACK")
-            .arg(&stream)
-            .arg(group)
-            .arg(&decoded.ids)
-            .ignore();
-    }
-    pipe.cmd("XDEL").arg(&stream).arg(&decoded.ids).ignore();
-    pipe.query_async::<()>(conn).await?;
+    let added: u64 = inv.invoke_async(conn).await?;
     metrics::counter!("redis_sub_entries_total").increment(decoded.ids.len() as u64);
-    if !decoded.dead.is_empty() {
-        metrics::counter!("redis_sub_dead_letters_total").increment(decoded.dead.len() as u64);
+    if added > 0 {
+        metrics::counter!("redis_sub_dead_letters_total").increment(added);
     }
     Ok(())
 }
