@@ -38,7 +38,8 @@ pub struct Push {
 /// 202 once stored (or already stored), 200 when the entry is no longer in
 /// the Stream (already stored), 400 for an event that is neither form or an
 /// entry moved to the dead-letter stream, 409 when the delivery does not
-/// match the Stream's entry, 503 if MongoDB or Redis is away.
+/// match the Stream's entry (another Redis, say: nothing is done), 503 if
+/// MongoDB or Redis is away.
 pub async fn push(
     State(s): State<Arc<Push>>,
     CloudEvent(event): CloudEvent,
@@ -80,7 +81,12 @@ async fn push_entry(s: &Push, event: &Event) -> Result<StatusCode, ApiError> {
         return Ok(StatusCode::OK);
     };
     let held: Option<Vec<u8>> = entry.get(STREAM_FIELD);
-    if sourced.field(STREAM_FIELD).map(str::as_bytes) != held.as_deref() {
+    // The adapter carries values as JSON strings: bytes that are not UTF-8
+    // (never a case; they get dead-lettered) cannot arrive as they are.
+    let comparable = held
+        .as_deref()
+        .is_none_or(|h| std::str::from_utf8(h).is_ok());
+    if comparable && sourced.field(STREAM_FIELD).map(str::as_bytes) != held.as_deref() {
         // Left in place: the reconciling pass stores what the Stream holds.
         return Err(ApiError::new(
             StatusCode::CONFLICT,

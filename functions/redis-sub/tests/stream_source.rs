@@ -128,9 +128,9 @@ async fn a_delivery_that_does_not_match_the_streams_entry_changes_nothing() {
         .unwrap();
     let id = r.ids[0].id.clone();
     let forged = reported(2);
-    let body = common::stream_source::go_json_marshal_strings(&[
-        "ce".to_owned(),
-        String::from_utf8(events::redis::encode(&forged.to_event("/x"))).unwrap(),
+    let body = common::stream_source::go_json_marshal(&[
+        &b"ce"[..],
+        &events::redis::encode(&forged.to_event("/x")),
     ]);
     let http = stack::testing::http_client();
     let post = |id: &str, source: String, body: String| {

@@ -93,7 +93,7 @@ impl StreamSource {
             .await
             .unwrap();
         // redigo's ScanXReadReply: [[stream, [[id, [field, value, ...]]]]],
-        // every field and value as a string, in the entry's order.
+        // every field and value as a (Go, byte) string, in the entry's order.
         let Some((entry_id, flat)) = first_entry(reply) else {
             return Delivery::Idle;
         };
@@ -116,7 +116,7 @@ impl StreamSource {
             )
             .header("User-Agent", "Go-http-client/1.1")
             .header("Accept-Encoding", "gzip")
-            .body(go_json_marshal_strings(&flat))
+            .body(go_json_marshal(&flat))
             .send()
             .await;
         let delivery = match sent {
@@ -169,13 +169,9 @@ impl StreamSource {
     }
 }
 
-fn first_entry(reply: redis::Value) -> Option<(String, Vec<String>)> {
+fn first_entry(reply: redis::Value) -> Option<(String, Vec<Vec<u8>>)> {
     use redis::Value;
-    let string = |v: &Value| -> String {
-        let bytes: Vec<u8> = redis::from_redis_value(v.clone()).unwrap();
-        // Go's json.Marshal replaces invalid UTF-8 with U+FFFD.
-        String::from_utf8_lossy(&bytes).into_owned()
-    };
+    let bytes = |v: &Value| -> Vec<u8> { redis::from_redis_value(v.clone()).unwrap() };
     let Value::Array(streams) = reply else {
         return None;
     };
@@ -191,38 +187,61 @@ fn first_entry(reply: redis::Value) -> Option<(String, Vec<String>)> {
     let Value::Array(fields) = &item[1] else {
         panic!("a pending entry deleted from the stream: the adapter would stall on it")
     };
-    Some((string(&item[0]), fields.iter().map(string).collect()))
+    let id = String::from_utf8(bytes(&item[0])).unwrap();
+    Some((id, fields.iter().map(bytes).collect()))
 }
 
-/// Go's `json.Marshal` of a `[]string` (encoding/json, HTML escaping on, as
-/// the SDK's JSON data codec uses it): `<`, `>`, `&`, U+2028 and U+2029 as
-/// `\u` escapes, control characters as `\n`, `\r`, `\t`, `\b`, `\f` or
-/// `\u00xx`.
-pub fn go_json_marshal_strings(values: &[String]) -> String {
+/// Go's `json.Marshal` of a `[]string` holding these bytes (encoding/json,
+/// HTML escaping on, as the SDK's JSON data codec calls it): `<`, `>`, `&`,
+/// U+2028 and U+2029 as `\u` escapes; control characters as `\n`, `\r`,
+/// `\t`, `\b`, `\f` or `\u00xx`; each byte that does not start a valid
+/// UTF-8 sequence as `\ufffd` (`utf8.DecodeRuneInString` answers
+/// `(RuneError, 1)`), one byte at a time.
+pub fn go_json_marshal<B: AsRef<[u8]>>(values: &[B]) -> String {
     let mut out = String::from("[");
     for (i, v) in values.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
         out.push('"');
-        for c in v.chars() {
-            match c {
-                '"' => out.push_str("\\\""),
-                '\\' => out.push_str("\\\\"),
-                '\n' => out.push_str("\\n"),
-                '\r' => out.push_str("\\r"),
-                '\t' => out.push_str("\\t"),
-                '\u{8}' => out.push_str("\\b"),
-                '\u{c}' => out.push_str("\\f"),
-                '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
-                    out.push_str(&format!("\\u{:04x}", c as u32))
+        let mut rest = v.as_ref();
+        while !rest.is_empty() {
+            let (valid, invalid) = match std::str::from_utf8(rest) {
+                Ok(s) => (s, &[][..]),
+                Err(e) => {
+                    let (valid, invalid) = rest.split_at(e.valid_up_to());
+                    (std::str::from_utf8(valid).unwrap(), invalid)
                 }
-                c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-                c => out.push(c),
+            };
+            push_escaped(&mut out, valid);
+            if let Some((_, after)) = invalid.split_first() {
+                out.push_str("\\ufffd");
+                rest = after;
+            } else {
+                rest = invalid;
             }
         }
         out.push('"');
     }
     out.push(']');
     out
+}
+
+fn push_escaped(out: &mut String, s: &str) {
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
+                out.push_str(&format!("\\u{:04x}", c as u32))
+            }
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
 }
