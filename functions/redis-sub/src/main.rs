@@ -17,9 +17,9 @@ enum Command {
     /// case Stream (deleting the dead letter), after a fix. Uses REDIS_URL and
     /// REDIS_KEY_PREFIX; dead letters it still cannot read are kept and listed.
     ReplayDeadLetters {
-        /// Look at no more than this many dead letters (oldest first).
-        #[arg(long, default_value_t = usize::MAX)]
-        limit: usize,
+        /// Look at no more than this many dead letters (oldest first); all by default.
+        #[arg(long)]
+        limit: Option<usize>,
         /// Only report what would be replayed.
         #[arg(long)]
         dry_run: bool,
@@ -29,7 +29,9 @@ enum Command {
 fn main() -> ExitCode {
     match Cli::parse().command {
         None => runtime::main("redis-sub", redis_sub::routes),
-        Some(Command::ReplayDeadLetters { limit, dry_run }) => replay(limit, dry_run),
+        Some(Command::ReplayDeadLetters { limit, dry_run }) => {
+            replay(limit.unwrap_or(usize::MAX), dry_run)
+        }
     }
 }
 
