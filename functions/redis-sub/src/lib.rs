@@ -31,6 +31,9 @@ pub async fn routes(ctx: Context) -> anyhow::Result<Routes> {
 pub async fn routes_with(ctx: Context, config: SubConfig) -> anyhow::Result<Routes> {
     let mongo = store::Mongo::connect_lazy(&config.mongo).await?;
     let writer = store::Writer::new(&ctx, store::CaseStore::new(mongo.clone()), WritePath::Redis);
+    describe_metrics();
+    metrics::counter!("redis_sub_entries_total").increment(0);
+    metrics::counter!("redis_sub_dead_letters_total").increment(0);
     metrics::counter!("redis_sub_claimed_total").increment(0);
     metrics::gauge!("redis_sub_pending_entries").set(0.0);
     metrics::gauge!("redis_sub_dead_letters").set(0.0);
@@ -66,4 +69,33 @@ pub async fn routes_with(ctx: Context, config: SubConfig) -> anyhow::Result<Rout
     Ok(Routes::new(router)
         .ready_when("mongodb", mongo.ready_check())
         .ready_when("redis", runtime::redis::ready_check(&shared)))
+}
+
+/// HELP text of redis-sub's own metrics (Prometheus' linter wants one each).
+fn describe_metrics() {
+    use metrics::{describe_counter, describe_gauge};
+    describe_counter!(
+        "redis_sub_entries_total",
+        "Stream entries settled: stored or dead-lettered, then acknowledged and deleted."
+    );
+    describe_counter!(
+        "redis_sub_dead_letters_total",
+        "Stream entries moved to the dead-letter stream because they are not a readable case."
+    );
+    describe_gauge!(
+        "redis_sub_dead_letters",
+        "Dead letters waiting for redis-sub replay-dead-letters."
+    );
+    describe_counter!(
+        "redis_sub_claimed_total",
+        "Entries claimed from a consumer that left them pending past CLAIM_IDLE_MS."
+    );
+    describe_gauge!(
+        "redis_sub_pending_entries",
+        "Entries delivered to a consumer of the group and not yet acknowledged."
+    );
+    describe_counter!(
+        "redis_sub_reconciled_entries_total",
+        "Push mode: entries the reconciling pass settled because the source had not delivered them."
+    );
 }
