@@ -20,8 +20,9 @@ up: ## Run the whole pipeline locally: dashboard http://127.0.0.1:8080, ingest :
 test: setup ## Lint, then every test, against real Redis, the MongoDB-compatible server and Chromium
 	@scripts/test.sh
 
-lint: ## rustfmt and clippy (warnings are errors), as make test runs them
+lint: ## rustfmt, clippy and shellcheck (warnings are errors), as make test runs them
 	cargo fmt --all --check
+	shellcheck scripts/*.sh fuzz/run.sh .ci/run
 	cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 build: ## Debug build of every binary
@@ -38,7 +39,7 @@ demo: ## With `make up` running: load both ingest ports for 2 minutes so the das
 	target/release/loadtest --rate 40 --batch 5 --duration 2m --token "$$(cat $${STACK_DATA_DIR:-.local/stack}/ingest-token)" \
 	  --target grpc=http://127.0.0.1:$${INGEST_GRPC_PORT:-8081} --target redis=http://127.0.0.1:$${INGEST_REDIS_PORT:-8082}
 
-rollout-demo: ## Rehearse the canary and blue/green rollouts locally (nginx weighted from the overlays' traffic blocks)
+rollout-demo: ## Rehearse the rollouts locally (nginx weighted from the overlays' traffic blocks), then the automated canary: healthy v2 promoted, broken v2 rolled back
 	@SETUP_SKIP_BROWSER=1 scripts/setup.sh
 	cargo run -q -p knative-manifests --bin rollout-rehearsal
 

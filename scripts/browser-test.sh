@@ -14,8 +14,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-export DASHBOARD_PORT=$(free_port) INGEST_GRPC_PORT=$(free_port) INGEST_REDIS_PORT=$(free_port)
-export GRPC_WRITER_PORT=$(free_port) REDIS_SUB_PORT=$(free_port) AGGREGATE_PORT=$(free_port)
+for var in DASHBOARD_PORT INGEST_GRPC_PORT INGEST_REDIS_PORT GRPC_WRITER_PORT REDIS_SUB_PORT AGGREGATE_PORT; do
+  port=$(free_port)
+  export "$var=$port"
+done
 # Writes need the ingest token: pick one, give it to the stack and to the tests.
 export INGEST_TOKEN=${INGEST_TOKEN:-$(od -An -N32 -tx1 /dev/urandom | tr -d " \n")}
 env -u REDIS_URL -u MONGODB_URI RUST_LOG=warn STACK_DATA_DIR="$work/data" \

@@ -29,11 +29,14 @@ declare -A want=(
   [cmake]=cmake               # builds SecantusDB's storage engine (once)
   [chromium]=chromium         # browser tests
 )
+# The rollout rehearsal (knative/src/rehearsal/prometheus.rs) runs its own
+# Prometheus to judge the automated canary by PromQL (the package brings promtool too).
+want[prometheus]=prometheus
 # python3 -m venv: part of the interpreter on some machines, python3-venv on Debian's.
 venv_pkg=python3-venv
 
 case "${1:-}" in
-  --list-packages) printf '%s\n' "${want[@]}" "$venv_pkg" prometheus | sort -u; exit 0 ;;
+  --list-packages) printf '%s\n' "${want[@]}" "$venv_pkg" | sort -u; exit 0 ;;
   --list-paths) printf '%s\n' "$TOOLS_DIR"; exit 0 ;;
   "") ;;
   *) echo "usage: scripts/setup.sh [--list-packages | --list-paths]" >&2; exit 2 ;;
@@ -69,9 +72,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   sudo_if_needed apt-get update -q
   sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
-# The project starts its own nginx and Redis on free ports; the distribution's
+# The project starts its own nginx, Redis and Prometheus on free ports; the distribution's
 # always-on services are not needed.
-for svc in nginx redis-server; do
+for svc in nginx redis-server prometheus; do
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
     sudo_if_needed systemctl disable --now "$svc" >/dev/null 2>&1 || true
   fi
@@ -92,17 +95,8 @@ if [ ! -x "$SECANTUSD" ]; then
     || cargo install secantus-mdb --version "=$SECANTUS_VERSION" --ignore-rust-version --root "$TOOLS_DIR/secantus"
 fi
 
-# ---- Knative checks (knative/tests): Prometheus' linter and upstream schemas.
-# promtool (Debian's prometheus package) lints every function's /metrics. The
-# package also starts a Prometheus server: not needed, so it is switched off.
-if ! command -v promtool >/dev/null 2>&1; then
-  echo "setup: installing prometheus (for promtool)"
-  sudo_if_needed apt-get update -q
-  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus
-fi
-if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then
-  sudo_if_needed systemctl disable --now prometheus >/dev/null 2>&1 || true
-fi
+# ---- Knative checks (knative/tests): upstream schemas. (promtool, which
+# lints every function's /metrics, comes with the prometheus package above.)
 # The schemas every rendered manifest is validated against, from PyPI, pinned:
 # Kubernetes' own (kubernetes-validate, strict) and Knative Serving's,
 # Knative Eventing's and the Prometheus Operator's (cloudcoil's models,

@@ -33,7 +33,10 @@ for _ in $(seq 1 300); do
 done
 COVID_TEST_REDIS_URL=$(sed -n 's/^REDIS_URL=//p' "$work/servers.env")
 COVID_TEST_MONGODB_URI=$(sed -n 's/^MONGODB_URI=//p' "$work/servers.env")
-[ -n "$COVID_TEST_REDIS_URL" ] && [ -n "$COVID_TEST_MONGODB_URI" ] || { echo "test servers did not start" >&2; exit 1; }
+if [ -z "$COVID_TEST_REDIS_URL" ] || [ -z "$COVID_TEST_MONGODB_URI" ]; then
+  echo "test servers did not start" >&2
+  exit 1
+fi
 export COVID_TEST_REDIS_URL COVID_TEST_MONGODB_URI
 
 echo "== rust tests"

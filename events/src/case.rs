@@ -51,6 +51,34 @@ impl Case {
     }
 }
 
+/// A `case.reported.v1` case as the project's own functions read it from one
+/// another: the same typed, checked fields as [`Case`], but fields this build
+/// does not know are ignored rather than refused. Within a version, fields are
+/// only ever added (and optional), so during a canary an older writer stores
+/// every case a newer ingest sends; the public edge keeps refusing unknown
+/// fields ([`parse_case`]). A change an older reader must not ignore gets a
+/// new event type (`...case.reported.v2`) instead.
+#[derive(Deserialize)]
+pub(crate) struct InternalCase {
+    name: Text,
+    location: Text,
+    age: Age,
+    infectedtype: Text,
+    state: Text,
+}
+
+impl From<InternalCase> for Case {
+    fn from(c: InternalCase) -> Case {
+        Case {
+            name: c.name,
+            location: c.location,
+            age: c.age,
+            infectedtype: c.infectedtype,
+            state: c.state,
+        }
+    }
+}
+
 /// Labels of the age buckets, in order (see [`Case::age_bucket`]).
 pub const AGE_BUCKETS: [&str; 10] = [
     "0-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "70-79", "80-89", "90+",

@@ -6,7 +6,7 @@ use cloudevents::event::{AttributesReader, Data, ExtensionValue};
 use cloudevents::{Event, EventBuilder, EventBuilderV10};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-use crate::case::Case;
+use crate::case::{Case, InternalCase};
 
 /// CloudEvent `type` attributes. Triggers and filters match on these.
 pub mod types {
@@ -113,7 +113,8 @@ impl Reported {
 
     pub fn from_event(event: &Event) -> Result<Reported, EventError> {
         expect_type(event, types::CASE_REPORTED)?;
-        let case: Case = json_data(event)?;
+        // Tolerant of fields added by a newer sender (see `InternalCase`).
+        let case: Case = json_data::<InternalCase>(event)?.into();
         Ok(Reported {
             id: event.id().to_owned(),
             case,
@@ -376,6 +377,24 @@ mod tests {
         let mut e = r.to_event("/x");
         e.set_data(JSON, serde_json::to_vec(&r.case).unwrap());
         assert_eq!(Reported::from_event(&e).unwrap().case, r.case);
+    }
+
+    #[test]
+    fn a_case_with_a_field_added_by_a_newer_sender_is_read_and_the_field_ignored() {
+        let r = sample();
+        let mut e = r.to_event("/x");
+        let mut data = serde_json::to_value(&r.case).unwrap();
+        data["vaccinated"] = serde_json::json!(true);
+        e.set_data(JSON, data.clone());
+        assert_eq!(Reported::from_event(&e).unwrap().case, r.case);
+        // Still typed and checked: a known field with a bad value is refused.
+        data["age"] = serde_json::json!(400);
+        e.set_data(JSON, data);
+        assert!(Reported::from_event(&e).is_err());
+        // The public edge stays strict.
+        let body = serde_json::json!({"name": "A", "location": "L", "age": 3,
+            "infectedtype": "x", "state": "y", "vaccinated": true});
+        assert!(crate::parse_case(body.to_string().as_bytes()).is_err());
     }
 
     #[test]

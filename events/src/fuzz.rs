@@ -87,6 +87,9 @@ fn accepted_event(event: &cloudevents::Event) {
     if let Err(e) = StoredBatch::from_event(event) {
         assert!(!e.0.trim().is_empty(), "a refusal says why");
     }
+    if let Err(e) = crate::redis::SourcedEntry::from_event(event) {
+        assert!(!e.0.trim().is_empty(), "a refusal says why");
+    }
     let via_redis = crate::redis::decode(&crate::redis::encode(event));
     assert!(
         via_redis.is_ok(),

@@ -209,6 +209,10 @@ pub const FUNCTIONS: &[Function] = &[
             v("CONSUMER_NAME", Default::Value("<K_REVISION>-<HOSTNAME>")),
             v("READ_COUNT", Default::Value("500")),
             v("CLAIM_IDLE_MS", Default::Value("30000")),
+            // Push mode: the RedisStreamSource's group, and the reconciling pass.
+            v("SOURCE_GROUP", Default::Value("redis-stream-source")),
+            v("RECONCILE_AFTER_MS", Default::Value("30000")),
+            v("RECONCILE_INTERVAL_MS", Default::Value("10000")),
             v("WRITE_DEADLINE_MS", Default::Value("4000")),
             v("HOSTNAME", Default::Platform),
         ],

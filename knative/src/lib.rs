@@ -24,6 +24,7 @@ pub mod paths;
 pub mod promql;
 pub mod rehearsal;
 pub mod resources;
+pub mod rollout;
 pub mod schemas;
 pub mod scrape;
 pub mod services;

@@ -254,7 +254,8 @@ impl Report {
             main.add_row(row);
         }
         let mut outcomes = new_table(["target", "outcome", "count", "share"]);
-        let mut revisions = new_table(["target", "revision", "responses", "share"]);
+        let mut revisions =
+            new_table(["target", "revision", "responses", "share", "errors", "p99"]);
         for (name, s) in self.rows() {
             let statuses = s.status.iter().map(|(k, v)| (format!("HTTP {k}"), *v));
             let errors = s.transport_errors.iter().map(|(k, v)| (k.clone(), *v));
@@ -276,6 +277,8 @@ impl Report {
                     rev,
                     r.responses.to_string(),
                     format!("{:.2}%", r.share * 100.0),
+                    r.errors.to_string(),
+                    format_micros(r.latency_us.p99 as f64),
                 ]);
             }
         }

@@ -82,8 +82,58 @@ pub struct Stats {
     pub statuses: BTreeMap<u16, u64>,
     pub transport_errors: BTreeMap<TransportError, u64>,
     /// Responses per `x-revision` value; responses without one are in `no_revision`.
-    pub revisions: BTreeMap<String, u64>,
-    pub no_revision: u64,
+    pub revisions: BTreeMap<String, RevisionStats>,
+    pub no_revision: RevisionStats,
+}
+
+/// The responses of one revision: a canary is judged against the stable
+/// revision under the same load by these (non-2xx and latency per revision).
+#[derive(Debug, Clone)]
+pub struct RevisionStats {
+    pub responses: u64,
+    /// Non-2xx responses (a transport error has no `x-revision`: it is in
+    /// the target's `transport_errors` only).
+    pub errors: u64,
+    latency: Histogram<u64>,
+}
+
+impl Default for RevisionStats {
+    fn default() -> Self {
+        RevisionStats {
+            responses: 0,
+            errors: 0,
+            latency: Histogram::new(3)
+                .expect("3 significant digits is a valid histogram precision"),
+        }
+    }
+}
+
+impl RevisionStats {
+    fn record(&mut self, us: u64, status: u16) {
+        self.responses += 1;
+        self.errors += u64::from(!(200..300).contains(&status));
+        // `us` is already clamped by `record` below.
+        self.latency
+            .record(us)
+            .expect("an auto-resizing histogram records any value up to an hour");
+    }
+
+    fn merge(&mut self, other: &RevisionStats) {
+        self.responses += other.responses;
+        self.errors += other.errors;
+        self.latency
+            .add(&other.latency)
+            .expect("auto-resizing histograms always merge");
+    }
+
+    /// Latency at quantile `q` (0..=1) in µs; 0 without responses.
+    pub fn latency_at(&self, q: f64) -> u64 {
+        if self.latency.is_empty() {
+            0
+        } else {
+            self.latency.value_at_quantile(q)
+        }
+    }
 }
 
 impl Default for Stats {
@@ -103,12 +153,12 @@ impl Default for Stats {
             statuses: BTreeMap::new(),
             transport_errors: BTreeMap::new(),
             revisions: BTreeMap::new(),
-            no_revision: 0,
+            no_revision: RevisionStats::default(),
         }
     }
 }
 
-/// Share of responses served by one revision.
+/// Share of responses served by one revision, and how they went.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RevisionShare {
     /// The `x-revision` value; `null` for responses without the header.
@@ -116,6 +166,18 @@ pub struct RevisionShare {
     pub responses: u64,
     /// `responses` over all responses of the target, 0..=1.
     pub share: f64,
+    /// Non-2xx responses from this revision.
+    pub errors: u64,
+    /// Latency of this revision's responses, in microseconds.
+    pub latency_us: RevisionLatency,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RevisionLatency {
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub max: u64,
 }
 
 impl Stats {
@@ -128,16 +190,18 @@ impl Stats {
         self.min_us = self.min_us.min(us);
         self.max_us = self.max_us.max(us);
         *self.statuses.entry(r.status).or_default() += 1;
-        match r.revision {
+        let revision = match r.revision {
             // Look up by &str first: no allocation once a revision is known.
-            Some(rev) => match self.revisions.get_mut(rev) {
-                Some(n) => *n += 1,
-                None => {
-                    self.revisions.insert(rev.to_owned(), 1);
+            Some(rev) => {
+                if !self.revisions.contains_key(rev) {
+                    self.revisions
+                        .insert(rev.to_owned(), RevisionStats::default());
                 }
-            },
-            None => self.no_revision += 1,
-        }
+                self.revisions.get_mut(rev).expect("inserted above")
+            }
+            None => &mut self.no_revision,
+        };
+        revision.record(us, r.status);
     }
 
     pub fn record_error(&mut self, cases_sent: u64, kind: TransportError) {
@@ -163,9 +227,9 @@ impl Stats {
             *self.transport_errors.entry(*k).or_default() += v;
         }
         for (k, v) in &other.revisions {
-            *self.revisions.entry(k.clone()).or_default() += v;
+            self.revisions.entry(k.clone()).or_default().merge(v);
         }
-        self.no_revision += other.no_revision;
+        self.no_revision.merge(&other.no_revision);
     }
 
     /// Requests that got an HTTP response.
@@ -225,12 +289,19 @@ impl Stats {
         let mut shares: Vec<RevisionShare> = self
             .revisions
             .iter()
-            .map(|(rev, n)| (Some(rev.clone()), *n))
-            .chain((self.no_revision > 0).then_some((None, self.no_revision)))
-            .map(|(revision, responses)| RevisionShare {
+            .map(|(rev, r)| (Some(rev.clone()), r))
+            .chain((self.no_revision.responses > 0).then_some((None, &self.no_revision)))
+            .map(|(revision, r)| RevisionShare {
                 revision,
-                responses,
-                share: ratio(responses, total),
+                responses: r.responses,
+                share: ratio(r.responses, total),
+                errors: r.errors,
+                latency_us: RevisionLatency {
+                    p50: r.latency_at(0.50),
+                    p90: r.latency_at(0.90),
+                    p99: r.latency_at(0.99),
+                    max: r.latency_at(1.0),
+                },
             })
             .collect();
         shares.sort_by(|a, b| {
@@ -413,6 +484,32 @@ mod tests {
             assert_eq!(got.responses, n);
             assert!((got.share - share).abs() < 1e-12);
         }
+    }
+
+    #[test]
+    fn each_revision_has_its_errors_and_latency() {
+        let mut s = Stats::default();
+        for _ in 0..99 {
+            s.record_response(Duration::from_micros(100), 1, ok(202, Some("stable")));
+        }
+        s.record_response(Duration::from_micros(100), 1, ok(503, Some("stable")));
+        for i in 0..10 {
+            let status = if i < 3 { 500 } else { 202 };
+            s.record_response(Duration::from_micros(900), 1, ok(status, Some("canary")));
+        }
+        let shares = s.revision_shares();
+        let stable = &shares[0];
+        let canary = &shares[1];
+        assert_eq!(
+            (stable.revision.as_deref(), stable.responses, stable.errors),
+            (Some("stable"), 100, 1)
+        );
+        assert_eq!(stable.latency_us.p99, 100);
+        assert_eq!(
+            (canary.revision.as_deref(), canary.responses, canary.errors),
+            (Some("canary"), 10, 3)
+        );
+        assert_eq!((canary.latency_us.p50, canary.latency_us.max), (900, 900));
     }
 
     #[test]

@@ -24,6 +24,18 @@ pub struct SubConfig {
     /// `CLAIM_IDLE_MS` (default 30000): entries pending this long on another
     /// (crashed) consumer are claimed by this one.
     pub claim_idle: Duration,
+    /// `SOURCE_GROUP` (default `redis-stream-source`): the consumer group of
+    /// eventing-redis' RedisStreamSource (its `spec.group`). Push mode
+    /// acknowledges an entry in it when deleting the entry, so the source never
+    /// re-reads a deleted entry it still held pending.
+    pub source_group: String,
+    /// `RECONCILE_AFTER_MS` (default 30000): push mode stores entries older
+    /// than this itself, whether or not the source delivered them (it
+    /// acknowledges refused deliveries and skips entries added while it was
+    /// down).
+    pub reconcile_after: Duration,
+    /// `RECONCILE_INTERVAL_MS` (default 10000): how often push mode looks for them.
+    pub reconcile_interval: Duration,
     /// `WRITE_DEADLINE_MS` (default 4000): how long one write retries MongoDB
     /// before the batch is retried from the top (the entries stay pending).
     pub write_deadline: Duration,
@@ -45,6 +57,11 @@ impl SubConfig {
         if read_count == 0 {
             bail!("READ_COUNT must be at least 1");
         }
+        let reconcile_interval =
+            Duration::from_millis(var(lookup, "RECONCILE_INTERVAL_MS", 10_000u64)?);
+        if reconcile_interval.is_zero() {
+            bail!("RECONCILE_INTERVAL_MS must be at least 1");
+        }
         Ok(SubConfig {
             mongo: store::MongoConfig::from_lookup(lookup)?,
             redis_url: var(lookup, "REDIS_URL", "redis://127.0.0.1:6379/".to_owned())?,
@@ -57,6 +74,9 @@ impl SubConfig {
             )?,
             read_count,
             claim_idle: Duration::from_millis(var(lookup, "CLAIM_IDLE_MS", 30_000u64)?),
+            source_group: var(lookup, "SOURCE_GROUP", "redis-stream-source".to_owned())?,
+            reconcile_after: Duration::from_millis(var(lookup, "RECONCILE_AFTER_MS", 30_000u64)?),
+            reconcile_interval,
             write_deadline: Duration::from_millis(var(lookup, "WRITE_DEADLINE_MS", 4000u64)?),
         })
     }

@@ -6,7 +6,6 @@
 
 use std::time::Duration;
 
-use events::Reported;
 use events::redis::Keys;
 use redis::aio::ConnectionManager;
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
@@ -14,6 +13,7 @@ use runtime::{Backoff, Context};
 use store::Writer;
 
 use crate::config::SubConfig;
+use crate::entries;
 
 pub struct Consumer {
     ctx: Context,
@@ -181,79 +181,40 @@ impl Consumer {
         if let Ok((count, ..)) = pending {
             metrics::gauge!("redis_sub_pending_entries").set(count as f64);
         }
+        entries::observe_dead_letters(&mut self.conn, &self.keys).await;
         Ok(reply.next_stream_id)
     }
 
-    /// Stores the entries' cases, then acknowledges and deletes the entries.
-    /// An entry that is not a valid case event is moved to the dead-letter
-    /// stream (retrying it would never succeed).
+    /// Stores the entries' cases, then acknowledges and deletes the entries
+    /// (see `entries`); undecodable ones go to the dead-letter stream.
     async fn handle(&mut self, entries: Vec<StreamId>) -> redis::RedisResult<()> {
-        let mut cases = Vec::with_capacity(entries.len());
-        let mut dead = Vec::new();
-        let mut traceparent = None;
-        for e in &entries {
-            let raw: Option<Vec<u8>> = e.get(events::redis::STREAM_FIELD);
-            let decoded = raw
-                .ok_or_else(|| {
-                    events::EventError(format!(
-                        "entry has no {:?} field",
-                        events::redis::STREAM_FIELD
-                    ))
-                })
-                .and_then(|raw| events::redis::decode(&raw))
-                .and_then(|ev| Reported::from_event(&ev));
-            match decoded {
-                Ok(r) => {
-                    traceparent = traceparent.or_else(|| r.traceparent.clone());
-                    cases.push(r);
-                }
-                Err(err) => dead.push((e.id.clone(), err.0)),
-            }
-        }
+        let decoded = entries::decode(&entries);
         let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
         loop {
             match self
                 .writer
-                .write(&cases, traceparent.as_deref(), self.config.write_deadline)
+                .write(
+                    &decoded.cases,
+                    decoded.traceparent.as_deref(),
+                    self.config.write_deadline,
+                )
                 .await
             {
                 Ok(_) => break,
                 Err(e) if !self.ctx.shutdown.is_cancelled() => {
-                    tracing::warn!(error = %e, entries = cases.len(), "MongoDB unavailable; entries stay pending and are retried");
+                    tracing::warn!(error = %e, entries = decoded.cases.len(), "MongoDB unavailable; entries stay pending and are retried");
                     self.pause(backoff.next_delay()).await;
                 }
                 // Shutting down: leave the entries pending; they are resumed or claimed later.
                 Err(_) => return Ok(()),
             }
         }
-        let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        for (id, err) in &dead {
-            tracing::warn!(entry = %id, error = %err, "undecodable stream entry moved to the dead-letter stream");
-            pipe.cmd("XADD")
-                .arg(self.keys.dead_letters())
-                .arg("MAXLEN")
-                .arg("~")
-                .arg(10_000)
-                .arg("*")
-                .arg("entry")
-                .arg(id)
-                .arg("error")
-                .arg(err)
-                .ignore();
-        }
-        pipe.cmd("XACK")
-            .arg(self.keys.stream())
-            .arg(&self.group)
-            .arg(&ids)
-            .ignore();
-        pipe.cmd("XDEL").arg(self.keys.stream()).arg(&ids).ignore();
-        pipe.query_async::<()>(&mut self.conn).await?;
-        metrics::counter!("redis_sub_entries_total").increment(ids.len() as u64);
-        if !dead.is_empty() {
-            metrics::counter!("redis_sub_dead_letters_total").increment(dead.len() as u64);
-        }
-        Ok(())
+        entries::settle(
+            &mut self.conn,
+            &self.keys,
+            std::slice::from_ref(&self.group),
+            &decoded,
+        )
+        .await
     }
 }

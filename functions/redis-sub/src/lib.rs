@@ -1,85 +1,101 @@
-//! redis-sub: the Redis write path. Consumes the Stream ingest appends to
-//! (see `consumer`) and also accepts `case.reported` CloudEvents by HTTP
-//! `POST /`, the push form of Knative's RedisStreamSource, so it can run as an
-//! always-on consumer or scale to zero behind a source.
+//! redis-sub: the Redis write path. Either consumes the Stream ingest
+//! appends to through its own consumer group (`consumer`, always on), or
+//! scales to zero behind eventing-redis' RedisStreamSource, which pushes each
+//! entry to `POST /` (`push`), with a reconciling pass for what the source
+//! skips (`reconcile`). Dead letters keep their payload and are replayed by
+//! `redis-sub replay-dead-letters` (`replay`).
 
 pub mod config;
 pub mod consumer;
+pub mod entries;
+pub mod push;
+pub mod reconcile;
+pub mod replay;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
 use axum::routing::post;
-use events::http::CloudEvent;
-use events::{Reported, WritePath};
-use runtime::{ApiError, Context, Routes};
+use events::WritePath;
+use events::redis::Keys;
+use runtime::{Context, Routes};
 
 pub use config::SubConfig;
 pub use consumer::Consumer;
+pub use reconcile::Reconciler;
 
 pub async fn routes(ctx: Context) -> anyhow::Result<Routes> {
     routes_with(ctx, SubConfig::from_lookup(&runtime::config::env_lookup)?).await
 }
 
-struct Push {
-    writer: store::Writer,
-    deadline: Duration,
-}
-
 pub async fn routes_with(ctx: Context, config: SubConfig) -> anyhow::Result<Routes> {
     let mongo = store::Mongo::connect_lazy(&config.mongo).await?;
     let writer = store::Writer::new(&ctx, store::CaseStore::new(mongo.clone()), WritePath::Redis);
-    metrics::describe_counter!(
-        "redis_sub_claimed_total",
-        "Stream entries reclaimed from a consumer idle past CLAIM_IDLE_MS"
-    );
-    metrics::describe_gauge!(
-        "redis_sub_pending_entries",
-        "Entries read by the consumer group but not acknowledged yet"
-    );
-    metrics::describe_counter!(
-        "redis_sub_entries_total",
-        "Stream entries stored and acknowledged"
-    );
-    metrics::describe_counter!(
-        "redis_sub_dead_letters_total",
-        "Stream entries that could not be decoded, moved to the dead-letter list"
-    );
+    describe_metrics();
+    metrics::counter!("redis_sub_entries_total").increment(0);
+    metrics::counter!("redis_sub_dead_letters_total").increment(0);
     metrics::counter!("redis_sub_claimed_total").increment(0);
     metrics::gauge!("redis_sub_pending_entries").set(0.0);
+    metrics::gauge!("redis_sub_dead_letters").set(0.0);
     // The consumer blocks on XREADGROUP: it gets a connection of its own.
-    let ping = runtime::redis::connect_lazy(&config.redis_url)?;
+    let shared = runtime::redis::connect_lazy(&config.redis_url)?;
+    let keys = Keys::new(config.key_prefix.clone());
+    // Push mode deletes entries either group may still hold pending (the
+    // source's, and ours from a former pull deployment): acknowledge in both.
+    let groups = vec![keys.consumer_group(), config.source_group.clone()];
     if config.stream_consumer {
         let conn = runtime::redis::connect_lazy(&config.redis_url)?;
         let consumer = Consumer::new(ctx.clone(), conn, config.clone(), writer.clone());
         ctx.tasks.spawn(consumer.run());
+    } else {
+        let reconciler = Reconciler {
+            ctx: ctx.clone(),
+            conn: shared.clone(),
+            keys: keys.clone(),
+            groups: groups.clone(),
+            config: config.clone(),
+            writer: writer.clone(),
+        };
+        ctx.tasks.spawn(reconciler.run());
     }
-    let state = Arc::new(Push {
+    let state = Arc::new(push::Push {
         writer,
         deadline: config.write_deadline,
+        conn: shared.clone(),
+        keys,
+        groups,
     });
-    let router = Router::new().route("/", post(push)).with_state(state);
+    let router = Router::new().route("/", post(push::push)).with_state(state);
     Ok(Routes::new(router)
         .ready_when("mongodb", mongo.ready_check())
-        .ready_when("redis", runtime::redis::ready_check(&ping)))
+        .ready_when("redis", runtime::redis::ready_check(&shared)))
 }
 
-/// `POST /`: one `case.reported` event pushed by a source. 202 once stored
-/// (or already stored), 400 if it is not a case event, 503 if MongoDB is away.
-async fn push(
-    State(s): State<Arc<Push>>,
-    CloudEvent(event): CloudEvent,
-) -> Result<StatusCode, ApiError> {
-    let r = Reported::from_event(&event).map_err(|e| ApiError::bad_request(e.0))?;
-    let tp = r.traceparent.clone();
-    s.writer
-        .write(&[r], tp.as_deref(), s.deadline)
-        .await
-        .map_err(|e| {
-            ApiError::unavailable(format!("not stored, retry: {e}"), Duration::from_secs(1))
-        })?;
-    Ok(StatusCode::ACCEPTED)
+/// HELP text of redis-sub's own metrics (Prometheus' linter wants one each).
+fn describe_metrics() {
+    use metrics::{describe_counter, describe_gauge};
+    describe_counter!(
+        "redis_sub_entries_total",
+        "Stream entries settled: stored or dead-lettered, then acknowledged and deleted."
+    );
+    describe_counter!(
+        "redis_sub_dead_letters_total",
+        "Stream entries moved to the dead-letter stream because they are not a readable case."
+    );
+    describe_gauge!(
+        "redis_sub_dead_letters",
+        "Dead letters waiting for redis-sub replay-dead-letters."
+    );
+    describe_counter!(
+        "redis_sub_claimed_total",
+        "Entries claimed from a consumer that left them pending past CLAIM_IDLE_MS."
+    );
+    describe_gauge!(
+        "redis_sub_pending_entries",
+        "Entries delivered to a consumer of the group and not yet acknowledged."
+    );
+    describe_counter!(
+        "redis_sub_reconciled_entries_total",
+        "Push mode: entries the reconciling pass settled because the source had not delivered them."
+    );
 }

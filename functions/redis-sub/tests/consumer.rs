@@ -1,100 +1,11 @@
 //! redis-sub against real Redis and the MongoDB-compatible server.
 
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+mod common;
 
-use events::redis::Keys;
-use events::{Case, Reported, WritePath};
-use runtime::{App, Config};
-use store::{CaseStore, Mongo, MongoConfig};
+use std::time::Duration;
 
-struct Env {
-    keys: Keys,
-    env: HashMap<String, String>,
-    redis: redis::aio::ConnectionManager,
-    cases: CaseStore,
-}
-
-async fn env() -> Env {
-    let s = stack::testing::servers();
-    let prefix = format!("{}:", stack::testing::unique("sub"));
-    let db = stack::testing::unique("sub");
-    let env: HashMap<String, String> = [
-        ("REDIS_URL", s.redis_url.as_str()),
-        ("REDIS_KEY_PREFIX", prefix.as_str()),
-        ("MONGODB_URI", s.mongodb_uri.as_str()),
-        ("MONGODB_DATABASE", db.as_str()),
-        ("HOST", "127.0.0.1"),
-        ("PORT", "0"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
-    let mongo = Mongo::connect_lazy(&MongoConfig {
-        uri: s.mongodb_uri.clone(),
-        database: db,
-    })
-    .await
-    .unwrap();
-    Env {
-        keys: Keys::new(prefix),
-        env,
-        redis: runtime::redis::connect_lazy(&s.redis_url).unwrap(),
-        cases: CaseStore::new(mongo),
-    }
-}
-
-async fn spawn(
-    env: &HashMap<String, String>,
-    extra: &[(&str, &str)],
-) -> (String, runtime::Context) {
-    let mut env = env.clone();
-    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let lookup = move |k: &str| env.get(k).cloned();
-    let config = redis_sub::SubConfig::from_lookup(&lookup).unwrap();
-    let app = App::build(Config::from_lookup("redis-sub", &lookup).unwrap(), |ctx| {
-        redis_sub::routes_with(ctx, config)
-    })
-    .await
-    .unwrap();
-    let url = format!("http://127.0.0.1:{}", app.port());
-    let ctx = app.context().clone();
-    tokio::spawn(app.run_until_stopped());
-    (url, ctx)
-}
-
-fn reported(i: usize) -> Reported {
-    Reported {
-        id: Reported::new_id(),
-        case: Case::new(&format!("C{i}"), "Retalhuleu", 33, "communitary", "active").unwrap(),
-        time: chrono::Utc::now(),
-        revision: Some("ingest-redis-00001".into()),
-        traceparent: None,
-    }
-}
-
-async fn xadd(conn: &mut redis::aio::ConnectionManager, keys: &Keys, r: &Reported) {
-    let _: String = redis::cmd("XADD")
-        .arg(keys.stream())
-        .arg("*")
-        .arg(events::redis::STREAM_FIELD)
-        .arg(events::redis::encode(&r.to_event("/test")))
-        .query_async(conn)
-        .await
-        .unwrap();
-}
-
-async fn wait_stored(cases: &CaseStore, n: u64, within: Duration) {
-    let start = Instant::now();
-    while cases.count(Some(WritePath::Redis)).await.unwrap() < n {
-        assert!(
-            start.elapsed() < within,
-            "only {} of {n} stored",
-            cases.count(None).await.unwrap()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use common::*;
+use events::Reported;
 
 #[tokio::test]
 async fn entries_left_pending_by_a_crashed_consumer_are_claimed_and_stored_once() {
@@ -135,8 +46,8 @@ async fn entries_left_pending_by_a_crashed_consumer_are_claimed_and_stored_once(
     assert_eq!(pending, 10);
 
     // Two live consumers (Knative scaled out): the idle entries are claimed and stored once.
-    let (_, a) = spawn(&e.env, &[("CONSUMER_NAME", "a"), ("CLAIM_IDLE_MS", "300")]).await;
-    let (_, b) = spawn(&e.env, &[("CONSUMER_NAME", "b"), ("CLAIM_IDLE_MS", "300")]).await;
+    let a = spawn(&e.env, &[("CONSUMER_NAME", "a"), ("CLAIM_IDLE_MS", "300")]).await;
+    let b = spawn(&e.env, &[("CONSUMER_NAME", "b"), ("CLAIM_IDLE_MS", "300")]).await;
     wait_stored(&e.cases, 10, Duration::from_secs(15)).await;
     // New entries meanwhile are stored once too, whichever consumer reads them.
     let more: Vec<Reported> = (10..40).map(reported).collect();
@@ -166,14 +77,15 @@ async fn entries_left_pending_by_a_crashed_consumer_are_claimed_and_stored_once(
         len, 0,
         "stored entries are deleted: the stream stays bounded"
     );
-    a.shutdown.cancel();
-    b.shutdown.cancel();
+    a.stop().await;
+    b.stop().await;
 }
 
 #[tokio::test]
 async fn the_http_push_form_stores_a_case_event_once() {
     let e = env().await;
-    let (url, ctx) = spawn(&e.env, &[("STREAM_CONSUMER", "false")]).await;
+    let sub = spawn(&e.env, &[("STREAM_CONSUMER", "false")]).await;
+    let url = sub.url.clone();
     let http = stack::testing::http_client();
     let r = reported(1);
     for _ in 0..2 {
@@ -217,5 +129,5 @@ async fn the_http_push_form_stores_a_case_event_once() {
         .unwrap();
     assert_eq!(resp.status(), 400);
     assert_eq!(e.cases.count(None).await.unwrap(), 1);
-    ctx.shutdown.cancel();
+    sub.stop().await;
 }

@@ -8,7 +8,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use serde::Deserialize;
 
 /// How much load one run sends (closed model: `users` keep one request each in flight).
 #[derive(Debug, Clone, Copy)]
@@ -83,41 +82,9 @@ impl Observed {
     }
 }
 
-/// The fields of loadtest's report that are read here (format_version 1).
-#[derive(Debug, Deserialize)]
-struct Report {
-    format_version: u32,
-    duration_s: f64,
-    total: Summary,
-}
-
-#[derive(Debug, Deserialize)]
-struct Summary {
-    requests: u64,
-    errors: u64,
-    #[serde(default)]
-    status: BTreeMap<String, u64>,
-    #[serde(default)]
-    transport_errors: BTreeMap<String, u64>,
-    #[serde(default)]
-    revisions: Vec<RevisionShare>,
-}
-
-#[derive(Debug, Deserialize)]
-struct RevisionShare {
-    revision: Option<String>,
-    responses: u64,
-}
-
+/// loadtest's report, read by the one reader of it ([`crate::rollout::measure::parse_report`]).
 fn parse_report(text: &str) -> anyhow::Result<Observed> {
-    let r: Report = serde_json::from_str(text)
-        .context("loadtest's --report is not the JSON this rehearsal reads")?;
-    if r.format_version != 1 {
-        bail!(
-            "loadtest's report format_version is {}; the rehearsal reads version 1",
-            r.format_version
-        );
-    }
+    let r = crate::rollout::measure::parse_report(text)?;
     let mut outcomes: BTreeMap<String, u64> = r
         .total
         .status
@@ -217,11 +184,15 @@ mod tests {
 
     #[test]
     fn a_report_is_read() {
-        let text = r#"{"format_version":1,"duration_s":0.5,"interrupted":false,"targets":[],
-            "total":{"requests":10,"responses":9,"errors":2,"status":{"202":8,"503":1},
-            "transport_errors":{"connection_reset":1},
-            "revisions":[{"revision":"a","responses":6,"share":0.66},{"revision":null,"responses":3,"share":0.33}]}}"#;
-        let o = parse_report(text).unwrap();
+        let lat = r#"{"p50":1,"p90":2,"p99":3,"max":4}"#;
+        let text = format!(
+            r#"{{"format_version":1,"duration_s":0.5,"interrupted":false,"targets":[],
+            "total":{{"requests":10,"responses":9,"errors":2,"status":{{"202":8,"503":1}},
+            "latency_us":{lat},"transport_errors":{{"connection_reset":1}},
+            "revisions":[{{"revision":"a","responses":6,"share":0.66,"errors":0,"latency_us":{lat}}},
+                         {{"revision":null,"responses":3,"share":0.33,"errors":1,"latency_us":{lat}}}]}}}}"#
+        );
+        let o = parse_report(&text).unwrap();
         assert_eq!((o.requests, o.failed), (10, 2));
         assert_eq!(o.responses_from("a"), 6);
         assert!((o.percent("a") - 60.0).abs() < 1e-9);

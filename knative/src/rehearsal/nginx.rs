@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
-use super::Declared;
+use super::declared::Declared;
 use crate::tools::Tool;
 
 pub const NGINX: Tool = Tool {
@@ -173,6 +173,26 @@ pub fn sink_conf(listen: u16, prefix: &Path) -> String {
         out,
         "    keepalive_timeout 300s;\n    keepalive_requests 1000000;\n    \
          server {{\n        listen 127.0.0.1:{listen};\n        location / {{ return 202; }}\n    }}\n}}\n"
+    );
+    out
+}
+
+/// The sink of a revision broken on purpose (the automated rehearsal's
+/// fault): `500` to `fail_percent` % of events, chosen per request by
+/// nginx's `split_clients` on the request id, `202` to the rest.
+pub fn faulty_sink_conf(listen: u16, prefix: &Path, fail_percent: u32) -> String {
+    let mut out = format!(
+        "# The rollout rehearsal's faulty sink: 500 to {fail_percent}% of events (a broken downstream).\n"
+    );
+    main_section(&mut out, prefix, 1);
+    out.push_str("http {\n    access_log off;\n");
+    temp_paths(&mut out, prefix);
+    let _ = write!(
+        out,
+        "    keepalive_timeout 300s;\n    keepalive_requests 1000000;\n    \
+         split_clients \"${{request_id}}\" $rehearsal_fault {{\n        {fail_percent}% fail;\n        * ok;\n    }}\n    \
+         server {{\n        listen 127.0.0.1:{listen};\n        \
+         location / {{\n            if ($rehearsal_fault = fail) {{ return 500; }}\n            return 202;\n        }}\n    }}\n}}\n"
     );
     out
 }
