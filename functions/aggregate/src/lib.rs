@@ -13,8 +13,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use events::http::CloudEvent;
-use events::{StatsUpdated, StoredBatch, StoredCase};
+use events::{StatsUpdated, StoredBatch};
 use runtime::{ApiError, Context, Routes};
+use store::stats::Counted;
 use store::{Aggregator, Mongo, RedisStats};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -28,8 +29,13 @@ pub async fn routes(ctx: Context) -> anyhow::Result<Routes> {
     .await
 }
 
+/// Most batch records counted in one transaction. Each holds at most one
+/// write's cases (`WRITE_BATCH_MAX`, `READ_COUNT`), so a flush stays well
+/// under MongoDB's transaction and document limits.
+const FLUSH_MAX_BATCHES: usize = 200;
+
 struct Job {
-    ids: Vec<String>,
+    batch: String,
     reply: oneshot::Sender<Result<(), String>>,
 }
 
@@ -82,7 +88,6 @@ async fn receive(
     CloudEvent(event): CloudEvent,
 ) -> Result<StatusCode, ApiError> {
     let batch = StoredBatch::from_event(&event).map_err(|e| ApiError::bad_request(e.0))?;
-    let ids = batch.cases.into_iter().map(|c| c.id).collect();
     let (reply, rx) = oneshot::channel();
     let unavailable = |e: String| {
         ApiError::unavailable(
@@ -91,7 +96,10 @@ async fn receive(
         )
     };
     s.jobs
-        .send(Job { ids, reply })
+        .send(Job {
+            batch: batch.batch,
+            reply,
+        })
         .await
         .map_err(|_| unavailable("shutting down".into()))?;
     rx.await
@@ -100,18 +108,25 @@ async fn receive(
     Ok(StatusCode::ACCEPTED)
 }
 
-fn record(counted: &[StoredCase]) {
-    for c in counted {
-        let rev = c.revision.clone().unwrap_or_default();
-        metrics::counter!("aggregate_cases_counted_total", "path" => c.path.as_str(), "revision" => rev).increment(1);
-        metrics::counter!("aggregate_cases_by_state_total", "state" => c.case.state.to_string())
-            .increment(1);
-        metrics::counter!("aggregate_cases_by_area_total", "area" => c.case.location.to_string())
-            .increment(1);
+fn record(counted: &Counted) {
+    let d = &counted.deltas;
+    metrics::counter!("aggregate_batches_counted_total").increment(counted.batches as u64);
+    for ((path, revision), n) in &d.routes {
+        let revision = revision.clone().unwrap_or_default();
+        metrics::counter!("aggregate_cases_counted_total", "path" => path.clone(), "revision" => revision)
+            .increment(*n as u64);
+    }
+    for (state, n) in &d.states {
+        metrics::counter!("aggregate_cases_by_state_total", "state" => state.clone())
+            .increment(*n as u64);
+    }
+    for (area, n) in &d.areas {
+        metrics::counter!("aggregate_cases_by_area_total", "area" => area.clone())
+            .increment(*n as u64);
     }
 }
 
-/// Counts the ids of all events that arrive within `wait` in one transaction.
+/// Counts the batches of all events that arrive within `wait` in one transaction.
 async fn flusher(
     mut rx: mpsc::Receiver<Job>,
     agg: Aggregator,
@@ -121,17 +136,13 @@ async fn flusher(
     while let Some(first) = rx.recv().await {
         let mut jobs = vec![first];
         let until = tokio::time::Instant::now() + wait;
-        let mut n = jobs[0].ids.len();
-        while n < 5000 {
+        while jobs.len() < FLUSH_MAX_BATCHES {
             match tokio::time::timeout_at(until, rx.recv()).await {
-                Ok(Some(j)) => {
-                    n += j.ids.len();
-                    jobs.push(j);
-                }
+                Ok(Some(j)) => jobs.push(j),
                 _ => break,
             }
         }
-        let ids: Vec<String> = jobs.iter().flat_map(|j| j.ids.iter().cloned()).collect();
+        let ids: Vec<String> = jobs.iter().map(|j| j.batch.clone()).collect();
         let start = std::time::Instant::now();
         let result = agg.count(&ids).await;
         metrics::histogram!("aggregate_flush_duration_seconds")
@@ -139,7 +150,7 @@ async fn flusher(
         let reply = match result {
             Ok(counted) => {
                 record(&counted);
-                if !counted.is_empty() {
+                if counted.batches > 0 {
                     changed.send_modify(|v| *v += 1);
                 }
                 Ok(())
@@ -155,6 +166,10 @@ async fn flusher(
     }
 }
 
+/// Batch records the sweep counts per interval: up to this many writes' worth
+/// of cases, so recovery runs at many times the ingest rate.
+const SWEEP_MAX_BATCHES: i64 = 2000;
+
 async fn sweeper(ctx: Context, agg: Aggregator, every: Duration, changed: watch::Sender<u64>) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -163,7 +178,7 @@ async fn sweeper(ctx: Context, agg: Aggregator, every: Duration, changed: watch:
             _ = tick.tick() => {}
             _ = ctx.shutdown.cancelled() => return,
         }
-        match agg.sweep(Duration::from_secs(2), 2000).await {
+        match agg.sweep(Duration::from_secs(2), SWEEP_MAX_BATCHES).await {
             Ok(0) => {}
             Ok(n) => {
                 metrics::counter!("aggregate_swept_total").increment(n as u64);

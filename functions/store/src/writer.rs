@@ -1,7 +1,8 @@
-//! What both write paths share: store a batch idempotently (retrying while
-//! MongoDB is briefly away), then tell the aggregate function which cases are
-//! new with one `case.stored` event. The event is best-effort: a case whose
-//! event is lost is still counted by the aggregate's sweep.
+//! What both write paths share: store a batch idempotently with its counting
+//! record (retrying while MongoDB is briefly away), then tell the aggregate
+//! function with one `case.stored` event naming the record. The event is
+//! best-effort: a record whose event is lost is counted by the aggregate's
+//! sweep.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,15 +78,16 @@ impl Writer {
         let Some(sink) = self.sink.clone() else {
             return;
         };
-        if outcome.stored.is_empty() {
+        let Some(batch) = outcome.batch.clone() else {
             return;
-        }
+        };
         let Ok(permit) = self.slots.clone().try_acquire_owned() else {
             metrics::counter!("writer_emit_skipped_total").increment(1);
             return;
         };
         let event = StoredBatch {
-            cases: outcome.stored.clone(),
+            batch,
+            cases: outcome.stored.len() as u64,
         }
         .to_event(&self.source, traceparent);
         let traceparent = traceparent.map(str::to_owned);
