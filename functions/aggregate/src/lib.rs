@@ -181,7 +181,7 @@ async fn sweeper(ctx: Context, agg: Aggregator, every: Duration, changed: watch:
         match agg.sweep(Duration::from_secs(2), SWEEP_MAX_BATCHES).await {
             Ok(0) => {}
             Ok(n) => {
-                metrics::counter!("aggregate_swept_total").increment(n as u64);
+                metrics::counter!("aggregate_swept_total").increment(n);
                 tracing::info!(
                     cases = n,
                     "counted cases whose case.stored event did not arrive"
