@@ -12,6 +12,7 @@ use events::{Case, Reported, StoredCase, WritePath};
 use futures::TryStreamExt;
 use mongodb::ClientSession;
 use mongodb::bson::{Bson, DateTime, Document, doc};
+use mongodb::error::ErrorKind;
 
 use crate::batch::{Deltas, record_doc};
 use crate::mongo::{BATCHES, CASES, Mongo};
@@ -26,6 +27,16 @@ pub struct InsertOutcome {
     /// The counting record of the newly stored cases (`None` when nothing
     /// was new): the id `case.stored` carries to the aggregate.
     pub batch: Option<String>,
+}
+
+/// A write whose caller's deadline passed before its commit: nothing stored.
+#[derive(Debug, thiserror::Error)]
+#[error("the caller's deadline passed before the commit: nothing was stored")]
+pub struct DeadlinePassed;
+
+/// Whether `e` is [`DeadlinePassed`].
+pub fn is_deadline_passed(e: &mongodb::error::Error) -> bool {
+    matches!(&*e.kind, ErrorKind::Custom(c) if c.is::<DeadlinePassed>())
 }
 
 #[derive(Clone)]
@@ -103,6 +114,19 @@ impl CaseStore {
         reported: &[Reported],
         path: WritePath,
     ) -> mongodb::error::Result<InsertOutcome> {
+        self.insert_by(reported, path, None).await
+    }
+
+    /// [`CaseStore::insert`], committed only if `commit_by` has not passed:
+    /// past it the transaction is aborted and the error is
+    /// [`DeadlinePassed`], so the caller, whose own caller has given up, can
+    /// say for certain that nothing was stored.
+    pub async fn insert_by(
+        &self,
+        reported: &[Reported],
+        path: WritePath,
+        commit_by: Option<tokio::time::Instant>,
+    ) -> mongodb::error::Result<InsertOutcome> {
         if reported.is_empty() {
             return Ok(InsertOutcome::default());
         }
@@ -119,23 +143,30 @@ impl CaseStore {
                 repeated.push(r.id.clone());
             }
         }
-        let mut session = self.mongo.client().start_session().await?;
-        session.start_transaction().await?;
-        match self.insert_in(&mut session, cases).await {
-            Ok(mut outcome) => {
-                if outcome.stored.is_empty() {
-                    session.abort_transaction().await?;
-                } else {
-                    session.commit_transaction().await?;
-                }
-                outcome.duplicates.extend(repeated);
-                Ok(outcome)
-            }
-            Err(e) => {
-                let _ = session.abort_transaction().await;
-                Err(e)
-            }
+        // Everything before the commit runs within the deadline. Past it the
+        // session is dropped with its transaction uncommitted (the driver
+        // aborts it), even while MongoDB does not answer at all.
+        let attempt = async {
+            let mut session = self.mongo.client().start_session().await?;
+            session.start_transaction().await?;
+            let outcome = self.insert_in(&mut session, cases).await?;
+            Ok::<_, mongodb::error::Error>((session, outcome))
+        };
+        let (mut session, mut outcome) = match commit_by {
+            Some(t) => tokio::time::timeout_at(t, attempt)
+                .await
+                .unwrap_or_else(|_| Err(mongodb::error::Error::custom(DeadlinePassed)))?,
+            None => attempt.await?,
+        };
+        if outcome.stored.is_empty() {
+            let _ = session.abort_transaction().await;
+        } else if commit_by.is_some_and(|t| tokio::time::Instant::now() >= t) {
+            return Err(mongodb::error::Error::custom(DeadlinePassed));
+        } else {
+            session.commit_transaction().await?;
         }
+        outcome.duplicates.extend(repeated);
+        Ok(outcome)
     }
 
     async fn insert_in(
