@@ -50,17 +50,13 @@ pub async fn routes_with(ctx: Context, config: AggregateConfig) -> anyhow::Resul
     let agg = Aggregator::new(mongo.clone(), RedisStats::new(conn.clone(), keys.clone()));
     let (changed, watch_rx) = watch::channel(0u64);
     let (jobs, jobs_rx) = mpsc::channel(1024);
-    ctx.tasks.spawn(flusher(
-        jobs_rx,
-        agg.clone(),
-        config.flush_wait,
-        changed.clone(),
-    ));
+    ctx.tasks
+        .spawn(flusher(jobs_rx, agg.clone(), config.flush_wait, changed));
     ctx.tasks.spawn(sweeper(
         ctx.clone(),
         agg.clone(),
         config.sweep_interval,
-        changed,
+        jobs.clone(),
     ));
     let source = format!("/covid-realtime/{}", ctx.config.service);
     ctx.tasks.spawn(notifier(
@@ -169,8 +165,13 @@ async fn flusher(
 /// Batch records the sweep counts per interval: up to this many writes' worth
 /// of cases, so recovery runs at many times the ingest rate.
 const SWEEP_MAX_BATCHES: i64 = 2000;
+/// Records younger than this are left to their own `case.stored` event.
+const SWEEP_AGE: Duration = Duration::from_secs(2);
 
-async fn sweeper(ctx: Context, agg: Aggregator, every: Duration, changed: watch::Sender<u64>) {
+/// Catches up every `every`: replays interrupted Redis updates, then hands
+/// the batch records no event told us about to the flusher, so that one task
+/// does all the counting and the sweep never conflicts with a flush.
+async fn sweeper(ctx: Context, agg: Aggregator, every: Duration, jobs: mpsc::Sender<Job>) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -178,18 +179,35 @@ async fn sweeper(ctx: Context, agg: Aggregator, every: Duration, changed: watch:
             _ = tick.tick() => {}
             _ = ctx.shutdown.cancelled() => return,
         }
-        match agg.sweep(Duration::from_secs(2), SWEEP_MAX_BATCHES).await {
-            Ok(0) => {}
-            Ok(n) => {
-                metrics::counter!("aggregate_swept_total").increment(n);
-                tracing::info!(
-                    cases = n,
-                    "counted cases whose case.stored event did not arrive"
-                );
-                changed.send_modify(|v| *v += 1);
+        let found = async {
+            agg.replay_interrupted(SWEEP_AGE, SWEEP_MAX_BATCHES).await?;
+            Ok::<_, anyhow::Error>(agg.uncounted_batches(SWEEP_AGE, SWEEP_MAX_BATCHES).await?)
+        };
+        let batches = match found.await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "sweep failed; will retry");
+                continue;
             }
-            Err(e) => tracing::warn!(error = %format!("{e:#}"), "sweep failed; will retry"),
+        };
+        if batches.is_empty() {
+            continue;
         }
+        metrics::counter!("aggregate_swept_batches_total").increment(batches.len() as u64);
+        tracing::info!(
+            batches = batches.len(),
+            "counting batches whose case.stored event did not arrive"
+        );
+        let mut replies = Vec::with_capacity(batches.len());
+        for batch in batches {
+            let (reply, rx) = oneshot::channel();
+            if jobs.send(Job { batch, reply }).await.is_err() {
+                return;
+            }
+            replies.push(rx);
+        }
+        // The next pass starts after these are counted, not before.
+        futures::future::join_all(replies).await;
     }
 }
 

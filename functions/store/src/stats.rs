@@ -221,15 +221,27 @@ impl Aggregator {
 
     /// Catches up: replays Redis updates a crash interrupted, then counts
     /// batch records older than `older_than` that no event told us about, at
-    /// most `limit` records. Returns how many cases it counted.
+    /// most `limit` records. Returns how many cases it counted. (aggregate
+    /// itself hands the records to its flusher instead, so one task counts.)
     pub async fn sweep(&self, older_than: Duration, limit: i64) -> anyhow::Result<u64> {
+        self.replay_interrupted(older_than, limit).await?;
+        let ids = self.uncounted_batches(older_than, limit).await?;
+        let mut cases = 0;
+        // A bounded number of records per transaction.
+        for chunk in ids.chunks(SWEEP_RECORDS_PER_FLUSH) {
+            cases += self.count(chunk).await?.deltas.cases.max(0) as u64;
+        }
+        Ok(cases)
+    }
+
+    /// Applies the Redis half of flushes a crash interrupted (outbox records
+    /// older than `older_than`, at most `limit`).
+    pub async fn replay_interrupted(&self, older_than: Duration, limit: i64) -> anyhow::Result<()> {
         self.mongo.ensure_indexes().await?;
-        let cutoff =
-            DateTime::from_millis(Utc::now().timestamp_millis() - older_than.as_millis() as i64);
         let pending: Vec<Document> = self
             .mongo
             .collection(OUTBOX)
-            .find(doc! {"created": {"$lt": cutoff}})
+            .find(doc! {"created": {"$lt": cutoff(older_than)}})
             .limit(limit)
             .await?
             .try_collect()
@@ -245,10 +257,21 @@ impl Aggregator {
             );
             self.apply_redis(id, &deltas).await?;
         }
-        let ids: Vec<String> = self
+        Ok(())
+    }
+
+    /// Ids of the oldest batch records older than `older_than` (at most
+    /// `limit`): batches whose `case.stored` event never arrived, or has not yet.
+    pub async fn uncounted_batches(
+        &self,
+        older_than: Duration,
+        limit: i64,
+    ) -> mongodb::error::Result<Vec<String>> {
+        self.mongo.ensure_indexes().await?;
+        Ok(self
             .mongo
             .collection(BATCHES)
-            .find(doc! {"created": {"$lt": cutoff}})
+            .find(doc! {"created": {"$lt": cutoff(older_than)}})
             .projection(doc! {"_id": 1})
             .sort(doc! {"created": 1})
             .limit(limit)
@@ -257,13 +280,7 @@ impl Aggregator {
             .await?
             .iter()
             .filter_map(|d| d.get_str("_id").ok().map(str::to_owned))
-            .collect();
-        let mut cases = 0;
-        // A bounded number of records per transaction.
-        for chunk in ids.chunks(SWEEP_RECORDS_PER_FLUSH) {
-            cases += self.count(chunk).await?.deltas.cases.max(0) as u64;
-        }
-        Ok(cases)
+            .collect())
     }
 
     /// How many counting records wait (a gauge of how far counting trails).
@@ -347,6 +364,11 @@ pub struct Counted {
     pub batches: usize,
     /// What they added.
     pub deltas: Deltas,
+}
+
+/// The time `older_than` ago, as a MongoDB date.
+fn cutoff(older_than: Duration) -> DateTime {
+    DateTime::from_millis(Utc::now().timestamp_millis() - older_than.as_millis() as i64)
 }
 
 /// Records counted in one sweep transaction.
