@@ -68,8 +68,7 @@ async fn seed(cases: &CaseStore, agg: &Aggregator, n: u64) -> anyhow::Result<()>
                 traceparent: None,
             })
             .collect();
-        let ids: Vec<String> = batch.iter().map(|r| r.id.clone()).collect();
-        cases
+        let stored = cases
             .insert(
                 &batch,
                 if done.is_multiple_of(2) {
@@ -79,7 +78,8 @@ async fn seed(cases: &CaseStore, agg: &Aggregator, n: u64) -> anyhow::Result<()>
                 },
             )
             .await?;
-        agg.count(&ids).await?;
+        agg.count(&stored.batch.into_iter().collect::<Vec<_>>())
+            .await?;
         done += k;
         if done.is_multiple_of(100_000) {
             println!(

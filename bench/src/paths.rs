@@ -3,7 +3,9 @@
 //! Stream → redis-sub → MongoDB), with single cases and 100-case batches:
 //! sustained cases/s from the first POST until stored, ingest response
 //! latency, accept-to-stored latency, CPU seconds per 1,000 cases for the
-//! whole stack (and which process spends them), and peak RSS per function.
+//! whole stack (and which process spends them), MongoDB documents touched
+//! per case, how far the counters trail the documents under load, the
+//! recovery after aggregate is frozen, and peak RSS per function.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -118,6 +120,78 @@ async fn accept_to_stored(r: &Running, path: &str, since_ms: i64) -> anyhow::Res
         .collect())
 }
 
+/// Documents MongoDB inserted, updated, deleted and returned so far
+/// (`serverStatus` `metrics.document`): what the design costs the database.
+async fn documents_touched(r: &Running) -> anyhow::Result<f64> {
+    let status = r
+        .mongo_client
+        .client()
+        .database("admin")
+        .run_command(doc! {"serverStatus": 1})
+        .await?;
+    let d = status.get_document("metrics")?.get_document("document")?;
+    let mut sum = 0.0;
+    for k in ["inserted", "updated", "deleted", "returned"] {
+        sum += match d.get(k) {
+            Some(mongodb::bson::Bson::Int32(v)) => f64::from(*v),
+            Some(mongodb::bson::Bson::Int64(v)) => *v as f64,
+            Some(mongodb::bson::Bson::Double(v)) => *v,
+            _ => anyhow::bail!("serverStatus has no metrics.document.{k}"),
+        };
+    }
+    Ok(sum)
+}
+
+/// Stored documents minus counted cases (the materialised total).
+async fn uncounted(mongo: &Mongo) -> anyhow::Result<i64> {
+    let docs = mongo
+        .collection(store::mongo::CASES)
+        .estimated_document_count()
+        .await? as i64;
+    let totals = mongo
+        .collection(store::mongo::TOTALS)
+        .find_one(doc! {"_id": "totals"})
+        .await?;
+    let counted = match totals.as_ref().and_then(|t| t.get("cases")) {
+        Some(mongodb::bson::Bson::Int32(v)) => i64::from(*v),
+        Some(mongodb::bson::Bson::Int64(v)) => *v,
+        _ => 0,
+    };
+    Ok(docs - counted)
+}
+
+/// Waits until every stored case is counted; how long that took.
+async fn wait_counted(r: &Running, limit: Duration) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    while uncounted(&r.mongo_client).await? != 0 {
+        anyhow::ensure!(
+            start.elapsed() < limit,
+            "the counters did not reach the stored documents within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(start.elapsed())
+}
+
+/// Samples how many stored cases are not counted yet, every 100 ms, until
+/// `stop` is set; the largest gap seen.
+fn sample_trail(
+    r: &Running,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> impl std::future::Future<Output = i64> + Send + 'static {
+    let mongo = r.mongo_client.clone();
+    async move {
+        let mut worst = 0;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Ok(n) = uncounted(&mongo).await {
+                worst = worst.max(n);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        worst
+    }
+}
+
 async fn wait_stored(r: &Running, path: events::WritePath, n: u64) -> anyhow::Result<Instant> {
     let start = Instant::now();
     loop {
@@ -142,6 +216,11 @@ struct Run {
     cpu_per_1000: f64,
     cpu_split: BTreeMap<String, f64>,
     errors: u64,
+    /// MongoDB documents touched per stored case, counting included.
+    docs_per_case: f64,
+    /// The largest number of stored but uncounted cases during the run, in
+    /// seconds of the run's traffic.
+    trail_s: f64,
 }
 
 async fn one_run(
@@ -151,11 +230,17 @@ async fn one_run(
     args: &[String],
 ) -> anyhow::Result<Run> {
     let before = r.cases.count(Some(path)).await?;
+    let touched0 = documents_touched(r).await?;
     let cpu0 = r.cpu();
     let t0 = Instant::now();
     let t0_ms = chrono::Utc::now().timestamp_millis();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let trail = tokio::spawn(sample_trail(r, stop.clone()));
     let report = ctx.loadtest.run(args)?;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let stored_at = wait_stored(r, path, before + report.total.cases_accepted).await?;
+    wait_counted(r, Duration::from_secs(120)).await?;
+    let touched = documents_touched(r).await? - touched0;
     let cpu1 = r.cpu();
     let accepted = report.total.cases_accepted.max(1) as f64;
     let split: BTreeMap<String, f64> = cpu1
@@ -168,9 +253,13 @@ async fn one_run(
         })
         .collect();
     let lat = accept_to_stored(r, path.as_str(), t0_ms).await?;
+    let elapsed = stored_at.duration_since(t0).as_secs_f64();
+    let worst_trail = trail.await? as f64;
     Ok(Run {
+        docs_per_case: touched / accepted,
+        trail_s: worst_trail / (accepted / elapsed),
         requests_per_s: report.total.requests_per_s,
-        sustained: accepted / stored_at.duration_since(t0).as_secs_f64(),
+        sustained: accepted / elapsed,
         ingest_p50_us: report.total.latency_us.p50 as f64,
         ingest_p99_us: report.total.latency_us.p99 as f64,
         a2s_p50: percentile(&lat, 0.5),
@@ -179,6 +268,25 @@ async fn one_run(
         cpu_split: split,
         errors: report.total.errors,
     })
+}
+
+/// Aggregate frozen (SIGSTOP) for 10 s under a steady load, then resumed as
+/// the load ends: how long until the counters equal the stored documents.
+async fn recovery(ctx: &Ctx, r: &Running, args: Vec<String>) -> anyhow::Result<Duration> {
+    let loadtest = crate::loadgen::Loadtest {
+        bin: ctx.loadtest.bin.clone(),
+        dir: ctx.loadtest.dir.clone(),
+    };
+    let load = std::thread::spawn(move || loadtest.run(&args));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    r.sup.signal("aggregate", libc::SIGSTOP)?;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    r.sup.signal("aggregate", libc::SIGCONT)?;
+    let resumed = Instant::now();
+    load.join()
+        .map_err(|_| anyhow::anyhow!("the load thread panicked"))??;
+    wait_counted(r, Duration::from_secs(120)).await?;
+    Ok(resumed.elapsed())
 }
 
 fn med(runs: &[Run], f: fn(&Run) -> f64) -> f64 {
@@ -193,6 +301,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
     let mut split_rows = Vec::new();
     let mut out: Vec<Value> = Vec::new();
     let mut cost: BTreeMap<(String, u32), f64> = BTreeMap::new();
+    let mut recoveries: Vec<Vec<String>> = Vec::new();
     for (path, function) in [
         (events::WritePath::Grpc, "ingest-grpc"),
         (events::WritePath::Redis, "ingest-redis"),
@@ -223,6 +332,37 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
             let mut half_runs = Vec::new();
             for _ in 0..ctx.runs {
                 half_runs.push(one_run(ctx, &r, path, &half_args).await?);
+            }
+            if batch == 100 {
+                // The load runs 13 s: 3 s before the freeze, 10 s frozen.
+                let freeze_args = {
+                    let mut a = half_args.clone();
+                    let i = a
+                        .iter()
+                        .position(|x| x == "--duration")
+                        .expect("a duration")
+                        + 1;
+                    a[i] = "13s".to_owned();
+                    a
+                };
+                let mut secs = Vec::new();
+                for i in 0..ctx.runs {
+                    println!(
+                        "  {path}, batch {batch}: aggregate frozen 10 s, run {}/{}",
+                        i + 1,
+                        ctx.runs
+                    );
+                    secs.push(recovery(ctx, &r, freeze_args.clone()).await?.as_secs_f64());
+                }
+                recoveries.push(vec![
+                    format!("{path}, {batch}-case batches at {half} requests/s"),
+                    format!("{:.2} s", median(&secs)),
+                    secs.iter()
+                        .map(|s| format!("{s:.2}"))
+                        .collect::<Vec<_>>()
+                        .join(" · "),
+                ]);
+                out.push(json!({"path": path.as_str(), "batch": batch, "recovery_after_10s_freeze_s": secs, "command": Loadtest::command(&freeze_args)}));
             }
             let cpu = med(&runs, |x| x.cpu_per_1000);
             cost.insert((path.to_string(), batch), cpu);
@@ -263,6 +403,8 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
                     med(&half_runs, |x| x.a2s_p99)
                 ),
                 format!("{cpu:.3}"),
+                format!("{:.2}", med(&runs, |x| x.docs_per_case)),
+                format!("{:.2} s", med(&runs, |x| x.trail_s)),
                 runs.iter()
                     .chain(half_runs.iter())
                     .map(|x| x.errors)
@@ -290,6 +432,9 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
                 "half_rate_requests_per_s": half, "peak_requests_per_s_accepted": med(&runs, |x| x.requests_per_s),
                 "half_rate_accept_to_stored_p50_ms": med(&half_runs, |x| x.a2s_p50), "half_rate_accept_to_stored_p99_ms": med(&half_runs, |x| x.a2s_p99),
                 "cpu_s_per_1000_cases": cpu, "cpu_split_per_1000_cases": split,
+                "mongodb_documents_per_case": runs.iter().map(|x| x.docs_per_case).collect::<Vec<_>>(),
+                "counters_trail_s": runs.iter().map(|x| x.trail_s).collect::<Vec<_>>(),
+                "sustained_each_run": runs.iter().map(|x| x.sustained).collect::<Vec<_>>(),
             }));
         }
     }
@@ -322,7 +467,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
         )
     };
     let md = format!(
-        "Both paths end to end on one machine (every function, Redis and the MongoDB-compatible server on the same 2 cores, load generator on one thread). Medians of {runs} runs of {secs}. Sustained = accepted cases / time from the first POST until the last is stored. Accept-to-stored = `stored_at − reported_at` of every case of the run. CPU = user+system seconds of every process of the stack (not the load generator) per 1,000 accepted cases.\n\n{}\n{}\n\nWhere the CPU goes (seconds per 1,000 cases):\n\n{}\nPeak RSS over the whole run:\n\n{}\nCommand: `target/release/bench paths` (each row's load command is in `bench/results/paths.json`).\n",
+        "Both paths end to end on one machine (every function, Redis and the MongoDB-compatible server on the same 2 cores, load generator on one thread). Medians of {runs} runs of {secs}. Sustained = accepted cases / time from the first POST until the last is stored. Accept-to-stored = `stored_at − reported_at` of every case of the run. CPU = user+system seconds of every process of the stack (not the load generator) per 1,000 accepted cases.\n\n{}\n{}\n\nMongoDB docs / case = documents the server inserted, updated, deleted and returned (`serverStatus` `metrics.document`), from the first POST until every case is counted, per accepted case. Counters trail = the most stored-but-uncounted cases seen during the run (sampled every 100 ms), in seconds of the run's traffic.\n\nRecovery: aggregate frozen (SIGSTOP) for 10 s under half the peak rate, resumed as the load ends; time until the counters equal the stored documents (median, then each run):\n\n{}\nWhere the CPU goes (seconds per 1,000 cases):\n\n{}\nPeak RSS over the whole run:\n\n{}\nCommand: `target/release/bench paths` (each row's load command is in `bench/results/paths.json`).\n",
         table(
             &[
                 "path, load",
@@ -331,6 +476,8 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
                 "accept→stored p50 / p99",
                 "same at half the peak rate",
                 "CPU s / 1,000 cases",
+                "MongoDB docs / case",
+                "counters trail",
                 "errors"
             ],
             &rows
@@ -338,6 +485,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
         [verdict(100), verdict(1)]
             .map(|v| format!("- {v}"))
             .join("\n"),
+        table(&["load", "recovery", "each run"], &recoveries),
         table(
             &[
                 "path, load",

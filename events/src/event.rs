@@ -153,22 +153,23 @@ impl StoredCase {
     }
 }
 
-/// Data of `case.stored`: the cases one write newly stored (duplicates left out).
+/// Data of `case.stored`: one write's newly stored cases, named by the id of
+/// the counting record the writer stored with them (the aggregate reads the
+/// record, so the event stays small whatever the batch).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredBatch {
-    pub cases: Vec<StoredCase>,
+    /// Id of the batch's counting record.
+    pub batch: String,
+    /// How many cases the batch newly stored.
+    pub cases: u64,
 }
 
 impl StoredBatch {
-    /// One event for the batch. Its id is derived from the first case id so a
-    /// redelivered batch keeps its id; consumers still dedupe per case.
+    /// One event for the batch; its id is derived from the record's, so a
+    /// redelivered batch keeps its id.
     pub fn to_event(&self, source: &str, traceparent: Option<&str>) -> Event {
-        let id = match self.cases.first() {
-            Some(c) => format!("stored-{}-{}", c.id, self.cases.len()),
-            None => format!("stored-{}", Reported::new_id()),
-        };
         let mut b = EventBuilderV10::new()
-            .id(id)
+            .id(format!("stored-{}", self.batch))
             .source(source.to_owned())
             .ty(types::CASE_STORED)
             .time(Utc::now())
@@ -401,7 +402,8 @@ mod tests {
     fn wrong_type_and_bad_data_are_errors() {
         let r = sample();
         let batch = StoredBatch {
-            cases: vec![StoredCase::from_reported(&r, WritePath::Grpc, Utc::now())],
+            batch: "b-0197".to_owned(),
+            cases: 3,
         };
         let e = batch.to_event("/w", None);
         assert!(

@@ -84,7 +84,8 @@ pub struct LoadShape {
 pub enum Answer {
     /// 202 with the ids ingest gave the cases, in order.
     Accepted(Vec<String>),
-    /// 5xx: nothing accepted; the client may retry after `retry_after`.
+    /// 5xx: 503 means nothing was stored; 504 (and any other 5xx) that the
+    /// outcome is unknown. The client may retry after `retry_after`.
     Unavailable {
         status: u16,
         retry_after: Option<Duration>,
@@ -558,14 +559,19 @@ pub struct Audit {
     pub accepted: usize,
     /// Cases answered 5xx or not answered at all: each may be stored at most once.
     pub failed: usize,
+    /// Of those, cases answered 503: none of them may be stored.
+    pub refused: usize,
     /// Documents stored.
     pub stored: usize,
     /// Stored documents beyond the first of the same case (by id or by name).
     pub duplicates: usize,
     /// Cases answered 202 and not stored.
     pub lost: usize,
-    /// Cases stored although they were answered 5xx or not answered.
+    /// Cases stored although they were answered 504 (outcome unknown), another
+    /// 5xx, or not answered.
     pub stored_failed: usize,
+    /// Cases stored although they were answered 503: a broken promise.
+    pub stored_refused: usize,
     /// Every broken guarantee, in words.
     pub problems: Vec<String>,
 }
@@ -588,6 +594,7 @@ impl Audit {
         // name → the id it was accepted under (None: answered 5xx or not at all).
         let mut expected: HashMap<&str, Option<&str>> = HashMap::new();
         let mut refused = Vec::new();
+        let mut answered_503: std::collections::HashSet<&str> = Default::default();
         for s in sent {
             a.sent += s.names.len();
             match &s.answer {
@@ -608,6 +615,12 @@ impl Audit {
                         s.names.len()
                     ));
                     a.failed += s.names.len();
+                    expected.extend(s.names.iter().map(|n| (n.as_str(), None)));
+                }
+                Answer::Unavailable { status: 503, .. } => {
+                    a.failed += s.names.len();
+                    a.refused += s.names.len();
+                    answered_503.extend(s.names.iter().map(String::as_str));
                     expected.extend(s.names.iter().map(|n| (n.as_str(), None)));
                 }
                 Answer::Unavailable { .. } | Answer::NoAnswer(_) => {
@@ -663,11 +676,18 @@ impl Audit {
                     "{name:?} accepted as {id}, stored as {}",
                     ids.join(", ")
                 )),
+                (None, Some(_)) if answered_503.contains(name) => a.stored_refused += 1,
                 (None, Some(_)) => a.stored_failed += 1,
                 _ => {}
             }
         }
         a.lost = lost.len();
+        if a.stored_refused > 0 {
+            a.problems.push(format!(
+                "{} cases answered 503 were stored: a 503 must mean nothing was stored",
+                a.stored_refused
+            ));
+        }
         if !lost.is_empty() {
             lost.sort();
             a.problems.push(format!(
@@ -756,11 +776,11 @@ pub fn report(title: &str, rows: &[Row]) -> String {
     let _ = writeln!(out, "## {title}\n");
     let _ = writeln!(
         out,
-        "| fault | cases sent | accepted (202) | 5xx / no answer | stored | of those 5xx'd | duplicates | lost | serving again after | recovery | ok |"
+        "| fault | cases sent | accepted (202) | refused (503) | stored though refused | outcome unknown (504, no answer) | stored of those | stored | duplicates | lost | serving again after | recovery | ok |"
     );
     let _ = writeln!(
         out,
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|:-:|"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:-:|"
     );
     let secs = |d: Option<Duration>| {
         d.map(|d| format!("{:.1} s", d.as_secs_f64()))
@@ -770,13 +790,15 @@ pub fn report(title: &str, rows: &[Row]) -> String {
         let a = &r.audit;
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.fault,
             a.sent,
             a.accepted,
-            a.failed,
-            a.stored,
+            a.refused,
+            a.stored_refused,
+            a.failed - a.refused,
             a.stored_failed,
+            a.stored,
             a.duplicates,
             a.lost,
             secs(r.back_after),
@@ -825,16 +847,15 @@ mod tests {
     }
 
     #[test]
-    fn accepted_stored_once_and_a_503_stored_once_hold() {
+    fn a_504_case_may_be_stored_once_and_a_stored_503_case_is_a_problem() {
+        let unavailable = |status| Answer::Unavailable {
+            status,
+            retry_after: None,
+        };
         let log = [
             sent(&["a", "b"], accepted(&["1", "2"])),
-            sent(
-                &["c"],
-                Answer::Unavailable {
-                    status: 503,
-                    retry_after: None,
-                },
-            ),
+            sent(&["c"], unavailable(504)),
+            sent(&["d"], unavailable(503)),
         ];
         let a = Audit::new(&log, &stored(&[("1", "a"), ("2", "b"), ("9", "c")]));
         assert!(a.holds(), "{:?}", a.problems);
@@ -843,12 +864,23 @@ mod tests {
                 a.sent,
                 a.accepted,
                 a.failed,
+                a.refused,
                 a.stored,
                 a.stored_failed,
+                a.stored_refused,
                 a.duplicates,
                 a.lost
             ),
-            (3, 2, 1, 3, 1, 0, 0)
+            (4, 2, 2, 1, 3, 1, 0, 0, 0)
+        );
+        let b = Audit::new(&log, &stored(&[("1", "a"), ("2", "b"), ("8", "d")]));
+        assert_eq!(b.stored_refused, 1);
+        assert!(
+            b.problems
+                .iter()
+                .any(|p| p.contains("answered 503 were stored")),
+            "{:?}",
+            b.problems
         );
     }
 

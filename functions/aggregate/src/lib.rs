@@ -13,8 +13,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use events::http::CloudEvent;
-use events::{StatsUpdated, StoredBatch, StoredCase};
+use events::{StatsUpdated, StoredBatch};
 use runtime::{ApiError, Context, Routes};
+use store::stats::Counted;
 use store::{Aggregator, Mongo, RedisStats};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -28,8 +29,13 @@ pub async fn routes(ctx: Context) -> anyhow::Result<Routes> {
     .await
 }
 
+/// Most batch records counted in one transaction. Each holds at most one
+/// write's cases (`WRITE_BATCH_MAX`, `READ_COUNT`), so a flush stays well
+/// under MongoDB's transaction and document limits.
+const FLUSH_MAX_BATCHES: usize = 200;
+
 struct Job {
-    ids: Vec<String>,
+    batch: String,
     reply: oneshot::Sender<Result<(), String>>,
 }
 
@@ -71,17 +77,13 @@ pub async fn routes_with(ctx: Context, config: AggregateConfig) -> anyhow::Resul
     let agg = Aggregator::new(mongo.clone(), RedisStats::new(conn.clone(), keys.clone()));
     let (changed, watch_rx) = watch::channel(0u64);
     let (jobs, jobs_rx) = mpsc::channel(1024);
-    ctx.tasks.spawn(flusher(
-        jobs_rx,
-        agg.clone(),
-        config.flush_wait,
-        changed.clone(),
-    ));
+    ctx.tasks
+        .spawn(flusher(jobs_rx, agg.clone(), config.flush_wait, changed));
     ctx.tasks.spawn(sweeper(
         ctx.clone(),
         agg.clone(),
         config.sweep_interval,
-        changed,
+        jobs.clone(),
     ));
     let source = format!("/covid-realtime/{}", ctx.config.service);
     ctx.tasks.spawn(notifier(
@@ -109,7 +111,6 @@ async fn receive(
     CloudEvent(event): CloudEvent,
 ) -> Result<StatusCode, ApiError> {
     let batch = StoredBatch::from_event(&event).map_err(|e| ApiError::bad_request(e.0))?;
-    let ids = batch.cases.into_iter().map(|c| c.id).collect();
     let (reply, rx) = oneshot::channel();
     let unavailable = |e: String| {
         ApiError::unavailable(
@@ -118,7 +119,10 @@ async fn receive(
         )
     };
     s.jobs
-        .send(Job { ids, reply })
+        .send(Job {
+            batch: batch.batch,
+            reply,
+        })
         .await
         .map_err(|_| unavailable("shutting down".into()))?;
     rx.await
@@ -127,18 +131,25 @@ async fn receive(
     Ok(StatusCode::ACCEPTED)
 }
 
-fn record(counted: &[StoredCase]) {
-    for c in counted {
-        let rev = c.revision.clone().unwrap_or_default();
-        metrics::counter!("aggregate_cases_counted_total", "path" => c.path.as_str(), "revision" => rev).increment(1);
-        metrics::counter!("aggregate_cases_by_state_total", "state" => c.case.state.to_string())
-            .increment(1);
-        metrics::counter!("aggregate_cases_by_area_total", "area" => c.case.location.to_string())
-            .increment(1);
+fn record(counted: &Counted) {
+    let d = &counted.deltas;
+    metrics::counter!("aggregate_batches_counted_total").increment(counted.batches as u64);
+    for ((path, revision), n) in &d.routes {
+        let revision = revision.clone().unwrap_or_default();
+        metrics::counter!("aggregate_cases_counted_total", "path" => path.clone(), "revision" => revision)
+            .increment(*n as u64);
+    }
+    for (state, n) in &d.states {
+        metrics::counter!("aggregate_cases_by_state_total", "state" => state.clone())
+            .increment(*n as u64);
+    }
+    for (area, n) in &d.areas {
+        metrics::counter!("aggregate_cases_by_area_total", "area" => area.clone())
+            .increment(*n as u64);
     }
 }
 
-/// Counts the ids of all events that arrive within `wait` in one transaction.
+/// Counts the batches of all events that arrive within `wait` in one transaction.
 async fn flusher(
     mut rx: mpsc::Receiver<Job>,
     agg: Aggregator,
@@ -148,17 +159,13 @@ async fn flusher(
     while let Some(first) = rx.recv().await {
         let mut jobs = vec![first];
         let until = tokio::time::Instant::now() + wait;
-        let mut n = jobs[0].ids.len();
-        while n < 5000 {
+        while jobs.len() < FLUSH_MAX_BATCHES {
             match tokio::time::timeout_at(until, rx.recv()).await {
-                Ok(Some(j)) => {
-                    n += j.ids.len();
-                    jobs.push(j);
-                }
+                Ok(Some(j)) => jobs.push(j),
                 _ => break,
             }
         }
-        let ids: Vec<String> = jobs.iter().flat_map(|j| j.ids.iter().cloned()).collect();
+        let ids: Vec<String> = jobs.iter().map(|j| j.batch.clone()).collect();
         let start = std::time::Instant::now();
         let result = agg.count(&ids).await;
         metrics::histogram!("aggregate_flush_duration_seconds")
@@ -166,7 +173,7 @@ async fn flusher(
         let reply = match result {
             Ok(counted) => {
                 record(&counted);
-                if !counted.is_empty() {
+                if counted.batches > 0 {
                     changed.send_modify(|v| *v += 1);
                 }
                 Ok(())
@@ -182,7 +189,16 @@ async fn flusher(
     }
 }
 
-async fn sweeper(ctx: Context, agg: Aggregator, every: Duration, changed: watch::Sender<u64>) {
+/// Batch records the sweep counts per interval: up to this many writes' worth
+/// of cases, so recovery runs at many times the ingest rate.
+const SWEEP_MAX_BATCHES: i64 = 2000;
+/// Records younger than this are left to their own `case.stored` event.
+const SWEEP_AGE: Duration = Duration::from_secs(2);
+
+/// Catches up every `every`: replays interrupted Redis updates, then hands
+/// the batch records no event told us about to the flusher, so that one task
+/// does all the counting and the sweep never conflicts with a flush.
+async fn sweeper(ctx: Context, agg: Aggregator, every: Duration, jobs: mpsc::Sender<Job>) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -190,18 +206,35 @@ async fn sweeper(ctx: Context, agg: Aggregator, every: Duration, changed: watch:
             _ = tick.tick() => {}
             _ = ctx.shutdown.cancelled() => return,
         }
-        match agg.sweep(Duration::from_secs(2), 2000).await {
-            Ok(0) => {}
-            Ok(n) => {
-                metrics::counter!("aggregate_swept_total").increment(n as u64);
-                tracing::info!(
-                    cases = n,
-                    "counted cases whose case.stored event did not arrive"
-                );
-                changed.send_modify(|v| *v += 1);
+        let found = async {
+            agg.replay_interrupted(SWEEP_AGE, SWEEP_MAX_BATCHES).await?;
+            Ok::<_, anyhow::Error>(agg.uncounted_batches(SWEEP_AGE, SWEEP_MAX_BATCHES).await?)
+        };
+        let batches = match found.await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "sweep failed; will retry");
+                continue;
             }
-            Err(e) => tracing::warn!(error = %format!("{e:#}"), "sweep failed; will retry"),
+        };
+        if batches.is_empty() {
+            continue;
         }
+        metrics::counter!("aggregate_swept_batches_total").increment(batches.len() as u64);
+        tracing::info!(
+            batches = batches.len(),
+            "counting batches whose case.stored event did not arrive"
+        );
+        let mut replies = Vec::with_capacity(batches.len());
+        for batch in batches {
+            let (reply, rx) = oneshot::channel();
+            if jobs.send(Job { batch, reply }).await.is_err() {
+                return;
+            }
+            replies.push(rx);
+        }
+        // The next pass starts after these are counted, not before.
+        futures::future::join_all(replies).await;
     }
 }
 

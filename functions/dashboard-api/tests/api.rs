@@ -96,7 +96,7 @@ const KNOWN: &[(&str, &str, i64, &str, WritePath, &str)] = &[
 
 impl Env {
     async fn seed(&self, rows: &[(&str, &str, i64, &str, WritePath, &str)]) -> Vec<String> {
-        let mut ids = Vec::new();
+        let (mut ids, mut batches) = (Vec::new(), Vec::new());
         for (name, loc, age, state, path, rev) in rows {
             let r = Reported {
                 id: Reported::new_id(),
@@ -105,14 +105,16 @@ impl Env {
                 revision: Some(rev.to_string()),
                 traceparent: None,
             };
-            self.cases
+            let stored = self
+                .cases
                 .insert(std::slice::from_ref(&r), *path)
                 .await
                 .unwrap();
+            batches.extend(stored.batch);
             ids.push(r.id.clone());
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        self.agg.count(&ids).await.unwrap();
+        self.agg.count(&batches).await.unwrap();
         ids
     }
 

@@ -13,7 +13,7 @@ use futures::StreamExt;
 use runtime::{Context, Routes};
 use tonic::{Request, Response, Status, Streaming};
 
-pub use batcher::Batcher;
+pub use batcher::{Batcher, WriteError};
 pub use config::WriterConfig;
 
 pub async fn routes(ctx: Context) -> anyhow::Result<Routes> {
@@ -44,6 +44,29 @@ pub struct WriterService {
     batcher: Batcher,
 }
 
+/// The instant the caller's `grpc-timeout` header gives, less a fifth of it
+/// (100 ms to 1 s): a write must have committed by then, so that the answer
+/// "not stored" reaches the caller before it gives up on its own.
+fn commit_by<T>(req: &Request<T>) -> Option<tokio::time::Instant> {
+    let v = req.metadata().get("grpc-timeout")?.to_str().ok()?;
+    let (n, unit) = v.split_at(v.len().checked_sub(1)?);
+    let n: u64 = n.parse().ok()?;
+    let d = match unit {
+        "H" => std::time::Duration::from_secs(n.saturating_mul(3600)),
+        "M" => std::time::Duration::from_secs(n.saturating_mul(60)),
+        "S" => std::time::Duration::from_secs(n),
+        "m" => std::time::Duration::from_millis(n),
+        "u" => std::time::Duration::from_micros(n),
+        "n" => std::time::Duration::from_nanos(n),
+        _ => return None,
+    };
+    let margin = (d / 5).clamp(
+        std::time::Duration::from_millis(100),
+        std::time::Duration::from_secs(1),
+    );
+    Some(tokio::time::Instant::now() + d.saturating_sub(margin))
+}
+
 fn traceparent<T>(req: &Request<T>) -> Option<String> {
     req.metadata()
         .get("traceparent")
@@ -52,56 +75,75 @@ fn traceparent<T>(req: &Request<T>) -> Option<String> {
 }
 
 impl WriterService {
-    /// Decodes, stores the valid events in the next batch, and answers one
-    /// result per event in order. Invalid events are rejected, not stored.
+    /// Decodes every event, then stores them all in the next batch, or none:
+    /// one invalid event rejects the whole request, so no valid half of a
+    /// refused request is ever stored. One result per event, in order.
     async fn write_batch(
         &self,
         req: WriteRequest,
         traceparent: Option<String>,
+        commit_by: Option<tokio::time::Instant>,
     ) -> Result<Vec<WriteResult>, Status> {
-        let mut results: Vec<WriteResult> = Vec::with_capacity(req.events.len());
+        let ids: Vec<String> = req.events.iter().map(|e| e.id.clone()).collect();
         let mut valid = Vec::with_capacity(req.events.len());
-        for pe in req.events {
-            let id = pe.id.clone();
-            let decoded = events::proto::from_proto(pe).and_then(|e| Reported::from_event(&e));
-            match decoded {
-                Ok(r) => {
-                    valid.push(r);
-                    results.push(WriteResult {
-                        id,
-                        status: WriteStatus::Stored as i32,
-                        error: String::new(),
-                    });
+        let mut refusal: Option<(usize, String)> = None;
+        for (i, pe) in req.events.into_iter().enumerate() {
+            match events::proto::from_proto(pe).and_then(|e| Reported::from_event(&e)) {
+                Ok(r) => valid.push(r),
+                Err(e) => {
+                    refusal.get_or_insert((i, e.0));
                 }
-                Err(e) => results.push(WriteResult {
-                    id,
-                    status: WriteStatus::Rejected as i32,
-                    error: e.0,
-                }),
             }
         }
+        if let Some((bad, error)) = refusal {
+            return Ok(ids
+                .into_iter()
+                .enumerate()
+                .map(|(i, id)| WriteResult {
+                    error: if i == bad {
+                        error.clone()
+                    } else {
+                        format!(
+                            "not stored: event {bad} of the same request was rejected ({error})"
+                        )
+                    },
+                    id,
+                    status: WriteStatus::Rejected as i32,
+                })
+                .collect());
+        }
         if valid.is_empty() {
-            return Ok(results);
+            return Ok(Vec::new());
         }
         let duplicates = self
             .batcher
-            .write(valid, traceparent)
+            .write(valid, traceparent, commit_by)
             .await
-            .map_err(Status::unavailable)?;
-        for r in &mut results {
-            if r.status == WriteStatus::Stored as i32 && duplicates.contains(&r.id) {
-                r.status = WriteStatus::Duplicate as i32;
-            }
-        }
-        Ok(results)
+            .map_err(|e| match e {
+                WriteError::DeadlinePassed => Status::deadline_exceeded(e.to_string()),
+                WriteError::Unknown(_) => Status::unknown(e.to_string()),
+                WriteError::Unavailable(_) => Status::unavailable(e.to_string()),
+            })?;
+        Ok(ids
+            .into_iter()
+            .map(|id| WriteResult {
+                status: if duplicates.contains(&id) {
+                    WriteStatus::Duplicate as i32
+                } else {
+                    WriteStatus::Stored as i32
+                },
+                id,
+                error: String::new(),
+            })
+            .collect())
     }
 }
 
 #[tonic::async_trait]
 impl CaseWriter for WriterService {
     async fn write(&self, req: Request<WriteRequest>) -> Result<Response<WriteResponse>, Status> {
-        let tp = traceparent(&req);
-        let results = self.write_batch(req.into_inner(), tp).await?;
+        let (tp, by) = (traceparent(&req), commit_by(&req));
+        let results = self.write_batch(req.into_inner(), tp, by).await?;
         Ok(Response::new(WriteResponse { results }))
     }
 
@@ -109,11 +151,11 @@ impl CaseWriter for WriterService {
         &self,
         req: Request<Streaming<WriteRequest>>,
     ) -> Result<Response<WriteResponse>, Status> {
-        let tp = traceparent(&req);
+        let (tp, by) = (traceparent(&req), commit_by(&req));
         let mut stream = req.into_inner();
         let mut results = Vec::new();
         while let Some(msg) = stream.next().await {
-            results.extend(self.write_batch(msg?, tp.clone()).await?);
+            results.extend(self.write_batch(msg?, tp.clone(), by).await?);
         }
         Ok(Response::new(WriteResponse { results }))
     }

@@ -14,12 +14,59 @@ use tonic::transport::Endpoint;
 
 use crate::access::GrpcBearer;
 use crate::config::Route;
-use crate::grpc_batch::GrpcBatcher;
+use crate::grpc_batch::{GrpcBatcher, Unanswered};
 
-/// Why the next hop did not take the cases. Nothing is kept: the client may retry.
+/// Why the next hop did not take the cases.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ForwardError(pub String);
+#[error("{message}")]
+pub struct ForwardError {
+    pub message: String,
+    /// The next hop may have stored the cases (it was sent them and did not
+    /// answer, or the answer was lost). When false, nothing was stored.
+    pub outcome_unknown: bool,
+}
+
+impl ForwardError {
+    fn refused(message: String) -> ForwardError {
+        ForwardError {
+            message,
+            outcome_unknown: false,
+        }
+    }
+
+    fn unknown(message: String) -> ForwardError {
+        ForwardError {
+            message,
+            outcome_unknown: true,
+        }
+    }
+}
+
+/// Whether a gRPC error leaves the outcome open: the writer's own answers
+/// say what happened, except `UNKNOWN`; a call that broke or timed out on
+/// the way may have been served, unless it never connected.
+fn grpc_outcome_unknown(s: &tonic::Status) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(s);
+    if cause.is_none() {
+        // Sent by the writer, or tonic's own "Timeout expired" (CANCELLED).
+        return matches!(s.code(), tonic::Code::Unknown | tonic::Code::Cancelled);
+    }
+    while let Some(e) = cause {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::ConnectionRefused
+        {
+            return false;
+        }
+        cause = e.source();
+    }
+    true
+}
+
+/// Whether a Redis error leaves the outcome open: an error reply means the
+/// script did not run; a connection that broke mid-call may have run it.
+fn redis_outcome_unknown(e: &redis::RedisError) -> bool {
+    !e.is_connection_refusal() && (e.is_io_error() || e.is_timeout() || e.is_connection_dropped())
+}
 
 pub enum Forwarder {
     Sink(Box<Sink>),
@@ -57,8 +104,7 @@ impl Forwarder {
                     .map_err(|e| {
                         anyhow::anyhow!("GRPC_WRITER_URL={writer_url:?} is not a URL: {e}")
                     })?
-                    .connect_timeout(Duration::from_secs(1))
-                    .timeout(timeout)
+                    .connect_timeout(Duration::from_secs(1).min(timeout))
                     .tcp_nodelay(true)
                     .http2_keep_alive_interval(Duration::from_secs(30))
                     .connect_lazy();
@@ -80,65 +126,20 @@ impl Forwarder {
         })
     }
 
-    /// Hands `events` (all `case.reported`) to the next hop; all or error.
-    pub async fn forward(&self, events: Vec<Event>, traceparent: &str) -> Result<(), ForwardError> {
-        match self {
-            Forwarder::Sink(sink) => {
-                let failures: Vec<String> = match <[Event; 1]>::try_from(events) {
-                    // A single case (the common request) needs no fan-out.
-                    Ok([event]) => sink
-                        .send(&event, Some(traceparent))
-                        .await
-                        .err()
-                        .map(|e| e.to_string())
-                        .into_iter()
-                        .collect(),
-                    Err(events) => {
-                        futures::stream::iter(events)
-                            .map(|e| async move { sink.send(&e, Some(traceparent)).await })
-                            .buffer_unordered(32)
-                            .filter_map(|r| async move { r.err().map(|e| e.to_string()) })
-                            .collect()
-                            .await
-                    }
-                };
-                match failures.first() {
-                    None => Ok(()),
-                    Some(first) => Err(ForwardError(format!(
-                        "the sink refused {} of the cases: {first}",
-                        failures.len()
-                    ))),
-                }
-            }
+    /// Hands `events` (all `case.reported`) to the next hop by `deadline`;
+    /// all, or an error that says whether any may have been stored.
+    pub async fn forward(
+        &self,
+        events: Vec<Event>,
+        traceparent: &str,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), ForwardError> {
+        let sent = match self {
             Forwarder::Grpc(batcher) => {
-                let n = events.len();
-                let results = batcher
-                    .write(events.iter().map(to_proto).collect(), traceparent)
-                    .await
-                    .map_err(|s| {
-                        ForwardError(format!(
-                            "the gRPC writer is unavailable: {} ({:?})",
-                            s.message(),
-                            s.code()
-                        ))
-                    })?;
-                let rejected: Vec<_> = results
-                    .iter()
-                    .filter(|r| r.status == writer::WriteStatus::Rejected as i32)
-                    .collect();
-                if results.len() != n {
-                    return Err(ForwardError(format!(
-                        "the gRPC writer answered {} results for {n} cases",
-                        results.len()
-                    )));
-                }
-                if let Some(r) = rejected.first() {
-                    return Err(ForwardError(format!(
-                        "the gRPC writer rejected case {}: {}",
-                        r.id, r.error
-                    )));
-                }
-                Ok(())
+                return to_grpc(batcher, &events, traceparent, deadline).await;
+            }
+            Forwarder::Sink(sink) => {
+                tokio::time::timeout_at(deadline, to_sink(sink, events, traceparent)).await
             }
             Forwarder::Redis {
                 conn,
@@ -146,25 +147,16 @@ impl Forwarder {
                 max_backlog,
                 append,
             } => {
-                let mut script = append.key(stream);
-                script.arg(*max_backlog).arg(events::redis::STREAM_FIELD);
-                for e in &events {
-                    script.arg(events::redis::encode(e));
-                }
-                let (appended, len): (u8, u64) = script
-                    .invoke_async(&mut conn.clone())
-                    .await
-                    .map_err(|e| ForwardError(format!("Redis is unavailable: {e}")))?;
-                metrics::gauge!("ingest_stream_backlog").set(len as f64);
-                if appended == 0 {
-                    // Back-pressure: the consumer is behind or MongoDB is away.
-                    return Err(ForwardError(format!(
-                        "the Redis Stream already holds {len} cases not yet stored (MAX_STREAM_BACKLOG={max_backlog})"
-                    )));
-                }
-                Ok(())
+                let append = to_stream(conn, append, stream, *max_backlog, &events);
+                tokio::time::timeout_at(deadline, append).await
             }
-        }
+        };
+        sent.unwrap_or_else(|_| {
+            Err(ForwardError::unknown(
+                "the next hop did not answer in time (FORWARD_TIMEOUT_MS); it may have stored the cases"
+                    .to_owned(),
+            ))
+        })
     }
 
     /// Whether the next hop answers, for `/readyz`.
@@ -188,4 +180,118 @@ impl Forwarder {
 /// `case.reported` events for `reported`, stamped by this source.
 pub fn to_events(reported: &[Reported], source: &str) -> Vec<Event> {
     reported.iter().map(|r| r.to_event(source)).collect()
+}
+
+async fn to_grpc(
+    batcher: &GrpcBatcher,
+    events: &[Event],
+    traceparent: &str,
+    deadline: tokio::time::Instant,
+) -> Result<(), ForwardError> {
+    let n = events.len();
+    let results = match batcher
+        .write(events.iter().map(to_proto).collect(), traceparent, deadline)
+        .await
+    {
+        Ok(Ok(results)) => results,
+        Ok(Err(s)) => {
+            let message = format!(
+                "the gRPC writer did not store the cases: {} ({:?})",
+                s.message(),
+                s.code()
+            );
+            return Err(if grpc_outcome_unknown(&s) {
+                ForwardError::unknown(message)
+            } else {
+                ForwardError::refused(message)
+            });
+        }
+        Err(Unanswered::NotSent) => {
+            return Err(ForwardError::refused(
+                "the gRPC writer was busy until the deadline (FORWARD_TIMEOUT_MS); the cases were not sent"
+                    .to_owned(),
+            ));
+        }
+        Err(Unanswered::InFlight) => {
+            return Err(ForwardError::unknown(
+                "the gRPC writer did not answer in time (FORWARD_TIMEOUT_MS); it may have stored the cases"
+                    .to_owned(),
+            ));
+        }
+    };
+    if results.len() != n {
+        return Err(ForwardError::unknown(format!(
+            "the gRPC writer answered {} results for {n} cases",
+            results.len()
+        )));
+    }
+    // grpc-writer stores a request whole or not at all.
+    if let Some(r) = results
+        .iter()
+        .find(|r| r.status == writer::WriteStatus::Rejected as i32)
+    {
+        return Err(ForwardError::refused(format!(
+            "the gRPC writer rejected case {}: {}",
+            r.id, r.error
+        )));
+    }
+    Ok(())
+}
+
+async fn to_sink(sink: &Sink, events: Vec<Event>, traceparent: &str) -> Result<(), ForwardError> {
+    let failures: Vec<String> = match <[Event; 1]>::try_from(events) {
+        // A single case (the common request) needs no fan-out.
+        Ok([event]) => sink
+            .send(&event, Some(traceparent))
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .into_iter()
+            .collect(),
+        Err(events) => {
+            futures::stream::iter(events)
+                .map(|e| async move { sink.send(&e, Some(traceparent)).await })
+                .buffer_unordered(32)
+                .filter_map(|r| async move { r.err().map(|e| e.to_string()) })
+                .collect()
+                .await
+        }
+    };
+    match failures.first() {
+        None => Ok(()),
+        Some(first) => Err(ForwardError::refused(format!(
+            "the sink refused {} of the cases: {first}",
+            failures.len()
+        ))),
+    }
+}
+
+async fn to_stream(
+    conn: &ConnectionManager,
+    append: &redis::Script,
+    stream: &str,
+    max_backlog: usize,
+    events: &[Event],
+) -> Result<(), ForwardError> {
+    let mut script = append.key(stream);
+    script.arg(max_backlog).arg(events::redis::STREAM_FIELD);
+    for e in events {
+        script.arg(events::redis::encode(e));
+    }
+    let (appended, len): (u8, u64) = script.invoke_async(&mut conn.clone()).await.map_err(|e| {
+        let message = format!("Redis did not take the cases: {e}");
+        if redis_outcome_unknown(&e) {
+            ForwardError::unknown(message)
+        } else {
+            ForwardError::refused(message)
+        }
+    })?;
+    metrics::gauge!("ingest_stream_backlog").set(len as f64);
+    if appended == 0 {
+        // Back-pressure: the consumer is behind or MongoDB is away.
+        return Err(ForwardError::refused(format!(
+            "the Redis Stream already holds {len} cases not yet stored (MAX_STREAM_BACKLOG={max_backlog})"
+        )));
+    }
+    Ok(())
 }

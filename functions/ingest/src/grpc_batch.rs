@@ -6,12 +6,19 @@
 //! call carries many requests. Single-case POSTs then cost the writer one
 //! call per batch instead of one per case. Each request gets its own slice
 //! of the per-case results, or the call's error.
+//!
+//! A request whose deadline passes while it is still queued is taken out of
+//! the queue and never sent: its caller can say for certain that nothing was
+//! stored. Once sent, the call carries the earliest deadline of its requests
+//! (`grpc-timeout`), and grpc-writer does not commit past it.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use events::proto::writer::{self, WriteRequest};
 use events::proto::{ce, writer::case_writer_client::CaseWriterClient};
 use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::time::Instant;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
@@ -26,10 +33,50 @@ pub const MAX_CALLS: usize = 8;
 
 type Reply = Result<Vec<writer::WriteResult>, tonic::Status>;
 
+/// What became of a request that got no answer by its deadline.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Unanswered {
+    /// Still queued: taken out, never sent. Nothing was stored.
+    NotSent,
+    /// In a call that has not answered: the cases may be stored.
+    InFlight,
+}
+
+const QUEUED: u8 = 0;
+const SENT: u8 = 1;
+const WITHDRAWN: u8 = 2;
+
 struct Job {
     events: Vec<ce::CloudEvent>,
     traceparent: String,
+    deadline: Instant,
+    /// QUEUED until the sender takes it (SENT) or its caller gives up first (WITHDRAWN).
+    state: Arc<AtomicU8>,
     reply: oneshot::Sender<Reply>,
+}
+
+/// Takes a queued job back; false when the sender has already taken it.
+fn withdraw(state: &AtomicU8) -> bool {
+    state
+        .compare_exchange(QUEUED, WITHDRAWN, Ordering::AcqRel, Ordering::Acquire)
+        .is_ok()
+}
+
+struct Withdraw(Arc<AtomicU8>);
+
+impl Drop for Withdraw {
+    fn drop(&mut self) {
+        withdraw(&self.0);
+    }
+}
+
+impl Job {
+    /// The sender takes the job unless its caller has withdrawn it.
+    fn take(&self) -> bool {
+        self.state
+            .compare_exchange(QUEUED, SENT, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
 }
 
 #[derive(Clone)]
@@ -51,19 +98,37 @@ impl GrpcBatcher {
         self.client.clone()
     }
 
-    /// Writes `events` in the next call; their results in order.
-    pub async fn write(&self, events: Vec<ce::CloudEvent>, traceparent: &str) -> Reply {
+    /// Writes `events` in the next call; their results in order, or, at
+    /// `deadline`, what became of the unanswered request.
+    pub async fn write(
+        &self,
+        events: Vec<ce::CloudEvent>,
+        traceparent: &str,
+        deadline: Instant,
+    ) -> Result<Reply, Unanswered> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Job {
-                events,
-                traceparent: traceparent.to_owned(),
-                reply,
-            })
-            .await
-            .map_err(|_| tonic::Status::unavailable("ingest is shutting down"))?;
-        rx.await
-            .map_err(|_| tonic::Status::unavailable("the call was abandoned"))?
+        let state = Arc::new(AtomicU8::new(QUEUED));
+        // A caller that goes away (its client disconnected) withdraws a job
+        // that is still queued, as one whose deadline passed does.
+        let _withdraw = Withdraw(state.clone());
+        let job = Job {
+            events,
+            traceparent: traceparent.to_owned(),
+            deadline,
+            state: state.clone(),
+            reply,
+        };
+        match tokio::time::timeout_at(deadline, self.tx.send(job)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Ok(Err(tonic::Status::unavailable("ingest is shutting down"))),
+            Err(_) => return Err(Unanswered::NotSent),
+        }
+        match tokio::time::timeout_at(deadline, rx).await {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(_)) => Ok(Err(tonic::Status::unavailable("the call was abandoned"))),
+            Err(_) if withdraw(&state) => Err(Unanswered::NotSent),
+            Err(_) => Err(Unanswered::InFlight),
+        }
     }
 }
 
@@ -75,16 +140,25 @@ async fn run(mut rx: mpsc::Receiver<Job>, client: Client) {
         let Ok(permit) = calls.clone().acquire_owned().await else {
             return;
         };
-        let mut size = first.events.len();
-        let mut jobs = vec![first];
+        let mut jobs = Vec::new();
+        let mut size = 0;
+        if first.take() {
+            size = first.events.len();
+            jobs.push(first);
+        }
         while size < MAX_CASES {
             match rx.try_recv() {
-                Ok(job) => {
+                Ok(job) if job.take() => {
                     size += job.events.len();
                     jobs.push(job);
                 }
+                // Withdrawn by its caller while queued: dropped unsent.
+                Ok(_) => {}
                 Err(_) => break,
             }
+        }
+        if jobs.is_empty() {
+            continue;
         }
         let mut client = client.clone();
         tokio::spawn(async move {
@@ -104,6 +178,10 @@ async fn call(client: &mut Client, mut jobs: Vec<Job>) {
     });
     if let Ok(v) = jobs[0].traceparent.parse() {
         req.metadata_mut().insert("traceparent", v);
+    }
+    // The earliest caller's deadline travels with the call (grpc-timeout).
+    if let Some(deadline) = jobs.iter().map(|j| j.deadline).min() {
+        req.set_timeout(deadline.saturating_duration_since(Instant::now()));
     }
     metrics::histogram!("ingest_grpc_call_requests").record(jobs.len() as f64);
     match client.write(req).await {

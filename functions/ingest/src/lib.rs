@@ -129,6 +129,9 @@ async fn post_cases(
             Err(e) if e.status == StatusCode::SERVICE_UNAVAILABLE => {
                 ("unavailable", e.error.clone())
             }
+            Err(e) if e.status == StatusCode::GATEWAY_TIMEOUT => {
+                ("outcome_unknown", e.error.clone())
+            }
             Err(e) => ("refused", e.error.clone()),
         };
         log.log(store::LogEntry {
@@ -290,28 +293,27 @@ async fn accept(
     let ids: Vec<String> = reported.iter().map(|r| r.id.clone()).collect();
     let events = forward::to_events(&reported, &s.source);
 
-    let sent = tokio::time::timeout(
-        s.config.forward_timeout,
-        s.forwarder.forward(events, &traceparent),
-    )
-    .await;
-    let err = match sent {
-        Ok(Ok(())) => None,
-        Ok(Err(e)) => Some(e.0),
-        Err(_) => Some(format!(
-            "the next hop did not answer within {:?}",
-            s.config.forward_timeout
-        )),
-    };
-    if let Some(e) = err {
-        tracing::warn!(route = s.route, error = %e, cases = ids.len(), "next hop unavailable");
-        return Err(refuse(
-            "unavailable",
-            ApiError::unavailable(
-                format!("cases not accepted, try again: {e}"),
-                std::time::Duration::from_secs(1),
-            ),
-        ));
+    let deadline = tokio::time::Instant::now() + s.config.forward_timeout;
+    if let Err(e) = s.forwarder.forward(events, &traceparent, deadline).await {
+        tracing::warn!(route = s.route, error = %e, unknown = e.outcome_unknown, cases = ids.len(), "next hop did not take the cases");
+        let retry = std::time::Duration::from_secs(1);
+        return Err(if e.outcome_unknown {
+            refuse(
+                "outcome_unknown",
+                ApiError::outcome_unknown(
+                    format!(
+                        "outcome unknown: {e}; retry with the same Idempotency-Key, or look up these ids"
+                    ),
+                    ids,
+                    retry,
+                ),
+            )
+        } else {
+            refuse(
+                "unavailable",
+                ApiError::unavailable(format!("cases not accepted, try again: {e}"), retry),
+            )
+        });
     }
     metrics::counter!("ingest_cases_accepted_total", "route" => s.route)
         .increment(ids.len() as u64);

@@ -115,6 +115,80 @@ async fn grpc_route_sends_one_write_per_batch() {
     assert_eq!(ready.status(), StatusCode::OK);
 }
 
+/// A request in a gRPC call that does not answer in time gets 504 with its
+/// ids (the writer had it: the outcome is unknown), never a 503; a request
+/// whose caller goes away while it waits for a call slot is withdrawn and
+/// never sent. Each call carries its deadline to the writer (`grpc-timeout`).
+#[tokio::test]
+async fn an_unanswered_call_gets_504_with_its_ids_and_abandoned_queued_requests_are_never_sent() {
+    let (url, writer) = spawn_slow_writer(Duration::from_secs(3)).await;
+    let app = spawn_ingest(&[
+        ("INGEST_ROUTE", "grpc"),
+        ("GRPC_WRITER_URL", &url),
+        ("FORWARD_TIMEOUT_MS", "1500"),
+    ])
+    .await;
+    // Eight posts one after another fill every call slot...
+    let first = futures::future::join_all((0..8).map(|i| {
+        let app = &app;
+        async move {
+            tokio::time::sleep(Duration::from_millis(30 * i)).await;
+            let name = format!("InFlight{i}");
+            let resp = app.post_json(&case_json(&name, 30)).await;
+            (name, resp.status(), json(resp).await)
+        }
+    }));
+    // ...then ten more find none free, wait in the queue, and their client
+    // gives up before a slot frees.
+    let second = futures::future::join_all((0..10).map(|i| {
+        let app = &app;
+        async move {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            let sent = app
+                .client
+                .post(format!("{}/cases", app.url))
+                .header("content-type", "application/json")
+                .timeout(Duration::from_millis(300))
+                .body(case_json(&format!("Abandoned{i}"), 30))
+                .send()
+                .await;
+            assert!(sent.is_err(), "the client gave up first");
+        }
+    }));
+    let (first, _) = tokio::join!(first, second);
+    // Let the writer answer every call it got, so nothing is still on its way.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let arrived: std::collections::HashSet<String> =
+        writer.arrived.lock().unwrap().iter().cloned().collect();
+    for (name, status, body) in &first {
+        assert_eq!(status.as_u16(), 504, "{name}: {body}");
+        assert!(
+            arrived.contains(name),
+            "{name} got 504 but never reached the writer"
+        );
+        assert_eq!(body["ids"].as_array().map(Vec::len), Some(1), "{body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("outcome unknown"),
+            "{body}"
+        );
+    }
+    let abandoned: Vec<&String> = arrived
+        .iter()
+        .filter(|n| n.starts_with("Abandoned"))
+        .collect();
+    assert!(
+        abandoned.is_empty(),
+        "abandoned requests were sent: {abandoned:?}"
+    );
+    let timeouts = writer.timeouts.lock().unwrap().clone();
+    assert!(
+        timeouts
+            .iter()
+            .all(|t| t.ends_with('m') || t.ends_with('u')),
+        "every call carries its deadline: {timeouts:?}"
+    );
+}
+
 /// Concurrent single-case requests share gRPC calls: while the calls in
 /// flight are busy, the requests that arrive queue up and go out together,
 /// and each request still gets exactly its own cases' results.

@@ -17,6 +17,9 @@ pub struct ApiError {
     pub field: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub index: Option<usize>,
+    /// The ids of the request's cases, when the outcome is unknown (504).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ids: Option<Vec<String>>,
     #[serde(skip)]
     pub retry_after: Option<Duration>,
 }
@@ -28,6 +31,7 @@ impl ApiError {
             error: error.into(),
             field: None,
             index: None,
+            ids: None,
             retry_after: None,
         }
     }
@@ -41,6 +45,21 @@ impl ApiError {
         ApiError {
             retry_after: Some(retry_after),
             ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, error)
+        }
+    }
+
+    /// 504 with `Retry-After` and the cases' ids: the next hop had the cases
+    /// and did not answer in time, so they may be stored. A retry with the
+    /// same `Idempotency-Key` gets the same ids and stores nothing twice.
+    pub fn outcome_unknown(
+        error: impl Into<String>,
+        ids: Vec<String>,
+        retry_after: Duration,
+    ) -> ApiError {
+        ApiError {
+            ids: Some(ids),
+            retry_after: Some(retry_after),
+            ..ApiError::new(StatusCode::GATEWAY_TIMEOUT, error)
         }
     }
 

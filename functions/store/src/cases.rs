@@ -1,13 +1,21 @@
 //! MongoDB `cases`: one document per case, `_id` = the case's event id, so
 //! a retried or redelivered write is a no-op reported as a duplicate.
+//!
+//! A write stores a batch's new cases and its counting record (see
+//! [`crate::batch`]) in one transaction: one insert per case, plus a lookup
+//! and a record per batch.
+
+use std::collections::HashSet;
 
 use chrono::Utc;
 use events::{Case, Reported, StoredCase, WritePath};
 use futures::TryStreamExt;
+use mongodb::ClientSession;
 use mongodb::bson::{Bson, DateTime, Document, doc};
 use mongodb::error::ErrorKind;
 
-use crate::mongo::{CASES, Mongo, is_duplicate_key};
+use crate::batch::{Deltas, record_doc};
+use crate::mongo::{BATCHES, CASES, Mongo};
 
 /// What one bulk write did.
 #[derive(Debug, Default, Clone)]
@@ -16,6 +24,19 @@ pub struct InsertOutcome {
     pub stored: Vec<StoredCase>,
     /// Ids that were already stored (a retry or a redelivery).
     pub duplicates: Vec<String>,
+    /// The counting record of the newly stored cases (`None` when nothing
+    /// was new): the id `case.stored` carries to the aggregate.
+    pub batch: Option<String>,
+}
+
+/// A write whose caller's deadline passed before its commit: nothing stored.
+#[derive(Debug, thiserror::Error)]
+#[error("the caller's deadline passed before the commit: nothing was stored")]
+pub struct DeadlinePassed;
+
+/// Whether `e` is [`DeadlinePassed`].
+pub fn is_deadline_passed(e: &mongodb::error::Error) -> bool {
+    matches!(&*e.kind, ErrorKind::Custom(c) if c.is::<DeadlinePassed>())
 }
 
 #[derive(Clone)]
@@ -37,7 +58,6 @@ fn to_doc(s: &StoredCase) -> Document {
         "revision": s.revision.as_deref().map(Bson::from).unwrap_or(Bson::Null),
         "reported_at": DateTime::from_millis(s.reported_ms),
         "stored_at": DateTime::from_millis(s.stored_ms),
-        "counted": false,
     }
 }
 
@@ -85,54 +105,110 @@ impl CaseStore {
         CaseStore { mongo }
     }
 
-    /// Stores every case not stored yet, in one unordered bulk insert.
+    /// Stores every case not stored yet and the batch's counting record, in
+    /// one transaction: either both are stored or neither is. A concurrent
+    /// writer of the same ids makes the transaction fail with a duplicate
+    /// key or a write conflict; the caller retries, and the retry finds them.
     pub async fn insert(
         &self,
         reported: &[Reported],
         path: WritePath,
+    ) -> mongodb::error::Result<InsertOutcome> {
+        self.insert_by(reported, path, None).await
+    }
+
+    /// [`CaseStore::insert`], committed only if `commit_by` has not passed:
+    /// past it the transaction is aborted and the error is
+    /// [`DeadlinePassed`], so the caller, whose own caller has given up, can
+    /// say for certain that nothing was stored.
+    pub async fn insert_by(
+        &self,
+        reported: &[Reported],
+        path: WritePath,
+        commit_by: Option<tokio::time::Instant>,
     ) -> mongodb::error::Result<InsertOutcome> {
         if reported.is_empty() {
             return Ok(InsertOutcome::default());
         }
         self.mongo.ensure_indexes().await?;
         let now = Utc::now();
-        let cases: Vec<StoredCase> = reported
-            .iter()
-            .map(|r| StoredCase::from_reported(r, path, now))
-            .collect();
-        let docs: Vec<Document> = cases.iter().map(to_doc).collect();
-        let result = self
-            .mongo
-            .collection(CASES)
-            .insert_many(docs)
-            .ordered(false)
-            .await;
-        let dup_indexes: Vec<usize> = match result {
-            Ok(_) => Vec::new(),
-            Err(e) => match *e.kind {
-                ErrorKind::InsertMany(ref ime)
-                    if ime.write_concern_error.is_none()
-                        && ime
-                            .write_errors
-                            .as_ref()
-                            .is_some_and(|w| w.iter().all(|we| is_duplicate_key(we.code))) =>
-                {
-                    ime.write_errors
-                        .as_ref()
-                        .map(|w| w.iter().map(|we| we.index).collect())
-                        .unwrap_or_default()
-                }
-                _ => return Err(e),
-            },
+        // An id repeated within the request is stored once; the repeats are
+        // reported as duplicates.
+        let mut seen = HashSet::new();
+        let (mut cases, mut repeated) = (Vec::new(), Vec::new());
+        for r in reported {
+            if seen.insert(r.id.as_str()) {
+                cases.push(StoredCase::from_reported(r, path, now));
+            } else {
+                repeated.push(r.id.clone());
+            }
+        }
+        // Everything before the commit runs within the deadline. Past it the
+        // session is dropped with its transaction uncommitted (the driver
+        // aborts it), even while MongoDB does not answer at all.
+        let attempt = async {
+            let mut session = self.mongo.client().start_session().await?;
+            session.start_transaction().await?;
+            let outcome = self.insert_in(&mut session, cases).await?;
+            Ok::<_, mongodb::error::Error>((session, outcome))
         };
+        let (mut session, mut outcome) = match commit_by {
+            Some(t) => tokio::time::timeout_at(t, attempt)
+                .await
+                .unwrap_or_else(|_| Err(mongodb::error::Error::custom(DeadlinePassed)))?,
+            None => attempt.await?,
+        };
+        if outcome.stored.is_empty() {
+            let _ = session.abort_transaction().await;
+        } else if commit_by.is_some_and(|t| tokio::time::Instant::now() >= t) {
+            return Err(mongodb::error::Error::custom(DeadlinePassed));
+        } else {
+            session.commit_transaction().await?;
+        }
+        outcome.duplicates.extend(repeated);
+        Ok(outcome)
+    }
+
+    async fn insert_in(
+        &self,
+        session: &mut ClientSession,
+        cases: Vec<StoredCase>,
+    ) -> mongodb::error::Result<InsertOutcome> {
+        let collection = self.mongo.collection(CASES);
+        let ids: Vec<&str> = cases.iter().map(|c| c.id.as_str()).collect();
+        let existing: HashSet<String> = collection
+            .find(doc! {"_id": {"$in": &ids}})
+            .projection(doc! {"_id": 1})
+            .session(&mut *session)
+            .await?
+            .stream(&mut *session)
+            .try_collect::<Vec<Document>>()
+            .await?
+            .iter()
+            .filter_map(|d| d.get_str("_id").ok().map(str::to_owned))
+            .collect();
         let mut outcome = InsertOutcome::default();
-        for (i, c) in cases.into_iter().enumerate() {
-            if dup_indexes.contains(&i) {
+        for c in cases {
+            if existing.contains(&c.id) {
                 outcome.duplicates.push(c.id);
             } else {
                 outcome.stored.push(c);
             }
         }
+        if outcome.stored.is_empty() {
+            return Ok(outcome);
+        }
+        collection
+            .insert_many(outcome.stored.iter().map(to_doc))
+            .session(&mut *session)
+            .await?;
+        let batch_id = format!("b-{}", uuid::Uuid::now_v7());
+        self.mongo
+            .collection(BATCHES)
+            .insert_one(record_doc(&batch_id, &Deltas::of(&outcome.stored)))
+            .session(&mut *session)
+            .await?;
+        outcome.batch = Some(batch_id);
         Ok(outcome)
     }
 

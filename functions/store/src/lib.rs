@@ -3,6 +3,7 @@
 //! keeps the materialised statistics, and the reads behind the dashboard.
 //! Every read the dashboard makes is O(number of areas), never O(cases).
 
+pub mod batch;
 pub mod cases;
 pub mod ingest_log;
 pub mod mongo;

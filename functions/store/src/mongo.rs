@@ -36,6 +36,9 @@ pub const CASES: &str = "cases";
 pub const AREA_STATS: &str = "area_stats";
 pub const STATE_STATS: &str = "state_stats";
 pub const TOTALS: &str = "totals";
+/// The counting outbox: one record per stored batch (see [`crate::batch`]).
+pub const BATCHES: &str = "stats_batches";
+/// The Redis half of a counted flush, until it is applied (at most once).
 pub const OUTBOX: &str = "stats_outbox";
 pub const INGEST_LOG: &str = "ingest_log";
 
@@ -91,10 +94,6 @@ impl Mongo {
                 let cases = self.collection(CASES);
                 cases
                     .create_indexes([
-                        // The aggregation sweep finds cases not yet counted.
-                        IndexModel::builder()
-                            .keys(doc! {"counted": 1, "stored_at": 1})
-                            .build(),
                         // Filtered pages of the stored collection, newest first.
                         IndexModel::builder()
                             .keys(doc! {"location": 1, "_id": -1})
@@ -104,9 +103,12 @@ impl Mongo {
                             .build(),
                     ])
                     .await?;
-                self.collection(OUTBOX)
-                    .create_index(IndexModel::builder().keys(doc! {"created": 1}).build())
-                    .await?;
+                // The sweep replays records older than a bound.
+                for outbox in [BATCHES, OUTBOX] {
+                    self.collection(outbox)
+                        .create_index(IndexModel::builder().keys(doc! {"created": 1}).build())
+                        .await?;
+                }
                 let ttl = IndexOptions::builder()
                     .expire_after(self.ingest_log_ttl)
                     .build();

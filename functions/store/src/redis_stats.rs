@@ -7,11 +7,12 @@ use std::collections::BTreeMap;
 
 use events::redis::Keys;
 use events::{AGE_BUCKETS, StoredCase};
+
+use crate::batch::Deltas;
+pub use crate::batch::RECENT_KEEP;
 use redis::aio::ConnectionManager;
 use serde::Serialize;
 
-/// How many recent cases Redis keeps (the dashboard shows 5).
-pub const RECENT_KEEP: usize = 20;
 /// Seconds of per-second counters kept (the dashboard shows the last 60).
 pub const RATE_KEEP_S: i64 = 120;
 /// How long a flush marker is kept; replays come within seconds.
@@ -75,27 +76,17 @@ impl RedisStats {
         &self.keys
     }
 
-    /// Applies one flush's newly counted cases; `false` if it was applied before.
+    /// Applies one flush's deltas; `false` if it was applied before.
     pub async fn apply(
         &self,
         flush_id: &str,
-        cases: &[StoredCase],
+        deltas: &Deltas,
         now_ms: i64,
     ) -> redis::RedisResult<bool> {
-        let mut ages = [0u64; 10];
-        let mut totals: BTreeMap<String, i64> = BTreeMap::new();
-        let mut rate: BTreeMap<i64, BTreeMap<String, i64>> = BTreeMap::new();
-        for c in cases {
-            ages[c.case.age_bucket()] += 1;
-            let sec = rate.entry(c.stored_ms.div_euclid(1000)).or_default();
-            for field in fields(c) {
-                *totals.entry(field.clone()).or_default() += 1;
-                *sec.entry(field).or_default() += 1;
-            }
-        }
-        let mut newest: Vec<&StoredCase> = cases.iter().collect();
-        newest.sort_by(|a, b| b.id.cmp(&a.id));
-        newest.truncate(RECENT_KEEP);
+        let ages = &deltas.ages;
+        let totals = deltas.counter_totals();
+        let rate = &deltas.seconds;
+        let newest = &deltas.recent;
 
         let mut inv = self.script.prepare_invoke();
         inv.key(self.keys.applied(flush_id))
@@ -112,12 +103,12 @@ impl RedisStats {
         }
         inv.arg(now_ms);
         inv.arg(newest.len());
-        for c in &newest {
+        for c in newest {
             inv.arg(serde_json::to_string(c).expect("a case serializes"));
         }
         inv.arg(RECENT_KEEP);
         inv.arg(RATE_KEEP_S);
-        for (sec, counts) in &rate {
+        for (sec, counts) in rate {
             inv.key(self.keys.rate(*sec));
             inv.arg(counts.len());
             for (f, n) in counts {
@@ -192,13 +183,4 @@ impl RedisStats {
             })
             .collect())
     }
-}
-
-/// The counter fields one case adds to.
-fn fields(c: &StoredCase) -> Vec<String> {
-    let mut f = vec!["cases".to_owned(), format!("path:{}", c.path)];
-    if let Some(r) = &c.revision {
-        f.push(format!("rev:{r}"));
-    }
-    f
 }

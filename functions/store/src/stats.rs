@@ -1,27 +1,29 @@
 //! The MongoDB half of the statistics and the aggregation that keeps both
 //! halves exactly once.
 //!
-//! A flush counts a set of case ids. In one MongoDB transaction it finds
-//! which of them are stored and not yet counted, marks them counted, adds
-//! them to the per-area, per-state and total counters, and writes an outbox
-//! record of the Redis update. After the commit the Redis update is applied
-//! (at most once, by flush id) and the outbox record deleted. A crash
-//! between the two leaves the outbox record, which the next sweep replays.
-//! Cases whose `case.stored` event never arrived are found by the sweep too
-//! (`counted: false`), so the counters always converge to the stored documents.
+//! A writer stores each batch with a counting record (see [`crate::batch`]).
+//! A flush counts a set of those records in one MongoDB transaction: it
+//! reads them, deletes them (the deletion is the "counted" mark, so a
+//! redelivered `case.stored` finds nothing), adds their merged deltas to the
+//! per-area, per-state and total counters, and writes an outbox record of
+//! the Redis update. After the commit the Redis update is applied (at most
+//! once, by flush id) and the outbox record deleted. A crash between the two
+//! leaves the outbox record, which the next sweep replays. Records whose
+//! `case.stored` event never arrived are found by the sweep too, so the
+//! counters always converge to the stored documents, in O(batches).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::Utc;
-use events::StoredCase;
 use futures::TryStreamExt;
+use mongodb::ClientSession;
 use mongodb::bson::{Bson, DateTime, Document, doc};
 use mongodb::error::{TRANSIENT_TRANSACTION_ERROR, UNKNOWN_TRANSACTION_COMMIT_RESULT};
 use serde::Serialize;
 
-use crate::cases::from_doc;
-use crate::mongo::{AREA_STATS, CASES, Mongo, OUTBOX, STATE_STATS, TOTALS};
+use crate::batch::{Deltas, field_safe};
+use crate::mongo::{AREA_STATS, BATCHES, Mongo, OUTBOX, STATE_STATS, TOTALS};
 use crate::redis_stats::RedisStats;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -50,11 +52,6 @@ pub struct Aggregator {
     redis: RedisStats,
 }
 
-/// A revision name as a MongoDB field name: no `.` or `$`.
-fn field_safe(s: &str) -> String {
-    s.replace(['.', '$'], "_")
-}
-
 fn as_u64(b: Option<&Bson>) -> u64 {
     match b {
         Some(Bson::Int32(v)) => (*v).max(0) as u64,
@@ -73,21 +70,22 @@ impl Aggregator {
         &self.redis
     }
 
-    /// Counts the cases with these ids exactly once; returns the ones this
-    /// call counted (already counted or unknown ids are left out).
-    pub async fn count(&self, ids: &[String]) -> anyhow::Result<Vec<StoredCase>> {
-        let mut ids: Vec<String> = ids.to_vec();
+    /// Counts the batches with these record ids exactly once; returns what
+    /// this call counted (records already counted, or unknown, add nothing).
+    pub async fn count(&self, batch_ids: &[String]) -> anyhow::Result<Counted> {
+        let mut ids: Vec<String> = batch_ids.to_vec();
         ids.sort();
         ids.dedup();
         if ids.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Counted::default());
         }
         self.mongo.ensure_indexes().await?;
         let flush_id = uuid::Uuid::now_v7().to_string();
         let mut attempt = 0;
         let counted = loop {
             attempt += 1;
-            match self.count_in_transaction(&ids, &flush_id).await {
+            let mut session = self.mongo.client().start_session().await?;
+            match self.count_in(&mut session, &ids, &flush_id).await {
                 Ok(c) => break c,
                 Err(e)
                     if attempt < 8
@@ -95,70 +93,108 @@ impl Aggregator {
                             || e.contains_label(UNKNOWN_TRANSACTION_COMMIT_RESULT)
                             || is_write_conflict(&e)) =>
                 {
+                    let _ = session.abort_transaction().await;
                     tokio::time::sleep(Duration::from_millis(5 * attempt)).await;
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => {
+                    let _ = session.abort_transaction().await;
+                    return Err(e.into());
+                }
             }
         };
-        if !counted.is_empty() {
-            self.apply_redis(&flush_id, &counted).await?;
+        if counted.deltas.cases > 0 {
+            self.apply_redis(&flush_id, &counted.deltas).await?;
         }
         Ok(counted)
     }
 
-    async fn count_in_transaction(
+    async fn count_in(
         &self,
+        session: &mut ClientSession,
         ids: &[String],
         flush_id: &str,
-    ) -> mongodb::error::Result<Vec<StoredCase>> {
-        let mut session = self.mongo.client().start_session().await?;
+    ) -> mongodb::error::Result<Counted> {
         session.start_transaction().await?;
-        let cases = self.mongo.collection(CASES);
-        let docs: Vec<Document> = cases
-            .find(doc! {"_id": {"$in": ids}, "counted": false})
-            .session(&mut session)
+        let batches = self.mongo.collection(BATCHES);
+        let records: Vec<Document> = batches
+            .find(doc! {"_id": {"$in": ids}})
+            .session(&mut *session)
             .await?
-            .stream(&mut session)
+            .stream(&mut *session)
             .try_collect()
             .await?;
-        let found: Vec<StoredCase> = docs.iter().filter_map(from_doc).collect();
+        let found: Vec<&str> = records
+            .iter()
+            .filter_map(|d| d.get_str("_id").ok())
+            .collect();
         if found.is_empty() {
             session.abort_transaction().await?;
-            return Ok(found);
+            return Ok(Counted::default());
         }
-        let found_ids: Vec<&str> = found.iter().map(|c| c.id.as_str()).collect();
-        let marked = cases
-            .update_many(
-                doc! {"_id": {"$in": &found_ids}, "counted": false},
-                doc! {"$set": {"counted": true}},
-            )
-            .session(&mut session)
+        let deleted = batches
+            .delete_many(doc! {"_id": {"$in": &found}})
+            .session(&mut *session)
             .await?;
-        if marked.modified_count != found.len() as u64 {
+        if deleted.deleted_count != found.len() as u64 {
             // Another aggregator counted some of them meanwhile: start over.
             session.abort_transaction().await?;
             return Err(mongodb::error::Error::custom(WriteConflict));
         }
-        let mut areas: BTreeMap<&str, i64> = BTreeMap::new();
-        let mut states: BTreeMap<&str, i64> = BTreeMap::new();
-        let mut inc = Document::new();
-        inc.insert("cases", found.len() as i64);
-        for c in &found {
-            *areas.entry(c.case.location.as_str()).or_default() += 1;
-            *states.entry(c.case.state.as_str()).or_default() += 1;
-            bump(&mut inc, &format!("by_path.{}", c.path));
-            if let Some(r) = &c.revision {
-                bump(&mut inc, &format!("by_revision.{}", field_safe(r)));
+        let mut deltas = Deltas::default();
+        for r in &records {
+            match Deltas::from_doc(r) {
+                Some(d) => deltas.merge(d),
+                // Not ours: deleting it is all there is to do.
+                None => {
+                    tracing::warn!(record = ?r.get("_id"), "dropped a malformed counting record")
+                }
             }
         }
-        for (coll, counts) in [(AREA_STATS, &areas), (STATE_STATS, &states)] {
+        self.apply_mongo(session, &deltas).await?;
+        // The Redis half needs neither areas nor states.
+        let redis_part = Deltas {
+            areas: Default::default(),
+            states: Default::default(),
+            ..deltas.clone()
+        };
+        let mut outbox = redis_part.to_doc();
+        outbox.insert("_id", flush_id);
+        outbox.insert("created", DateTime::now());
+        self.mongo
+            .collection(OUTBOX)
+            .insert_one(outbox)
+            .session(&mut *session)
+            .await?;
+        session.commit_transaction().await?;
+        Ok(Counted {
+            batches: found.len(),
+            deltas,
+        })
+    }
+
+    /// One `$inc` per area and state, and one for the totals.
+    async fn apply_mongo(
+        &self,
+        session: &mut ClientSession,
+        d: &Deltas,
+    ) -> mongodb::error::Result<()> {
+        for (coll, counts) in [(AREA_STATS, &d.areas), (STATE_STATS, &d.states)] {
             let c = self.mongo.collection(coll);
             for (k, n) in counts {
-                c.update_one(doc! {"_id": *k}, doc! {"$inc": {"cases": *n}})
+                c.update_one(doc! {"_id": k}, doc! {"$inc": {"cases": *n}})
                     .upsert(true)
-                    .session(&mut session)
+                    .session(&mut *session)
                     .await?;
             }
+        }
+        let mut inc = doc! {"cases": d.cases};
+        for (p, n) in d.by_path() {
+            inc.insert(format!("by_path.{}", field_safe(p)), n);
+        }
+        for (r, n) in d.by_revision() {
+            let key = format!("by_revision.{}", field_safe(r));
+            let sum = inc.get_i64(&key).unwrap_or(0) + n;
+            inc.insert(key, sum);
         }
         self.mongo
             .collection(TOTALS)
@@ -167,24 +203,14 @@ impl Aggregator {
                 doc! {"$inc": inc, "$set": {"updated_at": DateTime::now()}},
             )
             .upsert(true)
-            .session(&mut session)
+            .session(&mut *session)
             .await?;
-        let outbox_cases: Vec<Bson> = found
-            .iter()
-            .map(|c| Bson::String(serde_json::to_string(c).expect("a case serializes")))
-            .collect();
-        self.mongo
-            .collection(OUTBOX)
-            .insert_one(doc! {"_id": flush_id, "created": DateTime::now(), "cases": outbox_cases})
-            .session(&mut session)
-            .await?;
-        session.commit_transaction().await?;
-        Ok(found)
+        Ok(())
     }
 
-    async fn apply_redis(&self, flush_id: &str, cases: &[StoredCase]) -> anyhow::Result<()> {
+    async fn apply_redis(&self, flush_id: &str, deltas: &Deltas) -> anyhow::Result<()> {
         self.redis
-            .apply(flush_id, cases, Utc::now().timestamp_millis())
+            .apply(flush_id, deltas, Utc::now().timestamp_millis())
             .await?;
         self.mongo
             .collection(OUTBOX)
@@ -193,52 +219,76 @@ impl Aggregator {
         Ok(())
     }
 
-    /// Catches up: counts stored cases no event told us about, and replays
-    /// Redis updates a crash interrupted. Returns how many cases it counted.
-    pub async fn sweep(&self, older_than: Duration, limit: i64) -> anyhow::Result<usize> {
+    /// Catches up: replays Redis updates a crash interrupted, then counts
+    /// batch records older than `older_than` that no event told us about, at
+    /// most `limit` records. Returns how many cases it counted. (aggregate
+    /// itself hands the records to its flusher instead, so one task counts.)
+    pub async fn sweep(&self, older_than: Duration, limit: i64) -> anyhow::Result<u64> {
+        self.replay_interrupted(older_than, limit).await?;
+        let ids = self.uncounted_batches(older_than, limit).await?;
+        let mut cases = 0;
+        // A bounded number of records per transaction.
+        for chunk in ids.chunks(SWEEP_RECORDS_PER_FLUSH) {
+            cases += self.count(chunk).await?.deltas.cases.max(0) as u64;
+        }
+        Ok(cases)
+    }
+
+    /// Applies the Redis half of flushes a crash interrupted (outbox records
+    /// older than `older_than`, at most `limit`).
+    pub async fn replay_interrupted(&self, older_than: Duration, limit: i64) -> anyhow::Result<()> {
         self.mongo.ensure_indexes().await?;
-        let cutoff =
-            DateTime::from_millis(Utc::now().timestamp_millis() - older_than.as_millis() as i64);
         let pending: Vec<Document> = self
             .mongo
             .collection(OUTBOX)
-            .find(doc! {"created": {"$lt": cutoff}})
+            .find(doc! {"created": {"$lt": cutoff(older_than)}})
             .limit(limit)
             .await?
             .try_collect()
             .await?;
         for d in pending {
-            let (Ok(id), Ok(raw)) = (d.get_str("_id"), d.get_array("cases")) else {
+            let (Ok(id), Some(deltas)) = (d.get_str("_id"), Deltas::from_doc(&d)) else {
                 continue;
             };
-            let cases: Vec<StoredCase> = raw
-                .iter()
-                .filter_map(|b| b.as_str())
-                .filter_map(|s| serde_json::from_str(s).ok())
-                .collect();
             tracing::info!(
                 flush = id,
-                cases = cases.len(),
+                cases = deltas.cases,
                 "replaying an interrupted statistics update"
             );
-            self.apply_redis(id, &cases).await?;
+            self.apply_redis(id, &deltas).await?;
         }
-        let ids: Vec<String> = self
+        Ok(())
+    }
+
+    /// Ids of the oldest batch records older than `older_than` (at most
+    /// `limit`): batches whose `case.stored` event never arrived, or has not yet.
+    pub async fn uncounted_batches(
+        &self,
+        older_than: Duration,
+        limit: i64,
+    ) -> mongodb::error::Result<Vec<String>> {
+        self.mongo.ensure_indexes().await?;
+        Ok(self
             .mongo
-            .collection(CASES)
-            .find(doc! {"counted": false, "stored_at": {"$lt": cutoff}})
+            .collection(BATCHES)
+            .find(doc! {"created": {"$lt": cutoff(older_than)}})
             .projection(doc! {"_id": 1})
+            .sort(doc! {"created": 1})
             .limit(limit)
             .await?
             .try_collect::<Vec<Document>>()
             .await?
             .iter()
             .filter_map(|d| d.get_str("_id").ok().map(str::to_owned))
-            .collect();
-        if ids.is_empty() {
-            return Ok(0);
-        }
-        Ok(self.count(&ids).await?.len())
+            .collect())
+    }
+
+    /// How many counting records wait (a gauge of how far counting trails).
+    pub async fn pending_batches(&self) -> mongodb::error::Result<u64> {
+        self.mongo
+            .collection(BATCHES)
+            .estimated_document_count()
+            .await
     }
 
     /// Top `n` areas by cases (ties by name).
@@ -307,13 +357,22 @@ impl Aggregator {
     }
 }
 
-fn bump(inc: &mut Document, key: &str) {
-    let n = match inc.get(key) {
-        Some(Bson::Int64(n)) => *n,
-        _ => 0,
-    };
-    inc.insert(key, n + 1);
+/// What one flush counted.
+#[derive(Debug, Clone, Default)]
+pub struct Counted {
+    /// Batch records counted (and deleted) by this flush.
+    pub batches: usize,
+    /// What they added.
+    pub deltas: Deltas,
 }
+
+/// The time `older_than` ago, as a MongoDB date.
+fn cutoff(older_than: Duration) -> DateTime {
+    DateTime::from_millis(Utc::now().timestamp_millis() - older_than.as_millis() as i64)
+}
+
+/// Records counted in one sweep transaction.
+const SWEEP_RECORDS_PER_FLUSH: usize = 100;
 
 #[derive(Debug, thiserror::Error)]
 #[error("write conflict: another aggregator counted some of these cases")]

@@ -1,12 +1,14 @@
-//! What both write paths share: store a batch idempotently (retrying while
-//! MongoDB is briefly away), then tell the aggregate function which cases are
-//! new with one `case.stored` event. The event is best-effort: a case whose
-//! event is lost is still counted by the aggregate's sweep.
+//! What both write paths share: store a batch idempotently with its counting
+//! record (retrying while MongoDB is briefly away), then tell the aggregate
+//! function with one `case.stored` event naming the record. The event is
+//! best-effort: a record whose event is lost is counted by the aggregate's
+//! sweep.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use events::{Reported, StoredBatch, WritePath};
+use mongodb::error::UNKNOWN_TRANSACTION_COMMIT_RESULT;
 use runtime::{Backoff, Context, Sink};
 use tokio::sync::Semaphore;
 
@@ -77,16 +79,39 @@ impl Writer {
         traceparent: Option<&str>,
         deadline: Duration,
     ) -> mongodb::error::Result<InsertOutcome> {
+        self.write_by(reported, traceparent, deadline, None).await
+    }
+
+    /// [`Writer::write`] for a caller that gives up at `commit_by`: no
+    /// transaction commits after it, and retries stop there
+    /// ([`crate::cases::DeadlinePassed`]).
+    pub async fn write_by(
+        &self,
+        reported: &[Reported],
+        traceparent: Option<&str>,
+        deadline: Duration,
+        commit_by: Option<tokio::time::Instant>,
+    ) -> mongodb::error::Result<InsertOutcome> {
         let start = tokio::time::Instant::now();
         let mut backoff = Backoff::new(Duration::from_millis(20), Duration::from_secs(1));
+        // An attempt whose commit may have happened: if no later attempt
+        // settles it, the caller must hear "unknown", not "not stored".
+        let mut maybe_committed: Option<mongodb::error::Error> = None;
         let outcome = loop {
-            match self.cases.insert(reported, self.path).await {
+            match self.cases.insert_by(reported, self.path, commit_by).await {
                 Ok(o) => break o,
-                Err(e) if start.elapsed() < deadline => {
+                Err(e)
+                    if !crate::cases::is_deadline_passed(&e)
+                        && start.elapsed() < deadline
+                        && commit_by.is_none_or(|t| tokio::time::Instant::now() < t) =>
+                {
                     tracing::warn!(error = %e, cases = reported.len(), "MongoDB write failed; retrying");
+                    if e.contains_label(UNKNOWN_TRANSACTION_COMMIT_RESULT) {
+                        maybe_committed = Some(e);
+                    }
                     tokio::time::sleep(backoff.next_delay()).await;
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(maybe_committed.unwrap_or(e)),
             }
         };
         let p = self.path.as_str();
@@ -105,15 +130,16 @@ impl Writer {
         let Some(sink) = self.sink.clone() else {
             return;
         };
-        if outcome.stored.is_empty() {
+        let Some(batch) = outcome.batch.clone() else {
             return;
-        }
+        };
         let Ok(permit) = self.slots.clone().try_acquire_owned() else {
             metrics::counter!("writer_emit_skipped_total").increment(1);
             return;
         };
         let event = StoredBatch {
-            cases: outcome.stored.clone(),
+            batch,
+            cases: outcome.stored.len() as u64,
         }
         .to_event(&self.source, traceparent);
         let traceparent = traceparent.map(str::to_owned);

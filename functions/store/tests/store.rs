@@ -85,20 +85,27 @@ async fn counting_is_exactly_once_and_materialises_every_statistic() {
         reported("E", "Petén", 35, "active", "ingest-grpc-00001"),
         reported("F", "Izabal", 130, "active", "ingest-grpc-00001"),
     ];
-    let ids: Vec<String> = batch.iter().map(|r| r.id.clone()).collect();
-    e.cases.insert(&batch[..4], WritePath::Grpc).await.unwrap();
-    e.cases.insert(&batch[4..], WritePath::Redis).await.unwrap();
+    let first = e.cases.insert(&batch[..4], WritePath::Grpc).await.unwrap();
+    let second = e.cases.insert(&batch[4..], WritePath::Redis).await.unwrap();
+    // A retried write stores nothing and makes no second record.
+    let again = e.cases.insert(&batch[..4], WritePath::Grpc).await.unwrap();
+    assert_eq!((again.stored.len(), again.duplicates.len()), (0, 4));
+    assert!(again.batch.is_none());
+    let ids = vec![first.batch.unwrap(), second.batch.unwrap()];
 
-    // Two aggregators counting the same ids at once, then a redelivery: each case counts once.
+    // Two aggregators counting the same batches at once, then a redelivery: each case counts once.
     let (x, y) = tokio::join!(e.agg.count(&ids), e.agg.count(&ids));
-    assert_eq!(x.unwrap().len() + y.unwrap().len(), 6);
-    assert!(e.agg.count(&ids).await.unwrap().is_empty());
-    assert!(
+    let (x, y) = (x.unwrap(), y.unwrap());
+    assert_eq!(x.deltas.cases + y.deltas.cases, 6);
+    assert_eq!(x.batches + y.batches, 2);
+    assert_eq!(e.agg.count(&ids).await.unwrap().batches, 0);
+    assert_eq!(
         e.agg
-            .count(&["not-a-stored-id".to_owned()])
+            .count(&["not-a-batch-id".to_owned()])
             .await
             .unwrap()
-            .is_empty()
+            .batches,
+        0
     );
 
     let totals = e.agg.totals().await.unwrap();
@@ -158,9 +165,10 @@ async fn a_replayed_redis_update_changes_nothing() {
         .map(|i| reported(&format!("R{i}"), "Jutiapa", 60, "active", "r"))
         .collect();
     let out = e.cases.insert(&batch, WritePath::Grpc).await.unwrap();
+    let deltas = store::batch::Deltas::of(&out.stored);
     let r = e.agg.redis();
-    assert!(r.apply("flush-1", &out.stored, 1).await.unwrap());
-    assert!(!r.apply("flush-1", &out.stored, 2).await.unwrap());
+    assert!(r.apply("flush-1", &deltas, 1).await.unwrap());
+    assert!(!r.apply("flush-1", &deltas, 2).await.unwrap());
     assert_eq!(r.totals().await.unwrap()["cases"], 3);
     assert_eq!(r.recent(20).await.unwrap().len(), 3);
 }

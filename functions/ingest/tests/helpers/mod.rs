@@ -9,10 +9,10 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::post;
-use events::Event;
 use events::http::CloudEvent;
 use events::proto::writer::case_writer_server::{CaseWriter, CaseWriterServer};
 use events::proto::writer::{WriteRequest, WriteResponse, WriteResult, WriteStatus};
+use events::{Event, Reported};
 use runtime::{App, Config};
 
 pub struct TestApp {
@@ -107,6 +107,10 @@ pub struct RecordingWriter {
     pub calls: Arc<Mutex<Vec<usize>>>,
     /// How long each call takes to answer.
     pub delay: Duration,
+    /// Case names of every call, recorded as the call arrives.
+    pub arrived: Arc<Mutex<Vec<String>>>,
+    /// Each call's `grpc-timeout` header (empty when it had none).
+    pub timeouts: Arc<Mutex<Vec<String>>>,
 }
 
 #[tonic::async_trait]
@@ -122,8 +126,22 @@ impl CaseWriter for RecordingWriter {
         {
             self.traceparents.lock().unwrap().push(t.to_owned());
         }
+        let timeout = req
+            .metadata()
+            .get("grpc-timeout")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        self.timeouts.lock().unwrap().push(timeout);
         let events = req.into_inner().events;
         self.calls.lock().unwrap().push(events.len());
+        for pe in &events {
+            if let Ok(r) =
+                events::proto::from_proto(pe.clone()).and_then(|e| Reported::from_event(&e))
+            {
+                self.arrived.lock().unwrap().push(r.case.name.to_string());
+            }
+        }
         tokio::time::sleep(self.delay).await;
         let mut results = Vec::new();
         for pe in events {
