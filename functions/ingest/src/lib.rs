@@ -53,6 +53,9 @@ pub async fn routes_with(ctx: Context, config: IngestConfig) -> anyhow::Result<R
         }
         None => None,
     };
+    // Every event carries the revision; receivers refuse one that could not
+    // be a field name, so a bad K_REVISION must stop ingest here instead.
+    events::check_revision(&ctx.config.revision).map_err(|e| anyhow::anyhow!("K_REVISION: {e}"))?;
     let state = Arc::new(Ingest {
         forwarder,
         keys: KeyStore::new(&config.idempotency)?,

@@ -38,6 +38,8 @@ pub const STATE_STATS: &str = "state_stats";
 pub const TOTALS: &str = "totals";
 pub const OUTBOX: &str = "stats_outbox";
 pub const INGEST_LOG: &str = "ingest_log";
+/// Stored cases that cannot be counted, with the reason (see `stats`).
+pub const DEAD_CASES: &str = "cases_dead_letter";
 
 #[derive(Clone)]
 pub struct Mongo {

@@ -20,8 +20,8 @@ use mongodb::bson::{Bson, DateTime, Document, doc};
 use mongodb::error::{TRANSIENT_TRANSACTION_ERROR, UNKNOWN_TRANSACTION_COMMIT_RESULT};
 use serde::Serialize;
 
-use crate::cases::from_doc;
-use crate::mongo::{AREA_STATS, CASES, Mongo, OUTBOX, STATE_STATS, TOTALS};
+use crate::cases::parse_doc;
+use crate::mongo::{AREA_STATS, CASES, DEAD_CASES, Mongo, OUTBOX, STATE_STATS, TOTALS};
 use crate::redis_stats::RedisStats;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -121,9 +121,21 @@ impl Aggregator {
             .stream(&mut session)
             .try_collect()
             .await?;
-        let found: Vec<StoredCase> = docs.iter().filter_map(from_doc).collect();
-        if found.is_empty() {
+        let mut found = Vec::with_capacity(docs.len());
+        let mut dead = Vec::new();
+        for d in docs {
+            match parse_doc(&d) {
+                Ok(c) => found.push(c),
+                Err(reason) => dead.push((d, reason)),
+            }
+        }
+        if found.is_empty() && dead.is_empty() {
             session.abort_transaction().await?;
+            return Ok(found);
+        }
+        self.dead_letter(&mut session, dead).await?;
+        if found.is_empty() {
+            session.commit_transaction().await?;
             return Ok(found);
         }
         let found_ids: Vec<&str> = found.iter().map(|c| c.id.as_str()).collect();
@@ -180,6 +192,62 @@ impl Aggregator {
             .await?;
         session.commit_transaction().await?;
         Ok(found)
+    }
+
+    /// Moves stored cases that cannot be counted (a document this version
+    /// cannot read, a revision that cannot be a field name) out of `cases`
+    /// into [`DEAD_CASES`] with the reason, in the counting transaction, so
+    /// one bad case never holds back the cases counted with it and the
+    /// counters keep agreeing with `cases`. Replay: fix the document and
+    /// insert it back into `cases` with `counted: false`.
+    async fn dead_letter(
+        &self,
+        session: &mut mongodb::ClientSession,
+        dead: Vec<(Document, String)>,
+    ) -> mongodb::error::Result<()> {
+        for (d, reason) in dead {
+            let id = d.get("_id").cloned().unwrap_or(Bson::Null);
+            tracing::warn!(case = %id, reason = %reason, "a stored case cannot be counted; moved to the dead letters");
+            metrics::counter!("aggregate_cases_dead_lettered_total").increment(1);
+            self.mongo
+                .collection(CASES)
+                .delete_one(doc! {"_id": &id, "counted": false})
+                .session(&mut *session)
+                .await?;
+            self.mongo
+                .collection(DEAD_CASES)
+                .replace_one(
+                    doc! {"_id": &id},
+                    doc! {"_id": &id, "reason": reason, "at": DateTime::now(), "case": d},
+                )
+                .upsert(true)
+                .session(&mut *session)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The newest `limit` dead-lettered cases: `(id, reason)`.
+    pub async fn dead_letters(&self, limit: i64) -> mongodb::error::Result<Vec<(String, String)>> {
+        let docs: Vec<Document> = self
+            .mongo
+            .collection(DEAD_CASES)
+            .find(doc! {})
+            .sort(doc! {"at": -1})
+            .limit(limit)
+            .await?
+            .try_collect()
+            .await?;
+        Ok(docs
+            .iter()
+            .map(|d| {
+                let id = match d.get("_id") {
+                    Some(Bson::String(s)) => s.clone(),
+                    other => format!("{other:?}"),
+                };
+                (id, d.get_str("reason").unwrap_or("").to_owned())
+            })
+            .collect())
     }
 
     async fn apply_redis(&self, flush_id: &str, cases: &[StoredCase]) -> anyhow::Result<()> {
