@@ -47,9 +47,9 @@ pub async fn routes_with(ctx: Context, config: IngestConfig) -> anyhow::Result<R
     let forwarder = Forwarder::new(&ctx, &config.route, config.forward_timeout)?;
     let log = match &config.ingest_log {
         Some(mc) => {
-            let mut mongo = store::Mongo::connect_lazy(mc).await?;
-            mongo.ingest_log_ttl = config.ingest_log_ttl;
-            Some(store::IngestLog::new(mongo).start_writer(10_000, &ctx))
+            let mongo = store::Mongo::connect_lazy(mc).await?;
+            let log = store::IngestLog::owner(mongo, config.ingest_log_ttl);
+            Some(log.start_writer(10_000, &ctx))
         }
         None => None,
     };

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use mongodb::bson::{Document, doc};
-use mongodb::options::{ClientOptions, IndexOptions};
+use mongodb::options::ClientOptions;
 use mongodb::{Client, Collection, Database, IndexModel};
 use runtime::config::var;
 use tokio::sync::OnceCell;
@@ -46,7 +46,6 @@ pub struct Mongo {
     client: Client,
     db: Database,
     indexes: std::sync::Arc<OnceCell<()>>,
-    pub ingest_log_ttl: Duration,
 }
 
 impl Mongo {
@@ -70,7 +69,6 @@ impl Mongo {
             client,
             db,
             indexes: Default::default(),
-            ingest_log_ttl: Duration::from_secs(86_400),
         })
     }
 
@@ -86,7 +84,10 @@ impl Mongo {
         self.db.collection(name)
     }
 
-    /// Creates the indexes every reader and writer relies on (idempotent).
+    /// Creates the indexes the case writers and the aggregate rely on
+    /// (idempotent). The ingest log's TTL index is not one of them: it
+    /// belongs to ingest (`IngestLog::ensure_ttl_index`), so no setting of
+    /// the log can stop a case write, count or sweep.
     pub async fn ensure_indexes(&self) -> mongodb::error::Result<()> {
         self.indexes
             .get_or_try_init(|| async {
@@ -108,17 +109,6 @@ impl Mongo {
                     .await?;
                 self.collection(OUTBOX)
                     .create_index(IndexModel::builder().keys(doc! {"created": 1}).build())
-                    .await?;
-                let ttl = IndexOptions::builder()
-                    .expire_after(self.ingest_log_ttl)
-                    .build();
-                self.collection(INGEST_LOG)
-                    .create_index(
-                        IndexModel::builder()
-                            .keys(doc! {"time": 1})
-                            .options(ttl)
-                            .build(),
-                    )
                     .await?;
                 Ok(())
             })
