@@ -100,14 +100,13 @@ async fn receive(
     Ok(StatusCode::ACCEPTED)
 }
 
+/// Counts by path and revision only: both are ours (an enum, and a checked
+/// revision name). A label from client text (state, location) would add a
+/// series per string a client invents; those counts are in the dashboard.
 fn record(counted: &[StoredCase]) {
     for c in counted {
         let rev = c.revision.clone().unwrap_or_default();
         metrics::counter!("aggregate_cases_counted_total", "path" => c.path.as_str(), "revision" => rev).increment(1);
-        metrics::counter!("aggregate_cases_by_state_total", "state" => c.case.state.to_string())
-            .increment(1);
-        metrics::counter!("aggregate_cases_by_area_total", "area" => c.case.location.to_string())
-            .increment(1);
     }
 }
 

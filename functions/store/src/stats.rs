@@ -34,7 +34,14 @@ pub struct AreaCount {
 pub struct StateCount {
     pub state: String,
     pub cases: u64,
+    /// The entry that sums every state past the top ones (`state: "other"`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub other: bool,
 }
+
+/// Most states listed by name; the rest are summed into one "other" entry,
+/// so a list sent to every dashboard stays small whatever clients invent.
+pub const STATES_LISTED: u32 = 10;
 
 /// The materialised totals (MongoDB).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -319,18 +326,38 @@ impl Aggregator {
             .collect())
     }
 
-    /// Cases per state, largest first.
+    /// The [`STATES_LISTED`] states with most cases, largest first, then
+    /// one `other` entry with the cases of all the rest (when there are
+    /// any): `total - listed`, so the read costs the same for 10 states as
+    /// for 100,000.
     pub async fn states(&self) -> mongodb::error::Result<Vec<StateCount>> {
-        Ok(self
-            .ranked(STATE_STATS, None)
-            .await?
+        let (top, totals) = tokio::join!(
+            self.ranked(STATE_STATS, Some(i64::from(STATES_LISTED))),
+            self.totals()
+        );
+        let mut states: Vec<StateCount> = top?
             .into_iter()
-            .map(|(state, cases)| StateCount { state, cases })
-            .collect())
+            .map(|(state, cases)| StateCount {
+                state,
+                cases,
+                other: false,
+            })
+            .collect();
+        let listed: u64 = states.iter().map(|s| s.cases).sum();
+        let rest = totals?.total.saturating_sub(listed);
+        if rest > 0 {
+            states.push(StateCount {
+                state: "other".to_owned(),
+                cases: rest,
+                other: true,
+            });
+        }
+        Ok(states)
     }
 
     /// `(_id, cases)` of a per-key statistics collection, largest first
-    /// (ties by name), at most `limit`.
+    /// (ties by name), at most `limit`: the index on `{cases: -1, _id: 1}`
+    /// serves the sort and the limit.
     async fn ranked(
         &self,
         collection: &str,
