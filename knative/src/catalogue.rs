@@ -170,6 +170,8 @@ pub const FUNCTIONS: &[Function] = &[
                 "RATE_LIMIT_BURST",
                 Default::Value("2 x RATE_LIMIT_RPS, at least 1"),
             ),
+            // 0: limit by peer address (per pod behind Knative).
+            v("RATE_LIMIT_TRUSTED_HOPS", Default::Value("0")),
             v("IDEMPOTENCY_TTL_S", Default::Value("86400")),
         ],
         metrics: &[
@@ -248,6 +250,7 @@ pub const FUNCTIONS: &[Function] = &[
             v("DASHBOARD_DIR", Default::Required),
             v("SSE_MIN_INTERVAL_MS", Default::Value("250")),
             v("SSE_REFRESH_MS", Default::Value("5000")),
+            v("SSE_MAX_CLIENTS", Default::Value("1000")),
         ],
         metrics: &["dashboard_sse_clients"],
         needs_sink: false,

@@ -17,6 +17,11 @@ pub struct ApiError {
     pub field: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub index: Option<usize>,
+    /// Where a malformed body stops parsing (1-based), when no field is to blame.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<usize>,
     #[serde(skip)]
     pub retry_after: Option<Duration>,
 }
@@ -28,6 +33,8 @@ impl ApiError {
             error: error.into(),
             field: None,
             index: None,
+            line: None,
+            column: None,
             retry_after: None,
         }
     }
@@ -47,6 +54,12 @@ impl ApiError {
     pub fn with_field(mut self, field: Option<String>, index: Option<usize>) -> ApiError {
         self.field = field;
         self.index = index;
+        self
+    }
+
+    pub fn at(mut self, line: Option<usize>, column: Option<usize>) -> ApiError {
+        self.line = line;
+        self.column = column;
         self
     }
 }
