@@ -91,7 +91,7 @@ async fn seed_with(
         cases
             .insert(
                 &batch,
-                if done % 2 == 0 {
+                if done.is_multiple_of(2) {
                     WritePath::Grpc
                 } else {
                     WritePath::Redis
@@ -100,7 +100,7 @@ async fn seed_with(
             .await?;
         agg.count(&ids).await?;
         done += k;
-        if done % 100_000 == 0 {
+        if done.is_multiple_of(100_000) {
             println!(
                 "    seeded {done} cases ({:.0} s)",
                 start.elapsed().as_secs_f64()

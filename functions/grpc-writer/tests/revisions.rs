@@ -3,35 +3,12 @@
 //! grpc-writer and aggregate run in-process against the real Redis and
 //! MongoDB-compatible server.
 
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+mod helpers;
 
 use chrono::Utc;
 use events::proto::writer::case_writer_client::CaseWriterClient;
 use events::proto::writer::{WriteRequest, WriteStatus};
-use events::{Case, Reported, WritePath};
-use runtime::{App, Config};
-use store::{Aggregator, CaseStore, Mongo, MongoConfig, RedisStats};
-
-async fn spawn(
-    name: &str,
-    env: &HashMap<String, String>,
-    routes: impl AsyncFnOnce(
-        runtime::Context,
-        &dyn Fn(&str) -> Option<String>,
-    ) -> anyhow::Result<runtime::Routes>,
-) -> String {
-    let mut env = env.clone();
-    env.insert("K_SERVICE".into(), name.into());
-    let lookup = move |k: &str| env.get(k).cloned();
-    let config = Config::from_lookup(name, &lookup).unwrap();
-    let app = App::build(config, |ctx| routes(ctx, &lookup))
-        .await
-        .unwrap();
-    let url = format!("http://127.0.0.1:{}", app.port());
-    tokio::spawn(app.run_until_stopped());
-    url
-}
+use events::{Case, Reported};
 
 fn reported(name: &str, revision: &str) -> Reported {
     Reported {
@@ -45,32 +22,8 @@ fn reported(name: &str, revision: &str) -> Reported {
 
 #[tokio::test]
 async fn events_with_unusable_revisions_are_rejected_and_counting_keeps_up_with_the_documents() {
-    let s = stack::testing::servers();
-    let db = stack::testing::unique("revisions");
-    let prefix = format!("{}:", stack::testing::unique("revisions"));
-    let mut env: HashMap<String, String> = [
-        ("REDIS_URL", s.redis_url.as_str()),
-        ("REDIS_KEY_PREFIX", prefix.as_str()),
-        ("MONGODB_URI", s.mongodb_uri.as_str()),
-        ("MONGODB_DATABASE", db.as_str()),
-        ("HOST", "127.0.0.1"),
-        ("PORT", "0"),
-        ("AGGREGATE_FLUSH_MS", "5"),
-        ("SWEEP_INTERVAL_MS", "100"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
-    let aggregate = spawn("aggregate", &env, async |ctx, l| {
-        aggregate::routes_with(ctx, aggregate::AggregateConfig::from_lookup(l)?).await
-    })
-    .await;
-    env.insert("K_SINK".into(), format!("{aggregate}/"));
-    let writer = spawn("grpc-writer", &env, async |ctx, l| {
-        grpc_writer::routes_with(ctx, grpc_writer::WriterConfig::from_lookup(l)?).await
-    })
-    .await;
-    let mut client = CaseWriterClient::connect(writer).await.unwrap();
+    let p = helpers::start("revisions").await;
+    let mut client = CaseWriterClient::connect(p.writer.clone()).await.unwrap();
 
     let poison = [
         reported("Eva", ""),
@@ -115,31 +68,5 @@ async fn events_with_unusable_revisions_are_rejected_and_counting_keeps_up_with_
         "{results:?}"
     );
 
-    let mongo = Mongo::connect_lazy(&MongoConfig {
-        uri: s.mongodb_uri.clone(),
-        database: db,
-    })
-    .await
-    .unwrap();
-    let redis = runtime::redis::connect_lazy(&s.redis_url).unwrap();
-    let cases = CaseStore::new(mongo.clone());
-    let agg = Aggregator::new(
-        mongo,
-        RedisStats::new(redis, events::redis::Keys::new(prefix)),
-    );
-    let start = Instant::now();
-    loop {
-        let (documents, counted) = (
-            cases.count(Some(WritePath::Grpc)).await.unwrap(),
-            agg.totals().await.unwrap().total,
-        );
-        if documents == 5 && counted == 5 {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "counters {counted} and documents {documents} did not both reach 5"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    p.wait_stored_and_counted(5).await;
 }

@@ -220,7 +220,16 @@ async fn bad_input_is_refused_and_nothing_is_forwarded() {
     .await;
     let good = case_json("Ok", 30);
     let op = r#"{"name":"A","location":{"$gt":""},"age":3,"infectedtype":"x","state":"y"}"#;
-    let cases: Vec<(&str, Option<&str>, String, u16, Option<&str>, Option<u64>)> = vec![
+    // (what, content type, body, status, field, index)
+    type Bad<'a> = (
+        &'a str,
+        Option<&'a str>,
+        String,
+        u16,
+        Option<&'a str>,
+        Option<u64>,
+    );
+    let cases: Vec<Bad> = vec![
         (
             "operator object",
             Some("application/json"),
@@ -320,7 +329,7 @@ async fn bad_input_is_refused_and_nothing_is_forwarded() {
         (
             "too many cases",
             Some("application/json"),
-            format!("[{}]", vec![good.as_str(); 6].join(",")),
+            format!("[{}]", [good.as_str(); 6].join(",")),
             413,
             None,
             None,
