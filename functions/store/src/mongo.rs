@@ -110,17 +110,6 @@ impl Mongo {
                 self.collection(OUTBOX)
                     .create_index(IndexModel::builder().keys(doc! {"created": 1}).build())
                     .await?;
-                // Ranked reads (top areas, top states) walk these, so they
-                // cost the same however many distinct names clients send.
-                for ranked in [AREA_STATS, STATE_STATS] {
-                    self.collection(ranked)
-                        .create_index(
-                            IndexModel::builder()
-                                .keys(doc! {"cases": -1, "_id": 1})
-                                .build(),
-                        )
-                        .await?;
-                }
                 Ok(())
             })
             .await

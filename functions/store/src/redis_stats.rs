@@ -32,14 +32,26 @@ local nr = tonumber(ARGV[i]); i = i + 1
 for k = nr, 1, -1 do redis.call('LPUSH', KEYS[4], ARGV[i + k - 1]) end
 i = i + nr
 redis.call('LTRIM', KEYS[4], 0, tonumber(ARGV[i]) - 1); i = i + 1
+for k = 5, 6 do
+  local nz = tonumber(ARGV[i]); i = i + 1
+  for _ = 1, nz do redis.call('ZINCRBY', KEYS[k], -tonumber(ARGV[i + 1]), ARGV[i]); i = i + 2 end
+end
 local keep = ARGV[i]; i = i + 1
-for k = 5, #KEYS do
+for k = 7, #KEYS do
   local nf = tonumber(ARGV[i]); i = i + 1
   for _ = 1, nf do redis.call('HINCRBY', KEYS[k], ARGV[i], ARGV[i + 1]); i = i + 2 end
   redis.call('EXPIRE', KEYS[k], keep)
 end
 return 1
 "#;
+
+/// A ranking kept as a sorted set: member = the name, score = minus its
+/// cases, so an ascending range is most cases first, ties by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ranking {
+    Areas,
+    States,
+}
 
 #[derive(Clone)]
 pub struct RedisStats {
@@ -85,8 +97,12 @@ impl RedisStats {
         let mut ages = [0u64; 10];
         let mut totals: BTreeMap<String, i64> = BTreeMap::new();
         let mut rate: BTreeMap<i64, BTreeMap<String, i64>> = BTreeMap::new();
+        let mut areas: BTreeMap<&str, i64> = BTreeMap::new();
+        let mut states: BTreeMap<&str, i64> = BTreeMap::new();
         for c in cases {
             ages[c.case.age_bucket()] += 1;
+            *areas.entry(c.case.location.as_str()).or_default() += 1;
+            *states.entry(c.case.state.as_str()).or_default() += 1;
             let sec = rate.entry(c.stored_ms.div_euclid(1000)).or_default();
             for field in fields(c) {
                 *totals.entry(field.clone()).or_default() += 1;
@@ -101,7 +117,9 @@ impl RedisStats {
         inv.key(self.keys.applied(flush_id))
             .key(self.keys.age_buckets())
             .key(self.keys.totals())
-            .key(self.keys.recent_cases());
+            .key(self.keys.recent_cases())
+            .key(self.rank_key(Ranking::Areas))
+            .key(self.rank_key(Ranking::States));
         inv.arg(APPLIED_TTL_S);
         for (n, label) in ages.iter().zip(AGE_BUCKETS) {
             inv.arg(*n).arg(label);
@@ -116,6 +134,12 @@ impl RedisStats {
             inv.arg(serde_json::to_string(c).expect("a case serializes"));
         }
         inv.arg(RECENT_KEEP);
+        for counts in [&areas, &states] {
+            inv.arg(counts.len());
+            for (name, n) in counts {
+                inv.arg(*name).arg(*n);
+            }
+        }
         inv.arg(RATE_KEEP_S);
         for (sec, counts) in &rate {
             inv.key(self.keys.rate(*sec));
@@ -126,6 +150,33 @@ impl RedisStats {
         }
         let applied: i64 = inv.invoke_async(&mut self.conn.clone()).await?;
         Ok(applied == 1)
+    }
+
+    fn rank_key(&self, which: Ranking) -> String {
+        let name = match which {
+            Ranking::Areas => "rank:areas",
+            Ranking::States => "rank:states",
+        };
+        format!("{}{name}", self.keys.prefix())
+    }
+
+    /// The `n` names with most cases, largest first (ties by name), with
+    /// their cases: O(log names + n), however many names clients invent.
+    pub async fn top(&self, which: Ranking, n: usize) -> redis::RedisResult<Vec<(String, u64)>> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let raw: Vec<(String, f64)> = redis::cmd("ZRANGE")
+            .arg(self.rank_key(which))
+            .arg(0)
+            .arg(n - 1)
+            .arg("WITHSCORES")
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(raw
+            .into_iter()
+            .map(|(name, score)| (name, (-score).max(0.0) as u64))
+            .collect())
     }
 
     /// Age buckets in order, all ten.
