@@ -47,6 +47,17 @@ const STATES: [&str; 4] = ["active", "recovered", "hospitalized", "deceased"];
 /// inserts, then counting in large flushes), so the statistics are the ones
 /// the pipeline would have made.
 async fn seed(cases: &CaseStore, agg: &Aggregator, n: u64) -> anyhow::Result<()> {
+    seed_with(cases, agg, n, false).await
+}
+
+/// As [`seed`]; with `distinct`, every case has a location and a state no
+/// other case has (what a client inventing strings would send).
+async fn seed_with(
+    cases: &CaseStore,
+    agg: &Aggregator,
+    n: u64,
+    distinct: bool,
+) -> anyhow::Result<()> {
     let start = Instant::now();
     let chunk = 5_000u64;
     let mut done = 0u64;
@@ -57,10 +68,18 @@ async fn seed(cases: &CaseStore, agg: &Aggregator, n: u64) -> anyhow::Result<()>
                 id: Reported::new_id(),
                 case: Case::new(
                     &format!("Case {i}"),
-                    AREAS[(i * 7 % 22) as usize],
+                    &if distinct {
+                        format!("Invented place {i}")
+                    } else {
+                        AREAS[(i * 7 % 22) as usize].to_owned()
+                    },
                     (i % 100) as i64,
                     "communitary",
-                    STATES[(i % 4) as usize],
+                    &if distinct {
+                        format!("invented-state-{i}")
+                    } else {
+                        STATES[(i % 4) as usize].to_owned()
+                    },
                 )
                 .expect("valid"),
                 time: chrono::Utc::now(),
@@ -184,6 +203,119 @@ async fn reads(ctx: &Ctx) -> anyhow::Result<(Vec<Vec<String>>, Vec<serde_json::V
         drop(api);
     }
     Ok((rows, out))
+}
+
+/// The endpoints whose cost must not grow with the strings clients invent.
+const STRING_ENDPOINTS: [&str; 3] = ["/api/snapshot", "/api/states", "/api/areas/top?n=3"];
+
+/// Dashboard reads with 22 areas and 4 states, then with 100,000 distinct
+/// locations and 100,000 distinct states (one case each): top areas and
+/// states come from Redis sorted sets (O(log names + n)) and list at most
+/// ten states plus "other", so the rate should not fall with the number of
+/// strings.
+pub async fn run_strings(ctx: &Ctx) -> anyhow::Result<()> {
+    println!("== dashboard reads against distinct client strings");
+    let mut rows = Vec::new();
+    let mut out = Vec::new();
+    for (distinct, n) in [(false, 10_000u64), (true, 100_000)] {
+        let strings = if distinct {
+            int(n as f64)
+        } else {
+            "22 / 4".to_owned()
+        };
+        println!("  reads with {strings} distinct locations / states");
+        let dir = ctx.work.path().join(format!("strings-{distinct}"));
+        let redis = stack::RedisServer::start(&dir.join("redis"))?;
+        let mongo = stack::MongoServer::start(&dir.join("mongo"))?;
+        let m = Mongo::connect_lazy(&MongoConfig {
+            uri: mongo.uri(),
+            database: "bench".into(),
+        })
+        .await?;
+        let agg = Aggregator::new(
+            m.clone(),
+            RedisStats::new(
+                runtime::redis::connect_lazy(&redis.url())?,
+                events::redis::Keys::new("bench:"),
+            ),
+        );
+        seed_with(&CaseStore::new(m), &agg, n, distinct).await?;
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        let port = stack::free_port()?;
+        let env: Vec<(String, String)> = [
+            ("PORT", port.to_string()),
+            ("HOST", "127.0.0.1".into()),
+            ("RUST_LOG", "warn".into()),
+            ("REDIS_URL", redis.url()),
+            ("REDIS_KEY_PREFIX", "bench:".into()),
+            ("MONGODB_URI", mongo.uri()),
+            ("MONGODB_DATABASE", "bench".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let api = procs::Proc::spawn(&ctx.bin("dashboard-api"), &env)?;
+        let base = format!("http://127.0.0.1:{port}");
+        procs::wait_http_ok(
+            &ctx.http,
+            &format!("{base}/readyz"),
+            Duration::from_secs(20),
+        )
+        .await?;
+        let snapshot: serde_json::Value = ctx
+            .http
+            .get(format!("{base}/api/snapshot"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let listed = snapshot["states"].as_array().map_or(0, Vec::len);
+        anyhow::ensure!(
+            snapshot["summary"]["total"].as_u64() == Some(n) && listed <= 11,
+            "seeded {n}: the snapshot says total {} with {listed} states",
+            snapshot["summary"]["total"]
+        );
+        for endpoint in STRING_ENDPOINTS {
+            let url = format!("{base}{endpoint}");
+            let mut rps = Vec::new();
+            for _ in 0..ctx.runs {
+                let (u, secs) = (url.clone(), ctx.secs);
+                rps.push(tokio::task::spawn_blocking(move || wrk_rps(&u, secs)).await??);
+            }
+            let r = median(&rps);
+            rows.push(vec![
+                endpoint.to_owned(),
+                strings.clone(),
+                int(n as f64),
+                int(r),
+                format!("`wrk -t1 -c32 -d{}s {url}`", ctx.secs),
+            ]);
+            out.push(json!({"endpoint": endpoint, "distinct_strings": distinct, "stored_cases": n, "requests_per_s": r}));
+        }
+        drop(api);
+    }
+    let md = format!(
+        "Dashboard reads (dashboard-api alone, release) with the 22 areas and 4 states of `traffic.json`, then with 100,000 cases each naming a location and a state no other case names; medians of {} runs of {} s with wrk (1 thread, 32 connections). Every list is bounded (top areas by `n`, ten states plus `other`), and the rankings are Redis sorted sets, read in O(log names + n).\n\n{}\n\nCommand: `target/release/bench dashboard-strings`\n",
+        ctx.runs,
+        ctx.secs,
+        table(
+            &[
+                "endpoint",
+                "distinct locations / states",
+                "stored cases",
+                "requests/s",
+                "command"
+            ],
+            &rows
+        ),
+    );
+    println!("{md}");
+    crate::report::write_json(
+        &ctx.results,
+        "dashboard-strings",
+        &json!({"machine": ctx.machine, "reads": out}),
+    )?;
+    crate::report::update_markdown(&ctx.markdown, "dashboard-strings", &md)
 }
 
 /// One SSE client: reports the `summary.total` of every snapshot it receives, with the time.

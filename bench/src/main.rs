@@ -53,6 +53,8 @@ enum Suite {
     Ingest,
     Paths,
     Dashboard,
+    /// Dashboard reads with 100,000 distinct locations and states.
+    DashboardStrings,
     Generator,
     Coldstart,
 }
@@ -81,14 +83,20 @@ impl Ctx {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     runtime::install_crypto_provider();
-    for b in [
-        "ingest",
-        "grpc-writer",
-        "redis-sub",
-        "aggregate",
-        "dashboard-api",
-        "loadtest",
-    ] {
+    let only_strings = cli.suites == [Suite::DashboardStrings];
+    let needed: &[&str] = if only_strings {
+        &["dashboard-api"]
+    } else {
+        &[
+            "ingest",
+            "grpc-writer",
+            "redis-sub",
+            "aggregate",
+            "dashboard-api",
+            "loadtest",
+        ]
+    };
+    for b in needed {
         anyhow::ensure!(
             cli.bin_dir.join(b).exists(),
             "{} is not built in {}: run `make release`",
@@ -131,6 +139,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if want(Suite::Dashboard) {
         dashboard::run(&ctx).await?;
+    }
+    if want(Suite::DashboardStrings) {
+        dashboard::run_strings(&ctx).await?;
     }
     let when = chrono::Utc::now().format("%Y-%m-%d");
     report::update_markdown(

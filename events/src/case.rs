@@ -193,6 +193,11 @@ pub struct CaseError {
     pub field: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub index: Option<usize>,
+    /// Where malformed JSON stops parsing (1-based), instead of a field.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<usize>,
 }
 
 impl CaseError {
@@ -201,6 +206,8 @@ impl CaseError {
             message: message.into(),
             field: None,
             index: None,
+            line: None,
+            column: None,
         }
     }
 
@@ -230,6 +237,26 @@ impl CaseError {
             }
         }
         let inner = err.into_inner();
+        if matches!(
+            inner.classify(),
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof
+        ) {
+            // Not valid JSON: no field is to blame (serde's message quotes
+            // the expected token, "`,` or `}`"), the position is.
+            let raw = inner.to_string();
+            let what = raw.rfind(" at line ").map_or(raw.as_str(), |i| &raw[..i]);
+            return CaseError {
+                message: format!(
+                    "malformed JSON at line {} column {}: {what}",
+                    inner.line(),
+                    inner.column()
+                ),
+                field: None,
+                index: batch_index,
+                line: Some(inner.line()),
+                column: Some(inner.column()),
+            };
+        }
         let raw = inner.to_string();
         // serde names missing and unknown fields only inside its message.
         if field.is_none() {
@@ -248,6 +275,8 @@ impl CaseError {
             message,
             field,
             index,
+            line: None,
+            column: None,
         }
     }
 }

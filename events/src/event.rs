@@ -251,6 +251,11 @@ pub fn check_received(event: &Event) -> Result<(), EventError> {
             "the CloudEvent id is over {MAX_ID_CHARS} characters"
         )));
     }
+    if event.id().chars().any(char::is_control) {
+        return Err(EventError::new(
+            "the CloudEvent id contains a control character (NUL, newline...)",
+        ));
+    }
     if let Some(t) = event.time()
         && !(0..=9999).contains(&chrono::Datelike::year(t))
     {
@@ -259,8 +264,53 @@ pub fn check_received(event: &Event) -> Result<(), EventError> {
             "the CloudEvent time {t} is out of range (years 0 to 9999)"
         )));
     }
-    for (name, _) in event.iter_extensions() {
+    for (name, value) in event.iter_extensions() {
         check_extension_name(name)?;
+        check_extension_value(name, value)?;
+    }
+    if let Some(r) = string_extension(event, EXT_REVISION) {
+        check_revision(&r)?;
+    }
+    Ok(())
+}
+
+/// Longest extension value accepted (a traceparent is 55 characters).
+pub const MAX_EXTENSION_CHARS: usize = 512;
+
+/// An extension value is carried into logs, stores and other encodings: at
+/// most [`MAX_EXTENSION_CHARS`], and no control characters (a NUL cannot be
+/// part of a BSON key, and no encoding carries it unchanged).
+fn check_extension_value(name: &str, value: &ExtensionValue) -> Result<(), EventError> {
+    let ExtensionValue::String(s) = value else {
+        return Ok(());
+    };
+    if s.chars().count() > MAX_EXTENSION_CHARS {
+        return Err(EventError::new(format!(
+            "CloudEvent extension {name:?} is over {MAX_EXTENSION_CHARS} characters"
+        )));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(EventError::new(format!(
+            "CloudEvent extension {name:?} contains a control character (NUL, newline...)"
+        )));
+    }
+    Ok(())
+}
+
+/// Longest revision name: a Kubernetes object name that is a DNS label.
+pub const MAX_REVISION_CHARS: usize = 63;
+
+/// A revision name (the `revision` extension, `K_REVISION`) becomes a
+/// MongoDB field name, a Redis hash field and a metric label, so it must be
+/// a DNS-label-like token: 1 to [`MAX_REVISION_CHARS`] ASCII letters,
+/// digits, `-` or `_`. Knative's own revision names (`ingest-00001`) are.
+pub fn check_revision(revision: &str) -> Result<(), EventError> {
+    let token = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+    if revision.is_empty() || revision.len() > MAX_REVISION_CHARS || !revision.bytes().all(token) {
+        return Err(EventError::new(format!(
+            "revision {revision:?} is not a revision name: use 1 to {MAX_REVISION_CHARS} ASCII \
+             letters, digits, '-' or '_' (like Knative's ingest-00001)"
+        )));
     }
     Ok(())
 }
@@ -396,6 +446,31 @@ mod tests {
         let body = serde_json::json!({"name": "A", "location": "L", "age": 3,
             "infectedtype": "x", "state": "y", "vaccinated": true});
         assert!(crate::parse_case(body.to_string().as_bytes()).is_err());
+    }
+
+    #[test]
+    fn revisions_that_cannot_be_field_names_or_labels_are_refused_on_receipt() {
+        for bad in [
+            "",
+            "bad\u{0}rev",
+            "a.b$c",
+            "x".repeat(64).as_str(),
+            "rev ision",
+        ] {
+            let mut r = sample();
+            r.revision = Some(bad.to_owned());
+            let err = check_received(&r.to_event("/x")).unwrap_err();
+            assert!(err.0.contains("revision"), "{bad:?}: {err}");
+        }
+        for good in ["ingest-00001", "ingest-grpc-local", "R_1"] {
+            assert_eq!(check_revision(good), Ok(()));
+        }
+        let mut r = sample();
+        r.traceparent = Some("00-\u{0}".into());
+        assert!(check_received(&r.to_event("/x")).is_err());
+        r = sample();
+        r.id = "id\u{0}".into();
+        assert!(check_received(&r.to_event("/x")).is_err());
     }
 
     #[test]

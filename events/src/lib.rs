@@ -17,7 +17,7 @@ pub use case::{
 };
 pub use cloudevents::{self, Event};
 pub use event::{
-    EXT_REVISION, EXT_TRACEPARENT, EventError, MAX_ID_CHARS, Reported, StatsUpdated, StoredBatch,
-    StoredCase, WritePath, check_extension_name, check_received, json_data, string_extension,
-    types,
+    EXT_REVISION, EXT_TRACEPARENT, EventError, MAX_EXTENSION_CHARS, MAX_ID_CHARS,
+    MAX_REVISION_CHARS, Reported, StatsUpdated, StoredBatch, StoredCase, WritePath,
+    check_extension_name, check_received, check_revision, json_data, string_extension, types,
 };

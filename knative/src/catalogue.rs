@@ -174,6 +174,8 @@ pub const FUNCTIONS: &[Function] = &[
                 "RATE_LIMIT_BURST",
                 Default::Value("2 x RATE_LIMIT_RPS, at least 1"),
             ),
+            // 0: limit by peer address (per pod behind Knative).
+            v("RATE_LIMIT_TRUSTED_HOPS", Default::Value("0")),
             v("IDEMPOTENCY_TTL_S", Default::Value("86400")),
         ],
         metrics: &[
@@ -192,6 +194,7 @@ pub const FUNCTIONS: &[Function] = &[
             v("WRITE_BATCH_MAX", Default::Value("1000")),
             v("WRITE_BATCH_WAIT_MS", Default::Value("2")),
             v("WRITE_DEADLINE_MS", Default::Value("4000")),
+            v("WRITE_MAX_EVENTS", Default::Value("10000")),
         ],
         metrics: &WRITER_METRICS,
         needs_sink: true,
@@ -238,11 +241,7 @@ pub const FUNCTIONS: &[Function] = &[
             v("SWEEP_INTERVAL_MS", Default::Value("2000")),
             v("NOTIFY_MIN_INTERVAL_MS", Default::Value("200")),
         ],
-        metrics: &[
-            "aggregate_cases_counted_total",
-            "aggregate_cases_by_state_total",
-            "aggregate_cases_by_area_total",
-        ],
+        metrics: &["aggregate_cases_counted_total"],
         needs_sink: false,
         port_name: "http1",
     },
@@ -259,6 +258,7 @@ pub const FUNCTIONS: &[Function] = &[
             v("DASHBOARD_DIR", Default::Required),
             v("SSE_MIN_INTERVAL_MS", Default::Value("250")),
             v("SSE_REFRESH_MS", Default::Value("5000")),
+            v("SSE_MAX_CLIENTS", Default::Value("1000")),
         ],
         metrics: &["dashboard_sse_clients"],
         needs_sink: false,

@@ -33,9 +33,15 @@ pub async fn routes(ctx: Context) -> anyhow::Result<Routes> {
 /// write's cases (`WRITE_BATCH_MAX`, `READ_COUNT`), so a flush stays well
 /// under MongoDB's transaction and document limits.
 const FLUSH_MAX_BATCHES: usize = 200;
+/// Most cases counted in one transaction (a single larger batch still goes
+/// whole): bounds the flush's outbox record, whose areas and states are at
+/// most one entry per case, far below MongoDB's 16 MiB document limit.
+const FLUSH_MAX_CASES: u64 = 10_000;
 
 struct Job {
     batch: String,
+    /// Cases in the batch (as its `case.stored` event or record says).
+    cases: u64,
     reply: oneshot::Sender<Result<(), String>>,
 }
 
@@ -121,6 +127,7 @@ async fn receive(
     s.jobs
         .send(Job {
             batch: batch.batch,
+            cases: batch.cases,
             reply,
         })
         .await
@@ -131,20 +138,15 @@ async fn receive(
     Ok(StatusCode::ACCEPTED)
 }
 
+/// Counts by path and revision only: both are ours (an enum, and a checked
+/// revision name). A label from client text (state, location) would add a
+/// series per string a client invents; those counts are in the dashboard.
 fn record(counted: &Counted) {
     let d = &counted.deltas;
     metrics::counter!("aggregate_batches_counted_total").increment(counted.batches as u64);
     for ((path, revision), n) in &d.routes {
         let revision = revision.clone().unwrap_or_default();
         metrics::counter!("aggregate_cases_counted_total", "path" => path.clone(), "revision" => revision)
-            .increment(*n as u64);
-    }
-    for (state, n) in &d.states {
-        metrics::counter!("aggregate_cases_by_state_total", "state" => state.clone())
-            .increment(*n as u64);
-    }
-    for (area, n) in &d.areas {
-        metrics::counter!("aggregate_cases_by_area_total", "area" => area.clone())
             .increment(*n as u64);
     }
 }
@@ -159,9 +161,13 @@ async fn flusher(
     while let Some(first) = rx.recv().await {
         let mut jobs = vec![first];
         let until = tokio::time::Instant::now() + wait;
-        while jobs.len() < FLUSH_MAX_BATCHES {
+        let mut cases = jobs[0].cases;
+        while jobs.len() < FLUSH_MAX_BATCHES && cases < FLUSH_MAX_CASES {
             match tokio::time::timeout_at(until, rx.recv()).await {
-                Ok(Some(j)) => jobs.push(j),
+                Ok(Some(j)) => {
+                    cases += j.cases;
+                    jobs.push(j);
+                }
                 _ => break,
             }
         }
@@ -226,9 +232,17 @@ async fn sweeper(ctx: Context, agg: Aggregator, every: Duration, jobs: mpsc::Sen
             "counting batches whose case.stored event did not arrive"
         );
         let mut replies = Vec::with_capacity(batches.len());
-        for batch in batches {
+        for (batch, cases) in batches {
             let (reply, rx) = oneshot::channel();
-            if jobs.send(Job { batch, reply }).await.is_err() {
+            if jobs
+                .send(Job {
+                    batch,
+                    cases,
+                    reply,
+                })
+                .await
+                .is_err()
+            {
                 return;
             }
             replies.push(rx);

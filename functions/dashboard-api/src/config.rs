@@ -23,6 +23,9 @@ pub struct DashboardConfig {
     /// `SSE_REFRESH_MS` (default 5000): a snapshot is pushed at least this
     /// often, so rates decay on screen even when nothing arrives.
     pub sse_refresh: Duration,
+    /// `SSE_MAX_CLIENTS` (default 1000): most open `/api/stream`
+    /// connections; past it `503` with `Retry-After`.
+    pub sse_max_clients: usize,
 }
 
 impl DashboardConfig {
@@ -39,6 +42,7 @@ impl DashboardConfig {
             cors_origin: lookup("CORS_ORIGIN").filter(|s| !s.trim().is_empty()),
             sse_min_interval: Duration::from_millis(var(lookup, "SSE_MIN_INTERVAL_MS", 250u64)?),
             sse_refresh: Duration::from_millis(var(lookup, "SSE_REFRESH_MS", 5000u64)?.max(100)),
+            sse_max_clients: var(lookup, "SSE_MAX_CLIENTS", 1000usize)?,
         })
     }
 }

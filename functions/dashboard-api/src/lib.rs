@@ -42,6 +42,8 @@ struct Api {
     log: IngestLog,
     latest: live::Latest,
     ctx: Context,
+    /// One permit per open `/api/stream` (`SSE_MAX_CLIENTS`).
+    sse_slots: Arc<tokio::sync::Semaphore>,
 }
 
 type S = State<Arc<Api>>;
@@ -70,6 +72,7 @@ pub async fn routes_with(ctx: Context, config: DashboardConfig) -> anyhow::Resul
         log: IngestLog::new(mongo.clone()),
         latest,
         ctx: ctx.clone(),
+        sse_slots: Arc::new(tokio::sync::Semaphore::new(config.sse_max_clients)),
     });
     let mut api_router = Router::new()
         .route("/api/snapshot", get(get_snapshot))
@@ -196,8 +199,9 @@ async fn get_ingest_log(State(s): S, RawQuery(q): RawQuery) -> Result<Response, 
     Ok(Json(json!({ "entries": entries })).into_response())
 }
 
-/// Decrements the client gauge when a stream ends, however it ends.
-struct ClientGuard;
+/// Holds a stream's slot and decrements the client gauge when the stream
+/// ends, however it ends.
+struct ClientGuard(#[allow(dead_code)] tokio::sync::OwnedSemaphorePermit);
 
 impl Drop for ClientGuard {
     fn drop(&mut self) {
@@ -211,13 +215,22 @@ async fn stream(
     RawQuery(q): RawQuery,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     Params::parse(q.as_deref(), &[])?;
+    // Streams are public and long-lived: past the cap a client is told to
+    // come back later (or to poll `/api/snapshot`) instead of holding memory.
+    let slot = s.sse_slots.clone().try_acquire_owned().map_err(|_| {
+        metrics::counter!("dashboard_sse_refused_total").increment(1);
+        ApiError::unavailable(
+            "too many live dashboards are connected (SSE_MAX_CLIENTS): retry later, or poll /api/snapshot",
+            Duration::from_secs(5),
+        )
+    })?;
     let first = snapshot::snapshot(&s.agg).await.map_err(unavailable)?;
     let first = serde_json::to_string(&first).expect("a snapshot serializes");
     let mut latest = s.latest.clone();
     latest.mark_unchanged();
     let shutdown = s.ctx.shutdown.clone();
     metrics::gauge!("dashboard_sse_clients").increment(1.0);
-    let events = async_stream(first, latest, shutdown);
+    let events = async_stream(first, latest, shutdown, ClientGuard(slot));
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
@@ -225,8 +238,8 @@ fn async_stream(
     first: String,
     latest: live::Latest,
     shutdown: tokio_util::sync::CancellationToken,
+    guard: ClientGuard,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
-    let guard = ClientGuard;
     let initial =
         futures::stream::once(async move { Ok(Event::default().event("snapshot").data(first)) });
     let updates = futures::stream::unfold(

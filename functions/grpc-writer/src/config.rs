@@ -16,19 +16,31 @@ pub struct WriterConfig {
     /// `WRITE_DEADLINE_MS` (default 4000): how long a write keeps retrying
     /// MongoDB before the caller is told UNAVAILABLE (below ingest's 5 s).
     pub write_deadline: Duration,
+    /// `WRITE_MAX_EVENTS` (default 10000): most events in one `Write` call or
+    /// one whole `WriteStream`, counted before they are decoded; past it the
+    /// call ends with `RESOURCE_EXHAUSTED`. Ingest sends at most 1000 per call.
+    pub max_events: usize,
 }
 
 impl WriterConfig {
     pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<WriterConfig> {
         let batch_max = var(lookup, "WRITE_BATCH_MAX", 1000usize)?;
-        if batch_max == 0 {
-            bail!("WRITE_BATCH_MAX must be at least 1");
+        // One write's counting record holds an entry per distinct area and
+        // state: past RECORD_MAX_CASES it could near MongoDB's 16 MiB limit.
+        let max = store::batch::RECORD_MAX_CASES;
+        if !(1..=max).contains(&batch_max) {
+            bail!("WRITE_BATCH_MAX must be between 1 and {max}");
+        }
+        let max_events = var(lookup, "WRITE_MAX_EVENTS", 10_000usize)?;
+        if !(1..=max).contains(&max_events) {
+            bail!("WRITE_MAX_EVENTS must be between 1 and {max}");
         }
         Ok(WriterConfig {
             mongo: store::MongoConfig::from_lookup(lookup)?,
             batch_max,
             batch_wait: Duration::from_millis(var(lookup, "WRITE_BATCH_WAIT_MS", 2u64)?),
             write_deadline: Duration::from_millis(var(lookup, "WRITE_DEADLINE_MS", 4000u64)?),
+            max_events,
         })
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod batcher;
 pub mod config;
+pub mod limit;
 
 use events::proto::writer::case_writer_server::{CaseWriter, CaseWriterServer};
 use events::proto::writer::{WriteRequest, WriteResponse, WriteResult, WriteStatus};
@@ -15,6 +16,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 pub use batcher::{Batcher, WriteError};
 pub use config::WriterConfig;
+pub use limit::CappedBody;
 
 pub async fn routes(ctx: Context) -> anyhow::Result<Routes> {
     routes_with(
@@ -34,9 +36,17 @@ pub async fn routes_with(ctx: Context, config: WriterConfig) -> anyhow::Result<R
         config.batch_wait,
         config.write_deadline,
     );
-    let service = CaseWriterServer::new(WriterService { batcher })
-        .max_decoding_message_size(ctx.config.body_limit.max(4 << 20));
-    let router = tonic::service::Routes::new(service).into_axum_router();
+    let max_message = ctx.config.body_limit.max(4 << 20);
+    let service =
+        CaseWriterServer::new(WriterService { batcher }).max_decoding_message_size(max_message);
+    let max_events = config.max_events;
+    let router = tonic::service::Routes::new(service)
+        .into_axum_router()
+        .layer(tower::util::MapRequestLayer::new(
+            move |req: axum::extract::Request| {
+                req.map(|b| axum::body::Body::new(CappedBody::new(b, max_events, max_message)))
+            },
+        ));
     Ok(Routes::new(router).ready_when("mongodb", mongo.ready_check()))
 }
 

@@ -48,6 +48,11 @@ pub struct AccessConfig {
     /// `RATE_LIMIT_RPS` (default 0: off) and `RATE_LIMIT_BURST` (default:
     /// twice the rate, at least 1): requests per second per client address.
     pub rate_limit: Option<(f64, u32)>,
+    /// `RATE_LIMIT_TRUSTED_HOPS` (default 0): how many proxies in front of
+    /// ingest append to `X-Forwarded-For`; the client is the address the
+    /// outermost one appended. 0: the peer address, which behind Knative is
+    /// queue-proxy's, so the limit is then per pod.
+    pub trusted_hops: usize,
 }
 
 impl AccessConfig {
@@ -69,6 +74,7 @@ impl AccessConfig {
                 .transpose()?
                 .flatten(),
             rate_limit: (rps > 0.0).then_some((rps, burst)),
+            trusted_hops: var(lookup, "RATE_LIMIT_TRUSTED_HOPS", 0usize)?,
         })
     }
 
@@ -86,7 +92,9 @@ impl AccessConfig {
     pub fn apply(&self, routes: Routes) -> anyhow::Result<Routes> {
         let mut routes = routes.writes_need(self.verifier()?);
         if let Some((rps, burst)) = self.rate_limit {
-            let limiter = Arc::new(RateLimiter::new(rps, burst, RATE_LIMIT_CLIENTS));
+            let limiter = Arc::new(
+                RateLimiter::new(rps, burst, RATE_LIMIT_CLIENTS).trusting_hops(self.trusted_hops),
+            );
             routes = routes.before_auth(middleware::from_fn_with_state(
                 limiter,
                 runtime::ratelimit::layer,

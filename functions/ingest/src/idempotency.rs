@@ -11,6 +11,11 @@
 //! newest-first paging relies on. The stored digest also catches a key
 //! reused for different cases: 422, nothing sent on.
 //!
+//! A key is scoped by the credential that sent it (a JWT's issuer and
+//! subject, or the static token; requests with no credential, when auth is
+//! off, share one scope), so one client cannot pre-claim another's key:
+//! the same key from two credentials is two keys, with different ids.
+//!
 //! Trade-offs: keyed requests need Redis (503 while it is away; unkeyed
 //! requests do not); a retry after the TTL gets new ids (a duplicate).
 
@@ -55,9 +60,47 @@ impl IdempotencyConfig {
     }
 }
 
-/// A valid `Idempotency-Key`: 1 to 128 visible ASCII characters.
+/// A valid `Idempotency-Key` (1 to 128 visible ASCII characters) and the
+/// credential it belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Key(String);
+pub struct Key {
+    key: String,
+    scope: String,
+}
+
+/// Who sent a request, for scoping keys: the JWT's `iss` and `sub` (a
+/// refreshed token keeps its scope), else a digest of the bearer token,
+/// else one shared anonymous scope. The credential was verified before the
+/// handler runs, so the JWT's claims are read here without checking again.
+fn credential_scope(headers: &HeaderMap) -> String {
+    let Some(token) = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+    else {
+        return "anonymous".to_owned();
+    };
+    let mut validation = jsonwebtoken::Validation::default();
+    validation.insecure_disable_signature_validation();
+    validation.validate_exp = false;
+    validation.required_spec_claims.clear();
+    let claims = jsonwebtoken::decode::<serde_json::Value>(
+        token,
+        &jsonwebtoken::DecodingKey::from_secret(&[]),
+        &validation,
+    );
+    if let Ok(data) = claims
+        && let Some(sub) = data.claims["sub"].as_str()
+    {
+        let iss = data.claims["iss"].as_str().unwrap_or("");
+        return format!("jwt:{iss}\0{sub}");
+    }
+    format!("token:{}", hex(&sha256(&[token.as_bytes()])))
+}
 
 impl Key {
     /// The request's key, if it sent one; 400 naming the header if it is not valid.
@@ -83,11 +126,19 @@ impl Key {
         if !raw.iter().all(u8::is_ascii_graphic) {
             return Err(bad("has characters other than visible ASCII"));
         }
-        Ok(Some(Key(String::from_utf8_lossy(raw).into_owned())))
+        Ok(Some(Key {
+            key: String::from_utf8_lossy(raw).into_owned(),
+            scope: credential_scope(headers),
+        }))
     }
 
     fn digest(&self) -> [u8; 32] {
-        sha256(&[b"covid-realtime/idempotency-key/v1\0", self.0.as_bytes()])
+        sha256(&[
+            b"covid-realtime/idempotency-key/v2\0",
+            self.scope.as_bytes(),
+            b"\0",
+            self.key.as_bytes(),
+        ])
     }
 }
 
@@ -253,7 +304,10 @@ mod tests {
 
     #[test]
     fn ids_depend_on_key_cases_time_and_index() {
-        let key = Key("k1".into());
+        let key = Key {
+            key: "k1".into(),
+            scope: "anonymous".into(),
+        };
         let cases = cases_digest(&[Case::new("A", "L", 1, "x", "y").unwrap()]);
         let a = ids(&key, &cases, 1_700_000_000_000, 3);
         assert_eq!(a, ids(&key, &cases, 1_700_000_000_000, 3), "deterministic");
@@ -262,7 +316,16 @@ mod tests {
             3,
             "distinct within a batch"
         );
-        assert_ne!(a, ids(&Key("k2".into()), &cases, 1_700_000_000_000, 3));
+        let other_key = Key {
+            key: "k2".into(),
+            ..key.clone()
+        };
+        assert_ne!(a, ids(&other_key, &cases, 1_700_000_000_000, 3));
+        let other_client = Key {
+            scope: "token:beef".into(),
+            ..key.clone()
+        };
+        assert_ne!(a, ids(&other_client, &cases, 1_700_000_000_000, 3));
         assert_ne!(a, ids(&key, &cases_digest(&[]), 1_700_000_000_000, 3));
         assert!(
             ids(&key, &cases, 1_700_000_000_001, 1)[0] > a[0],

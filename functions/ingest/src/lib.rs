@@ -4,6 +4,7 @@
 //! retried requests keep their ids through `idempotency`.
 
 pub mod access;
+pub mod body;
 pub mod config;
 pub mod forward;
 pub mod grpc_batch;
@@ -73,12 +74,15 @@ pub async fn routes_with(ctx: Context, config: IngestConfig) -> anyhow::Result<R
     let forwarder = Forwarder::new(&ctx, &config.route, config.forward_timeout)?;
     let log = match &config.ingest_log {
         Some(mc) => {
-            let mut mongo = store::Mongo::connect_lazy(mc).await?;
-            mongo.ingest_log_ttl = config.ingest_log_ttl;
-            Some(store::IngestLog::new(mongo).start_writer(10_000, &ctx))
+            let mongo = store::Mongo::connect_lazy(mc).await?;
+            let log = store::IngestLog::owner(mongo, config.ingest_log_ttl);
+            Some(log.start_writer(10_000, &ctx))
         }
         None => None,
     };
+    // Every event carries the revision; receivers refuse one that could not
+    // be a field name, so a bad K_REVISION must stop ingest here instead.
+    events::check_revision(&ctx.config.revision).map_err(|e| anyhow::anyhow!("K_REVISION: {e}"))?;
     let state = Arc::new(Ingest {
         forwarder,
         keys: KeyStore::new(&config.idempotency)?,
@@ -199,28 +203,20 @@ async fn accept(
         }
     };
     let limit = s.config.body_limit;
-    let body = axum::body::to_bytes(req.into_body(), limit)
+    let body = body::read_limited(req.into_body(), limit)
         .await
-        .map_err(|e| {
-            use std::error::Error as _;
-            let too_large = e
-                .source()
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-                || e.to_string().contains("length limit");
-            if too_large {
-                refuse(
-                    "too_large",
-                    ApiError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        format!("the body is over the {limit}-byte limit: send smaller batches"),
-                    ),
-                )
-            } else {
-                refuse(
-                    "bad_body",
-                    ApiError::bad_request(format!("could not read the body: {e}")),
-                )
-            }
+        .map_err(|e| match e {
+            body::BodyError::TooLarge => refuse(
+                "too_large",
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("the body is over the {limit}-byte limit: send smaller batches"),
+                ),
+            ),
+            body::BodyError::Read(e) => refuse(
+                "bad_body",
+                ApiError::bad_request(format!("could not read the body: {e}")),
+            ),
         })?;
     seen.bytes = body.len();
     let cases = match format {
@@ -230,7 +226,9 @@ async fn accept(
     .map_err(|e: CaseError| {
         refuse(
             "invalid",
-            ApiError::bad_request(e.message).with_field(e.field, e.index),
+            ApiError::bad_request(e.message)
+                .with_field(e.field, e.index)
+                .at(e.line, e.column),
         )
     })?;
     seen.cases = cases.len();

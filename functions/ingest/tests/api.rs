@@ -294,8 +294,8 @@ async fn bad_input_is_refused_and_nothing_is_forwarded() {
     .await;
     let good = case_json("Ok", 30);
     let op = r#"{"name":"A","location":{"$gt":""},"age":3,"infectedtype":"x","state":"y"}"#;
-    // (what, content type, body, status, field named, index named)
-    type Row<'a> = (
+    // (what, content type, body, status, field, index)
+    type Bad<'a> = (
         &'a str,
         Option<&'a str>,
         String,
@@ -303,7 +303,7 @@ async fn bad_input_is_refused_and_nothing_is_forwarded() {
         Option<&'a str>,
         Option<u64>,
     );
-    let cases: Vec<Row> = vec![
+    let cases: Vec<Bad> = vec![
         (
             "operator object",
             Some("application/json"),

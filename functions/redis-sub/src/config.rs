@@ -54,8 +54,10 @@ impl SubConfig {
     pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<SubConfig> {
         let revision = var(lookup, "K_REVISION", "redis-sub-local".to_owned())?;
         let read_count = var(lookup, "READ_COUNT", 500usize)?;
-        if read_count == 0 {
-            bail!("READ_COUNT must be at least 1");
+        // One read is one write and one counting record (see store::batch).
+        let max = store::batch::RECORD_MAX_CASES;
+        if !(1..=max).contains(&read_count) {
+            bail!("READ_COUNT must be between 1 and {max}");
         }
         let reconcile_interval =
             Duration::from_millis(var(lookup, "RECONCILE_INTERVAL_MS", 10_000u64)?);

@@ -448,9 +448,15 @@ async fn readyz(State(checks): State<Arc<Vec<(&'static str, ReadyCheck)>>>) -> i
         (*name, r)
     }))
     .await;
-    let failing: serde_json::Map<String, serde_json::Value> = results
+    // `/readyz` is public: it names the failing dependency, and the error
+    // text (hosts, ports, driver messages) goes to the log only.
+    let failing: Vec<&str> = results
         .into_iter()
-        .filter_map(|(n, r)| r.err().map(|e| (n.to_owned(), e.into())))
+        .filter_map(|(name, r)| {
+            let e = r.err()?;
+            tracing::warn!(dependency = name, error = %e, "not ready: a dependency is failing");
+            Some(name)
+        })
         .collect();
     if failing.is_empty() {
         (

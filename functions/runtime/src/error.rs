@@ -19,7 +19,12 @@ pub struct ApiError {
     pub index: Option<usize>,
     /// The ids of the request's cases, when the outcome is unknown (504).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub ids: Option<Vec<String>>,
+    pub ids: Option<Box<[String]>>,
+    /// Where a malformed body stops parsing (1-based), when no field is to blame.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<u32>,
     #[serde(skip)]
     pub retry_after: Option<Duration>,
 }
@@ -32,6 +37,8 @@ impl ApiError {
             field: None,
             index: None,
             ids: None,
+            line: None,
+            column: None,
             retry_after: None,
         }
     }
@@ -57,7 +64,7 @@ impl ApiError {
         retry_after: Duration,
     ) -> ApiError {
         ApiError {
-            ids: Some(ids),
+            ids: Some(ids.into_boxed_slice()),
             retry_after: Some(retry_after),
             ..ApiError::new(StatusCode::GATEWAY_TIMEOUT, error)
         }
@@ -66,6 +73,12 @@ impl ApiError {
     pub fn with_field(mut self, field: Option<String>, index: Option<usize>) -> ApiError {
         self.field = field;
         self.index = index;
+        self
+    }
+
+    pub fn at(mut self, line: Option<usize>, column: Option<usize>) -> ApiError {
+        self.line = line.and_then(|l| u32::try_from(l).ok());
+        self.column = column.and_then(|c| u32::try_from(c).ok());
         self
     }
 }

@@ -8,7 +8,15 @@
 //! is full, clients whose bucket has refilled (idle ones, which behave
 //! exactly like absent ones) are dropped first, then the least recently
 //! seen, a tenth of the map at a time.
-//! Behind a proxy every request shares the proxy's address: limit there.
+//!
+//! Behind proxies (Knative's queue-proxy and activator, the ingress) every
+//! request comes from a proxy's address, so the limit would be per pod.
+//! With `trusted_hops` set to the number of proxies that append to
+//! `X-Forwarded-For`, the client is the address the outermost of them
+//! appended: the `trusted_hops`-th entry from the right. Entries left of it
+//! are the client's own claims and are ignored; a request with fewer
+//! entries than that (one that bypassed the proxies) is limited under its
+//! peer address.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
@@ -32,6 +40,7 @@ pub struct RateLimiter {
     rate: f64,
     burst: f64,
     capacity: usize,
+    trusted_hops: usize,
     clients: Mutex<HashMap<IpAddr, Bucket>>,
 }
 
@@ -47,8 +56,35 @@ impl RateLimiter {
             rate,
             burst: f64::from(burst),
             capacity,
+            trusted_hops: 0,
             clients: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Takes the client from `X-Forwarded-For` as `hops` trusted proxies
+    /// wrote it (0: the peer address, the default).
+    pub fn trusting_hops(mut self, hops: usize) -> RateLimiter {
+        self.trusted_hops = hops;
+        self
+    }
+
+    /// The client a request is limited as (see the module documentation).
+    pub fn client_of(&self, headers: &axum::http::HeaderMap, peer: IpAddr) -> IpAddr {
+        if self.trusted_hops == 0 {
+            return peer;
+        }
+        let chain: Vec<&str> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .collect();
+        chain
+            .len()
+            .checked_sub(self.trusted_hops)
+            .and_then(|i| chain[i].parse().ok())
+            .unwrap_or(peer)
     }
 
     /// Takes one token for `client`, or says how long until one is available.
@@ -111,11 +147,12 @@ fn group(ip: IpAddr) -> IpAddr {
 /// Middleware: 429 with `Retry-After` for a client over its rate. Requests
 /// without a peer address (the Lambda runtime) share one bucket.
 pub async fn layer(State(limiter): State<Arc<RateLimiter>>, req: Request, next: Next) -> Response {
-    let client = req
+    let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())
         .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    let client = limiter.client_of(req.headers(), peer);
     match limiter.check(client, Instant::now()) {
         Ok(()) => next.run(req).await,
         Err(wait) => {
@@ -204,6 +241,21 @@ mod tests {
             assert!(l.check(IpAddr::from([10, 1, 0, i]), t0).is_ok());
         }
         assert!(l.check(ip("10.9.9.9"), t0).is_err());
+    }
+
+    #[test]
+    fn the_client_is_the_entry_the_outermost_trusted_proxy_appended() {
+        let peer = ip("10.0.0.9");
+        let mut h = axum::http::HeaderMap::new();
+        h.append("x-forwarded-for", "6.6.6.6, 203.0.113.5".parse().unwrap());
+        h.append("x-forwarded-for", "10.0.0.1".parse().unwrap());
+        let l = |n| RateLimiter::new(1.0, 1, 10).trusting_hops(n);
+        assert_eq!(l(0).client_of(&h, peer), peer, "off: the peer");
+        assert_eq!(l(1).client_of(&h, peer), ip("10.0.0.1"));
+        assert_eq!(l(2).client_of(&h, peer), ip("203.0.113.5"));
+        assert_eq!(l(4).client_of(&h, peer), peer, "fewer entries than hops");
+        h.insert("x-forwarded-for", "not an address".parse().unwrap());
+        assert_eq!(l(1).client_of(&h, peer), peer);
     }
 
     #[test]

@@ -14,6 +14,11 @@ use std::collections::BTreeMap;
 use events::{AGE_BUCKETS, StoredCase};
 use mongodb::bson::{Bson, DateTime, Document, doc};
 
+/// Most cases one write may store (one counting record): with every text
+/// field at its limit and every area and state distinct, a record of this
+/// many cases is about 4 MiB, a quarter of MongoDB's document limit.
+pub const RECORD_MAX_CASES: usize = 10_000;
+
 /// How many recent cases a record carries for the dashboard's "last cases"
 /// (Redis keeps the newest of them).
 pub const RECENT_KEEP: usize = 20;

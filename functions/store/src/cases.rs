@@ -63,32 +63,52 @@ fn to_doc(s: &StoredCase) -> Document {
 
 /// Reads a stored document back; `None` if it is not one of ours.
 pub fn from_doc(d: &Document) -> Option<StoredCase> {
-    let path = match d.get_str("path").ok()? {
+    parse_doc(d).ok()
+}
+
+/// Reads a stored document back, or says which field makes it not one of ours.
+pub fn parse_doc(d: &Document) -> Result<StoredCase, String> {
+    let field = |name: &str| format!("field {name:?} is missing or not valid");
+    let path = match d.get_str("path").map_err(|_| field("path"))? {
         "grpc" => WritePath::Grpc,
         "redis" => WritePath::Redis,
         "http" => WritePath::Http,
-        _ => return None,
+        other => return Err(format!("unknown write path {other:?}")),
     };
-    let age = match d.get("age")? {
-        Bson::Int32(a) => i64::from(*a),
-        Bson::Int64(a) => *a,
-        _ => return None,
+    let age = match d.get("age") {
+        Some(Bson::Int32(a)) => i64::from(*a),
+        Some(Bson::Int64(a)) => *a,
+        _ => return Err(field("age")),
     };
+    let text = |name: &str| d.get_str(name).map_err(|_| field(name));
     let case = Case::new(
-        d.get_str("name").ok()?,
-        d.get_str("location").ok()?,
+        text("name")?,
+        text("location")?,
         age,
-        d.get_str("infectedtype").ok()?,
-        d.get_str("state").ok()?,
+        text("infectedtype")?,
+        text("state")?,
     )
-    .ok()?;
-    Some(StoredCase {
-        id: d.get_str("_id").ok()?.to_owned(),
+    .map_err(|e| e.to_string())?;
+    let revision = match d.get("revision") {
+        None | Some(Bson::Null) => None,
+        Some(Bson::String(r)) => {
+            events::check_revision(r).map_err(|e| e.0)?;
+            Some(r.clone())
+        }
+        Some(_) => return Err(field("revision")),
+    };
+    let time = |name: &str| {
+        d.get_datetime(name)
+            .map(|t| t.timestamp_millis())
+            .map_err(|_| field(name))
+    };
+    Ok(StoredCase {
+        id: text("_id")?.to_owned(),
         case,
         path,
-        revision: d.get_str("revision").ok().map(str::to_owned),
-        reported_ms: d.get_datetime("reported_at").ok()?.timestamp_millis(),
-        stored_ms: d.get_datetime("stored_at").ok()?.timestamp_millis(),
+        revision,
+        reported_ms: time("reported_at")?,
+        stored_ms: time("stored_at")?,
     })
 }
 

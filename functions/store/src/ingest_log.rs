@@ -1,11 +1,18 @@
 //! The ingest log: one record per ingest request (time, path, result and
 //! reason, cases, bytes, revision), written in batches off the request path
 //! and expired by a TTL index (`INGEST_LOG_TTL_S`), so it cannot grow without bound.
+//!
+//! Ingest, the log's one writer, owns that index: it creates it, and when
+//! `INGEST_LOG_TTL_S` changes it changes the TTL in place with `collMod`
+//! (creating it again with other options is MongoDB's IndexOptionsConflict).
+//! No case write, count or sweep touches it.
 
 use std::time::Duration;
 
 use futures::TryStreamExt;
-use mongodb::bson::{DateTime, Document, doc};
+use mongodb::bson::{Bson, DateTime, Document, doc};
+use mongodb::options::IndexOptions;
+use mongodb::{IndexModel, error::ErrorKind};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
@@ -53,7 +60,15 @@ impl LogEntry {
 #[derive(Clone)]
 pub struct IngestLog {
     mongo: Mongo,
+    /// Set for the log's owner (ingest): the TTL its index must have.
+    ttl: Option<Duration>,
+    indexed: std::sync::Arc<tokio::sync::OnceCell<()>>,
 }
+
+/// The TTL index's key and name.
+const TTL_INDEX: &str = "time_1";
+/// MongoDB's IndexOptionsConflict and IndexKeySpecsConflict codes.
+const INDEX_CONFLICT: [i32; 2] = [85, 86];
 
 /// Hands entries to the background writer; never waits.
 #[derive(Clone)]
@@ -70,8 +85,80 @@ impl LogSender {
 }
 
 impl IngestLog {
+    /// A reader of the log (or a writer that leaves its index alone).
     pub fn new(mongo: Mongo) -> IngestLog {
-        IngestLog { mongo }
+        IngestLog {
+            mongo,
+            ttl: None,
+            indexed: Default::default(),
+        }
+    }
+
+    /// The log's owner: its writes keep the TTL index at `ttl`.
+    pub fn owner(mongo: Mongo, ttl: Duration) -> IngestLog {
+        IngestLog {
+            ttl: Some(ttl),
+            ..IngestLog::new(mongo)
+        }
+    }
+
+    /// Makes the TTL index expire records after `ttl`: creates it, or
+    /// changes an existing one's TTL with `collMod`. Idempotent.
+    pub async fn ensure_ttl_index(&self, ttl: Duration) -> mongodb::error::Result<()> {
+        let seconds = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
+        match self.ttl_seconds().await? {
+            Some(s) if s == seconds => return Ok(()),
+            Some(_) => return self.change_ttl(seconds).await,
+            None => {}
+        }
+        let index = IndexModel::builder()
+            .keys(doc! {"time": 1})
+            .options(
+                IndexOptions::builder()
+                    .name(TTL_INDEX.to_owned())
+                    .expire_after(ttl)
+                    .build(),
+            )
+            .build();
+        match self.mongo.collection(INGEST_LOG).create_index(index).await {
+            Ok(_) => Ok(()),
+            // Another ingest created it meanwhile, with another TTL.
+            Err(e) if matches!(&*e.kind, ErrorKind::Command(c) if INDEX_CONFLICT.contains(&c.code)) => {
+                self.change_ttl(seconds).await
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The TTL index's `expireAfterSeconds`; `None` when there is no index.
+    pub async fn ttl_seconds(&self) -> mongodb::error::Result<Option<i64>> {
+        let indexes: Vec<IndexModel> = match self.mongo.collection(INGEST_LOG).list_indexes().await
+        {
+            Ok(cursor) => cursor.try_collect().await?,
+            // No collection yet (NamespaceNotFound): no index either.
+            Err(e) if matches!(&*e.kind, ErrorKind::Command(c) if c.code == 26) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(indexes
+            .iter()
+            .find(|i| i.keys == doc! {"time": 1})
+            .map(|i| {
+                i.options
+                    .as_ref()
+                    .and_then(|o| o.expire_after)
+                    .map_or(0, |d| d.as_secs() as i64)
+            }))
+    }
+
+    async fn change_ttl(&self, seconds: i64) -> mongodb::error::Result<()> {
+        self.mongo
+            .db()
+            .run_command(doc! {
+                "collMod": INGEST_LOG,
+                "index": {"keyPattern": {"time": 1}, "expireAfterSeconds": Bson::Int64(seconds)},
+            })
+            .await
+            .map(|_| ())
     }
 
     /// Starts the batching writer; it ends after `shutdown`, once the queue is written.
@@ -111,7 +198,16 @@ impl IngestLog {
         if entries.is_empty() {
             return Ok(());
         }
-        self.mongo.ensure_indexes().await?;
+        if let Some(ttl) = self.ttl {
+            // Retried with the next batch; the entries are written either way.
+            let indexed = self
+                .indexed
+                .get_or_try_init(|| self.ensure_ttl_index(ttl))
+                .await;
+            if let Err(e) = indexed {
+                tracing::warn!(error = %e, "could not set the ingest log's TTL index; will retry");
+            }
+        }
         self.mongo
             .collection(INGEST_LOG)
             .insert_many(entries.iter().map(LogEntry::to_doc))

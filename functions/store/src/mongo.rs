@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use mongodb::bson::{Document, doc};
-use mongodb::options::{ClientOptions, IndexOptions};
+use mongodb::options::ClientOptions;
 use mongodb::{Client, Collection, Database, IndexModel};
 use runtime::config::var;
 use tokio::sync::OnceCell;
@@ -41,13 +41,14 @@ pub const BATCHES: &str = "stats_batches";
 /// The Redis half of a counted flush, until it is applied (at most once).
 pub const OUTBOX: &str = "stats_outbox";
 pub const INGEST_LOG: &str = "ingest_log";
+/// Counting records aggregate cannot read, with the reason (see `stats`).
+pub const DEAD_BATCHES: &str = "stats_batches_dead_letter";
 
 #[derive(Clone)]
 pub struct Mongo {
     client: Client,
     db: Database,
     indexes: std::sync::Arc<OnceCell<()>>,
-    pub ingest_log_ttl: Duration,
 }
 
 impl Mongo {
@@ -71,7 +72,6 @@ impl Mongo {
             client,
             db,
             indexes: Default::default(),
-            ingest_log_ttl: Duration::from_secs(86_400),
         })
     }
 
@@ -87,7 +87,10 @@ impl Mongo {
         self.db.collection(name)
     }
 
-    /// Creates the indexes every reader and writer relies on (idempotent).
+    /// Creates the indexes the case writers and the aggregate rely on
+    /// (idempotent). The ingest log's TTL index is not one of them: it
+    /// belongs to ingest (`IngestLog::ensure_ttl_index`), so no setting of
+    /// the log can stop a case write, count or sweep.
     pub async fn ensure_indexes(&self) -> mongodb::error::Result<()> {
         self.indexes
             .get_or_try_init(|| async {
@@ -109,17 +112,6 @@ impl Mongo {
                         .create_index(IndexModel::builder().keys(doc! {"created": 1}).build())
                         .await?;
                 }
-                let ttl = IndexOptions::builder()
-                    .expire_after(self.ingest_log_ttl)
-                    .build();
-                self.collection(INGEST_LOG)
-                    .create_index(
-                        IndexModel::builder()
-                            .keys(doc! {"time": 1})
-                            .options(ttl)
-                            .build(),
-                    )
-                    .await?;
                 Ok(())
             })
             .await

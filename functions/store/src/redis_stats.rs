@@ -33,14 +33,26 @@ local nr = tonumber(ARGV[i]); i = i + 1
 for k = nr, 1, -1 do redis.call('LPUSH', KEYS[4], ARGV[i + k - 1]) end
 i = i + nr
 redis.call('LTRIM', KEYS[4], 0, tonumber(ARGV[i]) - 1); i = i + 1
+for k = 5, 6 do
+  local nz = tonumber(ARGV[i]); i = i + 1
+  for _ = 1, nz do redis.call('ZINCRBY', KEYS[k], -tonumber(ARGV[i + 1]), ARGV[i]); i = i + 2 end
+end
 local keep = ARGV[i]; i = i + 1
-for k = 5, #KEYS do
+for k = 7, #KEYS do
   local nf = tonumber(ARGV[i]); i = i + 1
   for _ = 1, nf do redis.call('HINCRBY', KEYS[k], ARGV[i], ARGV[i + 1]); i = i + 2 end
   redis.call('EXPIRE', KEYS[k], keep)
 end
 return 1
 "#;
+
+/// A ranking kept as a sorted set: member = the name, score = minus its
+/// cases, so an ascending range is most cases first, ties by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ranking {
+    Areas,
+    States,
+}
 
 #[derive(Clone)]
 pub struct RedisStats {
@@ -92,7 +104,9 @@ impl RedisStats {
         inv.key(self.keys.applied(flush_id))
             .key(self.keys.age_buckets())
             .key(self.keys.totals())
-            .key(self.keys.recent_cases());
+            .key(self.keys.recent_cases())
+            .key(self.rank_key(Ranking::Areas))
+            .key(self.rank_key(Ranking::States));
         inv.arg(APPLIED_TTL_S);
         for (n, label) in ages.iter().zip(AGE_BUCKETS) {
             inv.arg(*n).arg(label);
@@ -107,6 +121,12 @@ impl RedisStats {
             inv.arg(serde_json::to_string(c).expect("a case serializes"));
         }
         inv.arg(RECENT_KEEP);
+        for counts in [&deltas.areas, &deltas.states] {
+            inv.arg(counts.len());
+            for (name, n) in counts {
+                inv.arg(name).arg(*n);
+            }
+        }
         inv.arg(RATE_KEEP_S);
         for (sec, counts) in rate {
             inv.key(self.keys.rate(*sec));
@@ -117,6 +137,33 @@ impl RedisStats {
         }
         let applied: i64 = inv.invoke_async(&mut self.conn.clone()).await?;
         Ok(applied == 1)
+    }
+
+    fn rank_key(&self, which: Ranking) -> String {
+        let name = match which {
+            Ranking::Areas => "rank:areas",
+            Ranking::States => "rank:states",
+        };
+        format!("{}{name}", self.keys.prefix())
+    }
+
+    /// The `n` names with most cases, largest first (ties by name), with
+    /// their cases: O(log names + n), however many names clients invent.
+    pub async fn top(&self, which: Ranking, n: usize) -> redis::RedisResult<Vec<(String, u64)>> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let raw: Vec<(String, f64)> = redis::cmd("ZRANGE")
+            .arg(self.rank_key(which))
+            .arg(0)
+            .arg(n - 1)
+            .arg("WITHSCORES")
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(raw
+            .into_iter()
+            .map(|(name, score)| (name, (-score).max(0.0) as u64))
+            .collect())
     }
 
     /// Age buckets in order, all ten.

@@ -23,8 +23,8 @@ use mongodb::error::{TRANSIENT_TRANSACTION_ERROR, UNKNOWN_TRANSACTION_COMMIT_RES
 use serde::Serialize;
 
 use crate::batch::{Deltas, field_safe};
-use crate::mongo::{AREA_STATS, BATCHES, Mongo, OUTBOX, STATE_STATS, TOTALS};
-use crate::redis_stats::RedisStats;
+use crate::mongo::{AREA_STATS, BATCHES, DEAD_BATCHES, Mongo, OUTBOX, STATE_STATS, TOTALS};
+use crate::redis_stats::{Ranking, RedisStats};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AreaCount {
@@ -36,7 +36,14 @@ pub struct AreaCount {
 pub struct StateCount {
     pub state: String,
     pub cases: u64,
+    /// The entry that sums every state past the top ones (`state: "other"`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub other: bool,
 }
+
+/// Most states listed by name; the rest are summed into one "other" entry,
+/// so a list sent to every dashboard stays small whatever clients invent.
+pub const STATES_LISTED: u32 = 10;
 
 /// The materialised totals (MongoDB).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -123,9 +130,9 @@ impl Aggregator {
             .stream(&mut *session)
             .try_collect()
             .await?;
-        let found: Vec<&str> = records
+        let found: Vec<String> = records
             .iter()
-            .filter_map(|d| d.get_str("_id").ok())
+            .filter_map(|d| d.get_str("_id").ok().map(str::to_owned))
             .collect();
         if found.is_empty() {
             session.abort_transaction().await?;
@@ -141,23 +148,14 @@ impl Aggregator {
             return Err(mongodb::error::Error::custom(WriteConflict));
         }
         let mut deltas = Deltas::default();
-        for r in &records {
-            match Deltas::from_doc(r) {
+        for r in records {
+            match Deltas::from_doc(&r) {
                 Some(d) => deltas.merge(d),
-                // Not ours: deleting it is all there is to do.
-                None => {
-                    tracing::warn!(record = ?r.get("_id"), "dropped a malformed counting record")
-                }
+                None => self.dead_letter(session, r).await?,
             }
         }
         self.apply_mongo(session, &deltas).await?;
-        // The Redis half needs neither areas nor states.
-        let redis_part = Deltas {
-            areas: Default::default(),
-            states: Default::default(),
-            ..deltas.clone()
-        };
-        let mut outbox = redis_part.to_doc();
+        let mut outbox = deltas.to_doc();
         outbox.insert("_id", flush_id);
         outbox.insert("created", DateTime::now());
         self.mongo
@@ -208,6 +206,55 @@ impl Aggregator {
         Ok(())
     }
 
+    /// Moves a counting record this version cannot read into
+    /// [`DEAD_BATCHES`] with the reason, inside the counting transaction
+    /// (which has already deleted it from the outbox), so it never holds
+    /// back the batches counted with it. Replay: fix the record and insert
+    /// it back into `stats_batches`; the sweep counts it.
+    async fn dead_letter(
+        &self,
+        session: &mut ClientSession,
+        record: Document,
+    ) -> mongodb::error::Result<()> {
+        let id = record.get("_id").cloned().unwrap_or(Bson::Null);
+        let reason = "a counting record this version cannot read";
+        tracing::warn!(record = %id, reason, "moved to the dead letters");
+        metrics::counter!("aggregate_batches_dead_lettered_total").increment(1);
+        self.mongo
+            .collection(DEAD_BATCHES)
+            .replace_one(
+                doc! {"_id": &id},
+                doc! {"_id": &id, "reason": reason, "at": DateTime::now(), "record": record},
+            )
+            .upsert(true)
+            .session(&mut *session)
+            .await?;
+        Ok(())
+    }
+
+    /// The newest `limit` dead-lettered counting records: `(id, reason)`.
+    pub async fn dead_letters(&self, limit: i64) -> mongodb::error::Result<Vec<(String, String)>> {
+        let docs: Vec<Document> = self
+            .mongo
+            .collection(DEAD_BATCHES)
+            .find(doc! {})
+            .sort(doc! {"at": -1})
+            .limit(limit)
+            .await?
+            .try_collect()
+            .await?;
+        Ok(docs
+            .iter()
+            .map(|d| {
+                let id = match d.get("_id") {
+                    Some(Bson::String(s)) => s.clone(),
+                    other => format!("{other:?}"),
+                };
+                (id, d.get_str("reason").unwrap_or("").to_owned())
+            })
+            .collect())
+    }
+
     async fn apply_redis(&self, flush_id: &str, deltas: &Deltas) -> anyhow::Result<()> {
         self.redis
             .apply(flush_id, deltas, Utc::now().timestamp_millis())
@@ -225,7 +272,12 @@ impl Aggregator {
     /// itself hands the records to its flusher instead, so one task counts.)
     pub async fn sweep(&self, older_than: Duration, limit: i64) -> anyhow::Result<u64> {
         self.replay_interrupted(older_than, limit).await?;
-        let ids = self.uncounted_batches(older_than, limit).await?;
+        let ids: Vec<String> = self
+            .uncounted_batches(older_than, limit)
+            .await?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
         let mut cases = 0;
         // A bounded number of records per transaction.
         for chunk in ids.chunks(SWEEP_RECORDS_PER_FLUSH) {
@@ -260,26 +312,30 @@ impl Aggregator {
         Ok(())
     }
 
-    /// Ids of the oldest batch records older than `older_than` (at most
-    /// `limit`): batches whose `case.stored` event never arrived, or has not yet.
+    /// Ids and case counts of the oldest batch records older than
+    /// `older_than` (at most `limit`): batches whose `case.stored` event
+    /// never arrived, or has not yet.
     pub async fn uncounted_batches(
         &self,
         older_than: Duration,
         limit: i64,
-    ) -> mongodb::error::Result<Vec<String>> {
+    ) -> mongodb::error::Result<Vec<(String, u64)>> {
         self.mongo.ensure_indexes().await?;
         Ok(self
             .mongo
             .collection(BATCHES)
             .find(doc! {"created": {"$lt": cutoff(older_than)}})
-            .projection(doc! {"_id": 1})
+            .projection(doc! {"_id": 1, "cases": 1})
             .sort(doc! {"created": 1})
             .limit(limit)
             .await?
             .try_collect::<Vec<Document>>()
             .await?
             .iter()
-            .filter_map(|d| d.get_str("_id").ok().map(str::to_owned))
+            .filter_map(|d| {
+                let id = d.get_str("_id").ok()?.to_owned();
+                Some((id, as_u64(d.get("cases"))))
+            })
             .collect())
     }
 
@@ -291,43 +347,46 @@ impl Aggregator {
             .await
     }
 
-    /// Top `n` areas by cases (ties by name).
-    pub async fn top_areas(&self, n: u32) -> mongodb::error::Result<Vec<AreaCount>> {
+    /// Top `n` areas by cases (ties by name), from the Redis ranking: the
+    /// read costs the same for 22 areas as for 100,000 invented ones.
+    pub async fn top_areas(&self, n: u32) -> redis::RedisResult<Vec<AreaCount>> {
         Ok(self
-            .ranked(AREA_STATS, Some(i64::from(n)))
+            .redis
+            .top(Ranking::Areas, n as usize)
             .await?
             .into_iter()
             .map(|(location, cases)| AreaCount { location, cases })
             .collect())
     }
 
-    /// Cases per state, largest first.
-    pub async fn states(&self) -> mongodb::error::Result<Vec<StateCount>> {
-        Ok(self
-            .ranked(STATE_STATS, None)
-            .await?
+    /// The [`STATES_LISTED`] states with most cases, largest first, then
+    /// one `other` entry with the cases of all the rest (when there are
+    /// any): the Redis total minus those listed, so the read costs the same
+    /// for 4 states as for 100,000.
+    pub async fn states(&self) -> redis::RedisResult<Vec<StateCount>> {
+        let (top, totals) = tokio::join!(
+            self.redis.top(Ranking::States, STATES_LISTED as usize),
+            self.redis.totals()
+        );
+        let mut states: Vec<StateCount> = top?
             .into_iter()
-            .map(|(state, cases)| StateCount { state, cases })
-            .collect())
-    }
-
-    /// `(_id, cases)` of a per-key statistics collection, largest first
-    /// (ties by name), at most `limit`.
-    async fn ranked(
-        &self,
-        collection: &str,
-        limit: Option<i64>,
-    ) -> mongodb::error::Result<Vec<(String, u64)>> {
-        let collection = self.mongo.collection(collection);
-        let mut find = collection.find(doc! {}).sort(doc! {"cases": -1, "_id": 1});
-        if let Some(n) = limit {
-            find = find.limit(n);
+            .map(|(state, cases)| StateCount {
+                state,
+                cases,
+                other: false,
+            })
+            .collect();
+        let listed: u64 = states.iter().map(|s| s.cases).sum();
+        let total = totals?.get("cases").copied().unwrap_or(0).max(0) as u64;
+        let rest = total.saturating_sub(listed);
+        if rest > 0 {
+            states.push(StateCount {
+                state: "other".to_owned(),
+                cases: rest,
+                other: true,
+            });
         }
-        let docs: Vec<Document> = find.await?.try_collect().await?;
-        Ok(docs
-            .iter()
-            .filter_map(|d| Some((d.get_str("_id").ok()?.to_owned(), as_u64(d.get("cases")))))
-            .collect())
+        Ok(states)
     }
 
     /// The totals document (zeros before the first case).

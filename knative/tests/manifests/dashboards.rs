@@ -74,8 +74,6 @@ fn the_dashboards_show_what_they_promise() {
         "ingest_cases_accepted_total",
         "writer_cases_stored_total",
         "aggregate_cases_counted_total",
-        "aggregate_cases_by_state_total",
-        "aggregate_cases_by_area_total",
     ] {
         assert!(business.contains(m), "business.json shows {m}");
     }
