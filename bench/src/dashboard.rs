@@ -97,7 +97,7 @@ async fn seed_with(
                 },
             )
             .await?;
-        agg.count(&stored.batch.into_iter().collect::<Vec<_>>())
+        agg.count_batches(&stored.batch.into_iter().collect::<Vec<_>>())
             .await?;
         done += k;
         if done.is_multiple_of(100_000) {

@@ -57,12 +57,12 @@ fn describe_metrics() {
         "Stored cases counted into the statistics, by write path and revision"
     );
     describe_counter!(
-        "aggregate_cases_by_state_total",
-        "Stored cases counted, by case state"
+        "aggregate_batches_counted_total",
+        "Counting records (one per stored batch) applied and deleted"
     );
     describe_counter!(
-        "aggregate_cases_by_area_total",
-        "Stored cases counted, by area"
+        "aggregate_batches_dead_lettered_total",
+        "Counting records this version cannot read, moved to stats_batches_dead_letter"
     );
     describe_histogram!(
         "aggregate_flush_duration_seconds",
@@ -70,8 +70,8 @@ fn describe_metrics() {
         "Time of one flush of counted increments to MongoDB and Redis"
     );
     describe_counter!(
-        "aggregate_swept_total",
-        "Leftover outbox records applied by the recovery sweep"
+        "aggregate_swept_batches_total",
+        "Counting records whose case.stored event had not arrived, found by the sweep"
     );
 }
 
@@ -173,7 +173,7 @@ async fn flusher(
         }
         let ids: Vec<String> = jobs.iter().map(|j| j.batch.clone()).collect();
         let start = std::time::Instant::now();
-        let result = agg.count(&ids).await;
+        let result = agg.count_batches(&ids).await;
         metrics::histogram!("aggregate_flush_duration_seconds")
             .record(start.elapsed().as_secs_f64());
         let reply = match result {

@@ -114,7 +114,7 @@ impl Env {
             ids.push(r.id.clone());
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        self.agg.count(&batches).await.unwrap();
+        self.agg.count_batches(&batches).await.unwrap();
         ids
     }
 

@@ -28,9 +28,13 @@ async fn the_snapshot_lists_the_top_states_and_sums_the_rest_as_other() {
             traceparent: None,
         })
         .collect();
-    e.cases.insert(&reported, WritePath::Grpc).await.unwrap();
-    let ids: Vec<String> = reported.iter().map(|r| r.id.clone()).collect();
-    e.agg.count(&ids).await.unwrap();
+    let batch = e
+        .cases
+        .insert(&reported, WritePath::Grpc)
+        .await
+        .unwrap()
+        .batch;
+    e.agg.count_batches(&[batch.unwrap()]).await.unwrap();
 
     for path in ["/api/snapshot", "/api/states"] {
         let body: Value = e

@@ -30,11 +30,13 @@ async fn seeded(e: &Env) -> serde_json::Value {
         revision: Some("ingest-grpc-00001".into()),
         traceparent: None,
     };
-    e.cases
+    let batch = e
+        .cases
         .insert(std::slice::from_ref(&r), WritePath::Grpc)
         .await
-        .unwrap();
-    e.agg.count(&[r.id]).await.unwrap();
+        .unwrap()
+        .batch;
+    e.agg.count_batches(&[batch.unwrap()]).await.unwrap();
     reqwest::get(format!("{}/api/summary", e.url))
         .await
         .unwrap()

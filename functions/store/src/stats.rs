@@ -79,7 +79,7 @@ impl Aggregator {
 
     /// Counts the batches with these record ids exactly once; returns what
     /// this call counted (records already counted, or unknown, add nothing).
-    pub async fn count(&self, batch_ids: &[String]) -> anyhow::Result<Counted> {
+    pub async fn count_batches(&self, batch_ids: &[String]) -> anyhow::Result<Counted> {
         let mut ids: Vec<String> = batch_ids.to_vec();
         ids.sort();
         ids.dedup();
@@ -281,7 +281,7 @@ impl Aggregator {
         let mut cases = 0;
         // A bounded number of records per transaction.
         for chunk in ids.chunks(SWEEP_RECORDS_PER_FLUSH) {
-            cases += self.count(chunk).await?.deltas.cases.max(0) as u64;
+            cases += self.count_batches(chunk).await?.deltas.cases.max(0) as u64;
         }
         Ok(cases)
     }

@@ -47,7 +47,11 @@ fn describe_writer_metrics() {
     );
     describe_counter!(
         "writer_emit_skipped_total",
-        "case.stored events not sent because no K_SINK is set"
+        "case.stored events not sent because 64 were already in flight (the aggregate sweep counts those batches)"
+    );
+    describe_counter!(
+        "writer_requests_expired_total",
+        "Write requests dropped unwritten because their caller's deadline had passed"
     );
     describe_counter!(
         "writer_emit_failed_total",

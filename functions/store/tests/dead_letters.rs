@@ -48,7 +48,7 @@ async fn revisions_an_older_writer_stored_unchecked_are_counted_and_agree_with_t
     ];
     let batch = cases.insert(&all, WritePath::Grpc).await.unwrap().batch;
     let counted = agg
-        .count(&[batch.unwrap()])
+        .count_batches(&[batch.unwrap()])
         .await
         .expect("one flush counts them all");
     assert_eq!(counted.deltas.cases, 5);
@@ -83,7 +83,7 @@ async fn a_counting_record_this_version_cannot_read_is_dead_lettered_and_the_res
         .unwrap();
 
     let counted = agg
-        .count(&[batch, "b-from-the-future".to_owned()])
+        .count_batches(&[batch, "b-from-the-future".to_owned()])
         .await
         .expect("the readable batch is counted");
     assert_eq!(counted.deltas.cases, 2);
@@ -113,6 +113,6 @@ async fn a_counting_record_this_version_cannot_read_is_dead_lettered_and_the_res
         .unwrap()
         .batch
         .unwrap();
-    assert_eq!(agg.count(&[later]).await.unwrap().deltas.cases, 1);
+    assert_eq!(agg.count_batches(&[later]).await.unwrap().deltas.cases, 1);
     assert_eq!(agg.totals().await.unwrap().total, 3);
 }

@@ -94,14 +94,14 @@ async fn counting_is_exactly_once_and_materialises_every_statistic() {
     let ids = vec![first.batch.unwrap(), second.batch.unwrap()];
 
     // Two aggregators counting the same batches at once, then a redelivery: each case counts once.
-    let (x, y) = tokio::join!(e.agg.count(&ids), e.agg.count(&ids));
+    let (x, y) = tokio::join!(e.agg.count_batches(&ids), e.agg.count_batches(&ids));
     let (x, y) = (x.unwrap(), y.unwrap());
     assert_eq!(x.deltas.cases + y.deltas.cases, 6);
     assert_eq!(x.batches + y.batches, 2);
-    assert_eq!(e.agg.count(&ids).await.unwrap().batches, 0);
+    assert_eq!(e.agg.count_batches(&ids).await.unwrap().batches, 0);
     assert_eq!(
         e.agg
-            .count(&["not-a-batch-id".to_owned()])
+            .count_batches(&["not-a-batch-id".to_owned()])
             .await
             .unwrap()
             .batches,
