@@ -36,6 +36,23 @@ async fn spawn(
     url
 }
 
+/// grpc-writer alone (no sink) over `mongodb_uri`; its URL.
+pub async fn start_writer(mongodb_uri: &str) -> String {
+    let env: HashMap<String, String> = [
+        ("MONGODB_URI", mongodb_uri),
+        ("MONGODB_DATABASE", "writer"),
+        ("HOST", "127.0.0.1"),
+        ("PORT", "0"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    spawn("grpc-writer", &env, async |ctx, l| {
+        grpc_writer::routes_with(ctx, grpc_writer::WriterConfig::from_lookup(l)?).await
+    })
+    .await
+}
+
 pub async fn start(name: &str) -> Pair {
     let s = stack::testing::servers();
     let db = stack::testing::unique(name);
