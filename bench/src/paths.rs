@@ -142,22 +142,22 @@ async fn documents_touched(r: &Running) -> anyhow::Result<f64> {
     Ok(sum)
 }
 
-/// Stored documents minus counted cases (the materialised total).
+/// Stored cases not counted yet: the cases of the counting records still
+/// waiting (a record is deleted in the transaction that counts its cases).
 async fn uncounted(mongo: &Mongo) -> anyhow::Result<i64> {
-    let docs = mongo
-        .collection(store::mongo::CASES)
-        .estimated_document_count()
-        .await? as i64;
-    let totals = mongo
-        .collection(store::mongo::TOTALS)
-        .find_one(doc! {"_id": "totals"})
+    let mut sums = mongo
+        .collection(store::mongo::BATCHES)
+        .aggregate([doc! {"$group": {"_id": null, "cases": {"$sum": "$cases"}}}])
         .await?;
-    let counted = match totals.as_ref().and_then(|t| t.get("cases")) {
+    let Some(d) = sums.try_next().await? else {
+        return Ok(0);
+    };
+    Ok(match d.get("cases") {
         Some(mongodb::bson::Bson::Int32(v)) => i64::from(*v),
         Some(mongodb::bson::Bson::Int64(v)) => *v,
+        Some(mongodb::bson::Bson::Double(v)) => *v as i64,
         _ => 0,
-    };
-    Ok(docs - counted)
+    })
 }
 
 /// Waits until every stored case is counted; how long that took.

@@ -152,6 +152,13 @@ pub const FUNCTIONS: &[Function] = &[
                 "INGEST_ROUTE",
                 "redis",
             ),
+            // Most bytes the stream may use before ingest answers 503.
+            when(
+                "MAX_STREAM_BACKLOG_BYTES",
+                Default::Value("209715200"),
+                "INGEST_ROUTE",
+                "redis",
+            ),
             v("MAX_BATCH_CASES", Default::Value("1000")),
             v("FORWARD_TIMEOUT_MS", Default::Value("5000")),
             // Unset: no ingest log.

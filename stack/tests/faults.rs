@@ -516,3 +516,63 @@ async fn a_full_stream_answers_503_and_never_grows_past_its_bound() {
     assert_eq!(stream_len().await, BOUND);
     p.sup.stop().await;
 }
+
+/// The same bound in bytes: with entries to spare but `MAX_STREAM_BACKLOG_BYTES`
+/// reached (the Stream's `MEMORY USAGE`), ingest answers 503 naming the
+/// variable, and the Stream stops growing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_full_in_bytes_answers_503_and_stops_growing() {
+    const BYTES: u64 = 32 * 1024;
+    let servers = stack::testing::servers();
+    let p = start(
+        &servers.redis_url,
+        &servers.mongodb_uri,
+        &[
+            ("STREAM_CONSUMER", "false"),
+            ("MAX_STREAM_BACKLOG", "100000"),
+            ("MAX_STREAM_BACKLOG_BYTES", &BYTES.to_string()),
+        ],
+    )
+    .await;
+    let http = stack::testing::http_client();
+    let url = format!("{}/cases", p.sup.url("ingest-redis"));
+    let long = "x".repeat(190);
+    let mut refused = None;
+    for i in 0..2_000 {
+        let body = json!({"name": format!("{long}{i:04}"), "location": long, "age": 40, "infectedtype": "communitary", "state": "active"});
+        let resp = http.post(&url).json(&body).send().await.unwrap();
+        match resp.status().as_u16() {
+            202 => {}
+            503 => {
+                refused = Some(resp.json::<serde_json::Value>().await.unwrap());
+                break;
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    let refused = refused.expect("the byte bound was reached within 2,000 cases");
+    let error = refused["error"].as_str().unwrap();
+    assert!(error.contains("MAX_STREAM_BACKLOG_BYTES"), "{error}");
+    let (len, _) = p.stream_backlog().await;
+    assert!(len < 2_000, "refused on bytes, not entries: {len} entries");
+    let usage: u64 = redis::cmd("MEMORY")
+        .arg("USAGE")
+        .arg(p.keys.stream())
+        .query_async(&mut p.redis.clone())
+        .await
+        .unwrap();
+    // The last entry in may take a new stream node (up to 4 KiB).
+    assert!(
+        usage <= BYTES + 8192,
+        "{usage} bytes past a bound of {BYTES}"
+    );
+    // Still full: the next case is refused too, and nothing was added.
+    let again = http
+        .post(&url)
+        .json(&json!({"name": "Again", "location": "Petén", "age": 40, "infectedtype": "communitary", "state": "active"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 503);
+    assert_eq!(p.stream_backlog().await.0, len);
+}

@@ -20,6 +20,10 @@ pub enum Route {
         /// hold (cases not yet stored); at the bound ingest answers 503, so a
         /// slow or absent consumer cannot make Redis grow without limit.
         max_backlog: usize,
+        /// `MAX_STREAM_BACKLOG_BYTES` (default 209715200, 200 MiB): most
+        /// memory the Stream may use (Redis' `MEMORY USAGE`, sampled); at the
+        /// bound ingest answers 503. Keep it below Redis' `maxmemory`.
+        max_backlog_bytes: u64,
     },
 }
 
@@ -72,6 +76,7 @@ impl IngestConfig {
                 url: var(lookup, "REDIS_URL", "redis://127.0.0.1:6379/".to_owned())?,
                 key_prefix: var(lookup, "REDIS_KEY_PREFIX", "covid:".to_owned())?,
                 max_backlog: var(lookup, "MAX_STREAM_BACKLOG", 100_000usize)?,
+                max_backlog_bytes: var(lookup, "MAX_STREAM_BACKLOG_BYTES", 200u64 << 20)?,
             },
             ("sink" | "", Some(url)) => Route::Sink(url),
             ("sink" | "", None) => bail!(

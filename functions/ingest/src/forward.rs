@@ -75,23 +75,30 @@ pub enum Forwarder {
         conn: ConnectionManager,
         stream: String,
         max_backlog: usize,
+        max_backlog_bytes: u64,
         append: redis::Script,
     },
 }
 
 /// Appends a batch to the Stream unless that would take the Stream past its
-/// bound. A script runs alone, so the batch enters whole or not at all and
-/// concurrent ingests cannot overshoot between the check and the append.
-/// XLEN is O(1): the check costs nothing next to the XADDs.
-/// KEYS[1]: the Stream; ARGV[1]: the bound; ARGV[2]: the entry field;
-/// ARGV[3..]: the entries. Returns {appended (0 or 1), Stream length}.
+/// bounds, in entries or in bytes. A script runs alone, so the batch enters
+/// whole or not at all and concurrent ingests cannot overshoot between the
+/// check and the append. XLEN is O(1); MEMORY USAGE samples 5 nodes of the
+/// Stream: both cost nothing next to the XADDs.
+/// KEYS[1]: the Stream; ARGV[1]: the entry bound; ARGV[2]: the byte bound;
+/// ARGV[3]: the entry field; ARGV[4..]: the entries.
+/// Returns {appended (0 or 1), Stream length, Stream bytes before}.
 const APPEND_BOUNDED: &str = r#"
 local bound = tonumber(ARGV[1])
+local bytes_bound = tonumber(ARGV[2])
 local len = redis.call('XLEN', KEYS[1])
-local n = #ARGV - 2
-if len + n > bound then return {0, len} end
-for i = 3, #ARGV do redis.call('XADD', KEYS[1], '*', ARGV[2], ARGV[i]) end
-return {1, len + n}
+local bytes = redis.call('MEMORY', 'USAGE', KEYS[1], 'SAMPLES', '5') or 0
+local n = #ARGV - 3
+local adding = 0
+for i = 4, #ARGV do adding = adding + #ARGV[i] end
+if len + n > bound or bytes + adding > bytes_bound then return {0, len, bytes} end
+for i = 4, #ARGV do redis.call('XADD', KEYS[1], '*', ARGV[3], ARGV[i]) end
+return {1, len + n, bytes}
 "#;
 
 impl Forwarder {
@@ -117,10 +124,12 @@ impl Forwarder {
                 url,
                 key_prefix,
                 max_backlog,
+                max_backlog_bytes,
             } => Forwarder::Redis {
                 conn: runtime::redis::connect_lazy(url)?,
                 stream: events::redis::Keys::new(key_prefix.clone()).stream(),
                 max_backlog: *max_backlog,
+                max_backlog_bytes: *max_backlog_bytes,
                 append: redis::Script::new(APPEND_BOUNDED),
             },
         })
@@ -145,9 +154,11 @@ impl Forwarder {
                 conn,
                 stream,
                 max_backlog,
+                max_backlog_bytes,
                 append,
             } => {
-                let append = to_stream(conn, append, stream, *max_backlog, &events);
+                let bounds = (*max_backlog, *max_backlog_bytes);
+                let append = to_stream(conn, append, stream, bounds, &events);
                 tokio::time::timeout_at(deadline, append).await
             }
         };
@@ -270,27 +281,32 @@ async fn to_stream(
     conn: &ConnectionManager,
     append: &redis::Script,
     stream: &str,
-    max_backlog: usize,
+    (max_backlog, max_backlog_bytes): (usize, u64),
     events: &[Event],
 ) -> Result<(), ForwardError> {
     let mut script = append.key(stream);
-    script.arg(max_backlog).arg(events::redis::STREAM_FIELD);
+    script
+        .arg(max_backlog)
+        .arg(max_backlog_bytes)
+        .arg(events::redis::STREAM_FIELD);
     for e in events {
         script.arg(events::redis::encode(e));
     }
-    let (appended, len): (u8, u64) = script.invoke_async(&mut conn.clone()).await.map_err(|e| {
-        let message = format!("Redis did not take the cases: {e}");
-        if redis_outcome_unknown(&e) {
-            ForwardError::unknown(message)
-        } else {
-            ForwardError::refused(message)
-        }
-    })?;
+    let (appended, len, bytes): (u8, u64, u64) =
+        script.invoke_async(&mut conn.clone()).await.map_err(|e| {
+            let message = format!("Redis did not take the cases: {e}");
+            if redis_outcome_unknown(&e) {
+                ForwardError::unknown(message)
+            } else {
+                ForwardError::refused(message)
+            }
+        })?;
     metrics::gauge!("ingest_stream_backlog").set(len as f64);
     if appended == 0 {
         // Back-pressure: the consumer is behind or MongoDB is away.
         return Err(ForwardError::refused(format!(
-            "the Redis Stream already holds {len} cases not yet stored (MAX_STREAM_BACKLOG={max_backlog})"
+            "the Redis Stream already holds {len} cases ({bytes} bytes) not yet stored \
+             (MAX_STREAM_BACKLOG={max_backlog}, MAX_STREAM_BACKLOG_BYTES={max_backlog_bytes})"
         )));
     }
     Ok(())
