@@ -40,7 +40,8 @@ fi
 work=$(mktemp -d)
 up_pid=
 cleanup() {
-  if [ -n "$up_pid" ]; then kill -INT "$up_pid" 2>/dev/null || true; wait "$up_pid" 2>/dev/null || true; fi
+  # make up runs in its own process group: stop the stack it started too.
+  if [ -n "$up_pid" ]; then kill -INT -- "-$up_pid" 2>/dev/null || true; wait "$up_pid" 2>/dev/null || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -51,7 +52,7 @@ echo "== make test (fresh clone of $(git rev-parse --short HEAD))"
 make test
 
 echo "== make up: POST /cases on both ingest ports"
-STACK_DATA_DIR="$work/stack" make up > "$work/up.log" 2>&1 &
+STACK_DATA_DIR="$work/stack" setsid make up > "$work/up.log" 2>&1 &
 up_pid=$!
 for port in 8081 8082; do
   for i in $(seq 1 1800); do

@@ -13,7 +13,7 @@ pub mod types {
     /// A case accepted by ingest, on its way to a writer. Data: the case.
     pub const CASE_REPORTED: &str = "io.covidrealtime.case.reported.v1";
     /// Cases newly stored in MongoDB by a writer. Data: [`super::StoredBatch`].
-    pub const CASE_STORED: &str = "io.covidrealtime.case.stored.v1";
+    pub const CASE_STORED: &str = "io.covidrealtime.case.stored.v2";
     /// The materialised statistics changed. Data: [`super::StatsUpdated`].
     pub const STATS_UPDATED: &str = "io.covidrealtime.stats.updated.v1";
 }

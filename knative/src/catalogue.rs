@@ -281,7 +281,7 @@ pub const NOT_YET_IMPLEMENTED: &[(&str, &str)] = &[];
 /// The CloudEvent types of the pipeline (Trigger filters use these).
 pub const EVENT_TYPES: &[&str] = &[
     "io.covidrealtime.case.reported.v1",
-    "io.covidrealtime.case.stored.v1",
+    "io.covidrealtime.case.stored.v2",
     "io.covidrealtime.stats.updated.v1",
 ];
 

@@ -187,7 +187,7 @@ fn the_default_wiring_is_point_to_point_and_the_broker_one_is_not() {
             .as_ref()
             .and_then(|f| f.attributes.get("type"))
             .map(String::as_str)
-            == Some("io.covidrealtime.case.stored.v1")
+            == Some("io.covidrealtime.case.stored.v2")
     }));
 }
 
