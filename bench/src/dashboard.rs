@@ -110,6 +110,37 @@ async fn seed_with(
     Ok(())
 }
 
+/// dashboard-api (release binary) over the bench's stores, on a free port,
+/// once ready; the process and its base URL.
+async fn start_api(
+    ctx: &Ctx,
+    redis: &stack::RedisServer,
+    mongo: &stack::MongoServer,
+) -> anyhow::Result<(procs::Proc, String)> {
+    let port = stack::free_port()?;
+    let env: Vec<(String, String)> = [
+        ("PORT", port.to_string()),
+        ("HOST", "127.0.0.1".into()),
+        ("RUST_LOG", "warn".into()),
+        ("REDIS_URL", redis.url()),
+        ("REDIS_KEY_PREFIX", "bench:".into()),
+        ("MONGODB_URI", mongo.uri()),
+        ("MONGODB_DATABASE", "bench".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let api = procs::Proc::spawn(&ctx.bin("dashboard-api"), &env)?;
+    let base = format!("http://127.0.0.1:{port}");
+    procs::wait_http_ok(
+        &ctx.http,
+        &format!("{base}/readyz"),
+        Duration::from_secs(20),
+    )
+    .await?;
+    Ok((api, base))
+}
+
 fn wrk_rps(url: &str, secs: u64) -> anyhow::Result<f64> {
     let out = Command::new("wrk")
         .args(["-t1", "-c32", &format!("-d{secs}s"), url])
@@ -150,27 +181,7 @@ async fn reads(ctx: &Ctx) -> anyhow::Result<(Vec<Vec<String>>, Vec<serde_json::V
         seed(&CaseStore::new(m), &agg, n).await?;
         // Let the store finish writing the seed (checkpoints) before measuring reads.
         tokio::time::sleep(Duration::from_secs(15)).await;
-        let port = stack::free_port()?;
-        let env: Vec<(String, String)> = [
-            ("PORT", port.to_string()),
-            ("HOST", "127.0.0.1".into()),
-            ("RUST_LOG", "warn".into()),
-            ("REDIS_URL", redis.url()),
-            ("REDIS_KEY_PREFIX", "bench:".into()),
-            ("MONGODB_URI", mongo.uri()),
-            ("MONGODB_DATABASE", "bench".into()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-        let api = procs::Proc::spawn(&ctx.bin("dashboard-api"), &env)?;
-        let base = format!("http://127.0.0.1:{port}");
-        procs::wait_http_ok(
-            &ctx.http,
-            &format!("{base}/readyz"),
-            Duration::from_secs(20),
-        )
-        .await?;
+        let (api, base) = start_api(ctx, &redis, &mongo).await?;
         let total: serde_json::Value = ctx
             .http
             .get(format!("{base}/api/summary"))
@@ -241,27 +252,7 @@ pub async fn run_strings(ctx: &Ctx) -> anyhow::Result<()> {
         );
         seed_with(&CaseStore::new(m), &agg, n, distinct).await?;
         tokio::time::sleep(Duration::from_secs(15)).await;
-        let port = stack::free_port()?;
-        let env: Vec<(String, String)> = [
-            ("PORT", port.to_string()),
-            ("HOST", "127.0.0.1".into()),
-            ("RUST_LOG", "warn".into()),
-            ("REDIS_URL", redis.url()),
-            ("REDIS_KEY_PREFIX", "bench:".into()),
-            ("MONGODB_URI", mongo.uri()),
-            ("MONGODB_DATABASE", "bench".into()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-        let api = procs::Proc::spawn(&ctx.bin("dashboard-api"), &env)?;
-        let base = format!("http://127.0.0.1:{port}");
-        procs::wait_http_ok(
-            &ctx.http,
-            &format!("{base}/readyz"),
-            Duration::from_secs(20),
-        )
-        .await?;
+        let (api, base) = start_api(ctx, &redis, &mongo).await?;
         let snapshot: serde_json::Value = ctx
             .http
             .get(format!("{base}/api/snapshot"))

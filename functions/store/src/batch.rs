@@ -16,7 +16,8 @@ use mongodb::bson::{Bson, DateTime, Document, doc};
 
 /// Most cases one write may store (one counting record): with every text
 /// field at its limit and every area and state distinct, a record of this
-/// many cases is about 4 MiB, a quarter of MongoDB's document limit.
+/// many cases is 6.5 MB (measured by the test below), 40% of MongoDB's
+/// 16 MiB document limit.
 pub const RECORD_MAX_CASES: usize = 10_000;
 
 /// How many recent cases a record carries for the dashboard's "last cases"
@@ -277,10 +278,10 @@ mod tests {
 
     #[test]
     fn the_largest_batch_record_stays_far_below_mongodbs_document_limit() {
-        // WRITE_BATCH_MAX cases with every text field at its 200-character
+        // RECORD_MAX_CASES cases with every text field at its 200-character
         // limit and every area and state distinct.
         let long = |i: usize, c: char| format!("{i:05}{}", c.to_string().repeat(195));
-        let cases: Vec<StoredCase> = (0..1000)
+        let cases: Vec<StoredCase> = (0..RECORD_MAX_CASES)
             .map(|i| StoredCase {
                 id: format!("{i:036}"),
                 case: Case::new(
@@ -298,6 +299,7 @@ mod tests {
             })
             .collect();
         let bytes = mongodb::bson::to_vec(&record_doc("b-x", &Deltas::of(&cases))).unwrap();
-        assert!(bytes.len() < 2 << 20, "{} bytes", bytes.len());
+        println!("a record of {RECORD_MAX_CASES} cases: {} bytes", bytes.len());
+        assert!(bytes.len() < 8 << 20, "{} bytes", bytes.len());
     }
 }
