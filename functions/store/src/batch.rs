@@ -299,7 +299,10 @@ mod tests {
             })
             .collect();
         let bytes = mongodb::bson::to_vec(&record_doc("b-x", &Deltas::of(&cases))).unwrap();
-        println!("a record of {RECORD_MAX_CASES} cases: {} bytes", bytes.len());
+        println!(
+            "a record of {RECORD_MAX_CASES} cases: {} bytes",
+            bytes.len()
+        );
         assert!(bytes.len() < 8 << 20, "{} bytes", bytes.len());
     }
 }
