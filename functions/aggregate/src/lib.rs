@@ -17,7 +17,7 @@ use events::{StatsUpdated, StoredBatch};
 use runtime::{ApiError, Context, Routes};
 use store::stats::Counted;
 use store::{Aggregator, Mongo, RedisStats};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::watch;
 
 pub use config::AggregateConfig;
 
@@ -36,17 +36,43 @@ const FLUSH_MAX_BATCHES: usize = 200;
 /// Most cases counted in one transaction (a single larger batch still goes
 /// whole): bounds the flush's outbox record, whose areas and states are at
 /// most one entry per case, far below MongoDB's 16 MiB document limit.
-const FLUSH_MAX_CASES: u64 = 10_000;
+const FLUSH_MAX_CASES: usize = 10_000;
 
-struct Job {
+/// A batch record to count: from its `case.stored` event, or found by the sweep.
+struct Uncounted {
     batch: String,
     /// Cases in the batch (as its `case.stored` event or record says).
     cases: u64,
-    reply: oneshot::Sender<Result<(), String>>,
 }
 
+type Counting = runtime::batch::Batcher<Uncounted, Result<(), String>>;
+
 struct Shared {
-    jobs: mpsc::Sender<Job>,
+    counting: Counting,
+}
+
+/// Counts the records of one flush: every record whose event (or sweep)
+/// arrives within `AGGREGATE_FLUSH_MS`, up to the flush bounds, in one
+/// transaction, one flush at a time.
+fn start_counting(
+    ctx: &Context,
+    agg: Aggregator,
+    wait: Duration,
+    changed: watch::Sender<u64>,
+) -> Counting {
+    let limits = runtime::batch::Limits {
+        max_items: FLUSH_MAX_BATCHES,
+        max_weight: FLUSH_MAX_CASES,
+        wait,
+        in_flight: 1,
+        queue: 1024,
+    };
+    let changed = Arc::new(changed);
+    let (counting, task) = runtime::batch::Batcher::new(limits, move |records| {
+        flush(agg.clone(), records, changed.clone())
+    });
+    ctx.tasks.spawn(task);
+    counting
 }
 
 /// HELP texts of aggregate's metrics.
@@ -82,14 +108,12 @@ pub async fn routes_with(ctx: Context, config: AggregateConfig) -> anyhow::Resul
     let keys = events::redis::Keys::new(config.key_prefix.clone());
     let agg = Aggregator::new(mongo.clone(), RedisStats::new(conn.clone(), keys.clone()));
     let (changed, watch_rx) = watch::channel(0u64);
-    let (jobs, jobs_rx) = mpsc::channel(1024);
-    ctx.tasks
-        .spawn(flusher(jobs_rx, agg.clone(), config.flush_wait, changed));
+    let counting = start_counting(&ctx, agg.clone(), config.flush_wait, changed);
     ctx.tasks.spawn(sweeper(
         ctx.clone(),
         agg.clone(),
         config.sweep_interval,
-        jobs.clone(),
+        counting.clone(),
     ));
     let source = format!("/covid-realtime/{}", ctx.config.service);
     ctx.tasks.spawn(notifier(
@@ -104,7 +128,7 @@ pub async fn routes_with(ctx: Context, config: AggregateConfig) -> anyhow::Resul
 
     let router = Router::new()
         .route("/", post(receive))
-        .with_state(Arc::new(Shared { jobs }));
+        .with_state(Arc::new(Shared { counting }));
     Ok(Routes::new(router)
         .ready_when("mongodb", mongo.ready_check())
         .ready_when("redis", runtime::redis::ready_check(&conn)))
@@ -117,23 +141,21 @@ async fn receive(
     CloudEvent(event): CloudEvent,
 ) -> Result<StatusCode, ApiError> {
     let batch = StoredBatch::from_event(&event).map_err(|e| ApiError::bad_request(e.0))?;
-    let (reply, rx) = oneshot::channel();
     let unavailable = |e: String| {
         ApiError::unavailable(
             format!("statistics not updated, retry: {e}"),
             Duration::from_secs(1),
         )
     };
-    s.jobs
-        .send(Job {
-            batch: batch.batch,
-            cases: batch.cases,
-            reply,
-        })
+    let record = Uncounted {
+        batch: batch.batch,
+        cases: batch.cases,
+    };
+    let weight = usize::try_from(record.cases).unwrap_or(usize::MAX);
+    s.counting
+        .submit(record, weight, None)
         .await
-        .map_err(|_| unavailable("shutting down".into()))?;
-    rx.await
-        .map_err(|_| unavailable("stopped".into()))?
+        .map_err(|_| unavailable("shutting down".into()))?
         .map_err(unavailable)?;
     Ok(StatusCode::ACCEPTED)
 }
@@ -151,60 +173,47 @@ fn record(counted: &Counted) {
     }
 }
 
-/// Counts the batches of all events that arrive within `wait` in one transaction.
-async fn flusher(
-    mut rx: mpsc::Receiver<Job>,
+/// Counts one flush's batch records in one transaction; every record's
+/// sender gets the flush's outcome.
+async fn flush(
     agg: Aggregator,
-    wait: Duration,
-    changed: watch::Sender<u64>,
-) {
-    while let Some(first) = rx.recv().await {
-        let mut jobs = vec![first];
-        let until = tokio::time::Instant::now() + wait;
-        let mut cases = jobs[0].cases;
-        while jobs.len() < FLUSH_MAX_BATCHES && cases < FLUSH_MAX_CASES {
-            match tokio::time::timeout_at(until, rx.recv()).await {
-                Ok(Some(j)) => {
-                    cases += j.cases;
-                    jobs.push(j);
-                }
-                _ => break,
+    records: Vec<Uncounted>,
+    changed: Arc<watch::Sender<u64>>,
+) -> Vec<Result<(), String>> {
+    let ids: Vec<String> = records.into_iter().map(|r| r.batch).collect();
+    let start = std::time::Instant::now();
+    let result = agg.count_batches(&ids).await;
+    metrics::histogram!("aggregate_flush_duration_seconds").record(start.elapsed().as_secs_f64());
+    let reply = match result {
+        Ok(counted) => {
+            record(&counted);
+            if counted.batches > 0 {
+                changed.send_modify(|v| *v += 1);
             }
+            Ok(())
         }
-        let ids: Vec<String> = jobs.iter().map(|j| j.batch.clone()).collect();
-        let start = std::time::Instant::now();
-        let result = agg.count_batches(&ids).await;
-        metrics::histogram!("aggregate_flush_duration_seconds")
-            .record(start.elapsed().as_secs_f64());
-        let reply = match result {
-            Ok(counted) => {
-                record(&counted);
-                if counted.batches > 0 {
-                    changed.send_modify(|v| *v += 1);
-                }
-                Ok(())
-            }
-            Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), ids = ids.len(), "counting failed");
-                Err(format!("{e:#}"))
-            }
-        };
-        for j in jobs {
-            let _ = j.reply.send(reply.clone());
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), ids = ids.len(), "counting failed");
+            Err(format!("{e:#}"))
         }
-    }
+    };
+    vec![reply; ids.len()]
 }
 
 /// Batch records the sweep counts per interval: up to this many writes' worth
 /// of cases, so recovery runs at many times the ingest rate.
 const SWEEP_MAX_BATCHES: i64 = 2000;
-/// Records younger than this are left to their own `case.stored` event.
-const SWEEP_AGE: Duration = Duration::from_secs(2);
+/// Records younger than this are left to their own `case.stored` event. A
+/// record the sweep takes while its event is still on the way costs nothing
+/// twice: the flusher deletes a record as it counts it, and a flush's Redis
+/// half is applied once per flush id. Short, so that after aggregate was
+/// away the counters catch up within a second or two of its return.
+const SWEEP_AGE: Duration = Duration::from_secs(1);
 
 /// Catches up every `every`: replays interrupted Redis updates, then hands
 /// the batch records no event told us about to the flusher, so that one task
 /// does all the counting and the sweep never conflicts with a flush.
-async fn sweeper(ctx: Context, agg: Aggregator, every: Duration, jobs: mpsc::Sender<Job>) {
+async fn sweeper(ctx: Context, agg: Aggregator, every: Duration, counting: Counting) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -231,22 +240,10 @@ async fn sweeper(ctx: Context, agg: Aggregator, every: Duration, jobs: mpsc::Sen
             batches = batches.len(),
             "counting batches whose case.stored event did not arrive"
         );
-        let mut replies = Vec::with_capacity(batches.len());
-        for (batch, cases) in batches {
-            let (reply, rx) = oneshot::channel();
-            if jobs
-                .send(Job {
-                    batch,
-                    cases,
-                    reply,
-                })
-                .await
-                .is_err()
-            {
-                return;
-            }
-            replies.push(rx);
-        }
+        let replies = batches.into_iter().map(|(batch, cases)| {
+            let weight = usize::try_from(cases).unwrap_or(usize::MAX);
+            counting.submit(Uncounted { batch, cases }, weight, None)
+        });
         // The next pass starts after these are counted, not before.
         futures::future::join_all(replies).await;
     }

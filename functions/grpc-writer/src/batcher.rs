@@ -1,4 +1,5 @@
-//! Groups concurrent write requests into one bulk insert. The first request
+//! Groups concurrent write requests into one bulk insert (a
+//! [`runtime::batch::Batcher`], one write at a time). The first request
 //! waits at most `batch_wait` for others; a full batch goes at once. The
 //! queue is bounded: when MongoDB is slow, callers wait, then time out.
 //!
@@ -12,8 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use events::Reported;
+use runtime::batch::{Limits, Unanswered};
 use store::Writer;
-use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 /// Ids the write found already stored; every other id in the job is stored.
@@ -33,16 +34,18 @@ pub enum WriteError {
     Unknown(String),
 }
 
-struct Job {
+/// One `Write` call's cases, waiting for the next bulk insert.
+struct Request {
     cases: Vec<Reported>,
     traceparent: Option<String>,
     commit_by: Option<Instant>,
-    reply: oneshot::Sender<Result<Duplicates, WriteError>>,
 }
+
+type Outcome = Result<Duplicates, WriteError>;
 
 #[derive(Clone)]
 pub struct Batcher {
-    tx: mpsc::Sender<Job>,
+    writes: runtime::batch::Batcher<Request, Outcome>,
 }
 
 impl Batcher {
@@ -55,9 +58,19 @@ impl Batcher {
         wait: Duration,
         deadline: Duration,
     ) -> Batcher {
-        let (tx, rx) = mpsc::channel(1024);
-        ctx.tasks.spawn(run(rx, writer, max, wait, deadline));
-        Batcher { tx }
+        let limits = Limits {
+            max_items: usize::MAX,
+            max_weight: max,
+            wait,
+            // One write at a time: requests arriving meanwhile join the next.
+            in_flight: 1,
+            queue: 1024,
+        };
+        let (writes, task) = runtime::batch::Batcher::new(limits, move |requests| {
+            write(writer.clone(), requests, deadline)
+        });
+        ctx.tasks.spawn(task);
+        Batcher { writes }
     }
 
     /// Stores `cases` in the next batch, committed before `commit_by` or not at all.
@@ -67,63 +80,57 @@ impl Batcher {
         traceparent: Option<String>,
         commit_by: Option<Instant>,
     ) -> Result<Duplicates, WriteError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Job {
-                cases,
-                traceparent,
-                commit_by,
-                reply,
-            })
-            .await
-            .map_err(|_| WriteError::Unavailable("the writer is shutting down".to_owned()))?;
-        rx.await.map_err(|_| {
-            WriteError::Unavailable("the writer stopped before answering".to_owned())
-        })?
+        let weight = cases.len();
+        let request = Request {
+            cases,
+            traceparent,
+            commit_by,
+        };
+        match self.writes.submit(request, weight, commit_by).await {
+            Ok(outcome) => outcome,
+            // Its caller has given up while it was queued: never written.
+            Err(Unanswered::NotSent) => {
+                metrics::counter!("writer_requests_expired_total").increment(1);
+                Err(WriteError::DeadlinePassed)
+            }
+            // The write does not commit past `commit_by`: its answer comes soon.
+            Err(Unanswered::InFlight(pending)) => pending.outcome().await.unwrap_or_else(|_| {
+                Err(WriteError::Unknown(
+                    "the write ended without an answer".to_owned(),
+                ))
+            }),
+            Err(Unanswered::Lost) => Err(WriteError::Unknown(
+                "the write ended without an answer".to_owned(),
+            )),
+        }
     }
 }
 
-async fn run(
-    mut rx: mpsc::Receiver<Job>,
-    writer: Writer,
-    max: usize,
-    wait: Duration,
-    deadline: Duration,
-) {
-    while let Some(first) = rx.recv().await {
-        let mut size = first.cases.len();
-        let mut jobs = vec![first];
-        let until = tokio::time::Instant::now() + wait;
-        while size < max {
-            let job = match rx.try_recv() {
-                Ok(j) => j,
-                Err(mpsc::error::TryRecvError::Disconnected) => break,
-                Err(mpsc::error::TryRecvError::Empty) => {
-                    match tokio::time::timeout_at(until, rx.recv()).await {
-                        Ok(Some(j)) => j,
-                        _ => break,
-                    }
-                }
-            };
-            size += job.cases.len();
-            jobs.push(job);
-        }
-        // A request whose caller has given up is not written at all.
-        let now = Instant::now();
-        let (jobs, expired): (Vec<Job>, Vec<Job>) = jobs
-            .into_iter()
-            .partition(|j| j.commit_by.is_none_or(|t| t > now));
-        for job in expired {
-            metrics::counter!("writer_requests_expired_total").increment(1);
-            let _ = job.reply.send(Err(WriteError::DeadlinePassed));
-        }
-        if jobs.is_empty() {
-            continue;
-        }
-        let all: Vec<Reported> = jobs.iter().flat_map(|j| j.cases.iter().cloned()).collect();
-        let traceparent = jobs.iter().find_map(|j| j.traceparent.clone());
-        let commit_by = jobs.iter().filter_map(|j| j.commit_by).min();
-        let result = match writer
+/// One bulk insert of the requests' cases; each request gets the outcome.
+async fn write(writer: Writer, requests: Vec<Request>, deadline: Duration) -> Vec<Outcome> {
+    // A request whose deadline passed while the batch gathered is not written.
+    let now = Instant::now();
+    let live: Vec<bool> = requests
+        .iter()
+        .map(|r| r.commit_by.is_none_or(|t| t > now))
+        .collect();
+    let all: Vec<Reported> = requests
+        .iter()
+        .zip(&live)
+        .filter(|(_, live)| **live)
+        .flat_map(|(r, _)| r.cases.iter().cloned())
+        .collect();
+    let result = if all.is_empty() {
+        Ok(Duplicates::default())
+    } else {
+        let traceparent = requests.iter().find_map(|r| r.traceparent.clone());
+        let commit_by = requests
+            .iter()
+            .zip(&live)
+            .filter(|(_, live)| **live)
+            .filter_map(|(r, _)| r.commit_by)
+            .min();
+        match writer
             .write_by(&all, traceparent.as_deref(), deadline, commit_by)
             .await
         {
@@ -137,9 +144,16 @@ async fn run(
             Err(e) => Err(WriteError::Unavailable(format!(
                 "MongoDB is unavailable: {e}"
             ))),
-        };
-        for job in jobs {
-            let _ = job.reply.send(result.clone());
         }
-    }
+    };
+    live.into_iter()
+        .map(|live| {
+            if live {
+                result.clone()
+            } else {
+                metrics::counter!("writer_requests_expired_total").increment(1);
+                Err(WriteError::DeadlinePassed)
+            }
+        })
+        .collect()
 }

@@ -12,6 +12,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod batch;
 pub mod config;
 pub mod contract;
 pub mod error;
