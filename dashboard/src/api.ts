@@ -75,11 +75,14 @@ export interface CasesPage {
   next: string | null;
 }
 
+/** The requests of one kind (path, result, reason, revision) within one second. */
 export interface IngestLogEntry {
+  /** The newest request's time. */
   time_ms: number;
   path: Path;
-  result: "accepted" | "refused" | "unavailable";
+  result: "accepted" | "refused" | "unavailable" | "outcome_unknown";
   reason?: string;
+  requests: number;
   cases: number;
   bytes: number;
   revision?: string;

@@ -410,6 +410,26 @@ step("new cases appear without reload (total within 2 s)", async () => {
   assert.equal(await text("connection"), "live");
 });
 
+step("the ingest log sums each path's accepted requests and cases", async () => {
+  // 1 request of 12 cases on the gRPC path; 2 requests, 8 and 5 cases, on the Redis path.
+  await waitForPage(
+    "ingest log: gRPC 1 request / 12 cases, Redis 2 requests / 13 cases accepted",
+    () => {
+      const sums = {};
+      for (const row of document.querySelectorAll('[data-testid="ingest-row"]')) {
+        const cell = (id) => row.querySelector(`[data-testid="${id}"]`)?.textContent?.trim() ?? "";
+        if (cell("ingest-result") !== "accepted") continue;
+        const s = (sums[cell("ingest-path")] ??= [0, 0]);
+        s[0] += Number(cell("ingest-requests").replace(/\D/g, ""));
+        s[1] += Number(cell("ingest-cases").replace(/\D/g, ""));
+      }
+      return String(sums.gRPC) === "1,12" && String(sums.Redis) === "2,13";
+    },
+    undefined,
+    15_000,
+  );
+});
+
 step("laptop screenshot", async (t) => {
   await page.setViewportSize(LAPTOP);
   const shot = path.join(ARTIFACTS_DIR, "dashboard.png");

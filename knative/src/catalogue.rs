@@ -218,6 +218,7 @@ pub const FUNCTIONS: &[Function] = &[
             v("STREAM_CONSUMER", Default::Value("true")),
             v("CONSUMER_NAME", Default::Value("<K_REVISION>-<HOSTNAME>")),
             v("READ_COUNT", Default::Value("500")),
+            v("READ_WAIT_MS", Default::Value("5")),
             v("CLAIM_IDLE_MS", Default::Value("30000")),
             // Push mode: the RedisStreamSource's group, and the reconciling pass.
             v("SOURCE_GROUP", Default::Value("redis-stream-source")),
@@ -245,7 +246,7 @@ pub const FUNCTIONS: &[Function] = &[
             REDIS_URL,
             REDIS_KEY_PREFIX,
             v("AGGREGATE_FLUSH_MS", Default::Value("20")),
-            v("SWEEP_INTERVAL_MS", Default::Value("2000")),
+            v("SWEEP_INTERVAL_MS", Default::Value("1000")),
             v("NOTIFY_MIN_INTERVAL_MS", Default::Value("200")),
         ],
         metrics: &["aggregate_cases_counted_total"],

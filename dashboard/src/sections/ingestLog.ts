@@ -1,4 +1,5 @@
-// The last 10 ingest requests (accepted, refused, unavailable) from /api/ingest-log.
+// The newest 10 ingest-log records from /api/ingest-log: ingest's answers
+// (accepted, refused, unavailable, outcome unknown) summed per second and kind.
 
 import { api, ApiError } from "../api";
 import { byTestId, el, emptyRow, labelled, showError, tableBody } from "../dom";
@@ -23,15 +24,16 @@ export function createIngestLogSection() {
             "tr",
             { testid: "ingest-row" },
             labelled("When", el("td", { className: "when" }, time)),
-            labelled("Path", el("td", {}, el("span", { className: `badge path-${entry.path}`, text: PATH_LABELS[entry.path] ?? entry.path }))),
-            labelled("Result", el("td", {}, el("span", { className: `result result-${entry.result}`, text: entry.result }))),
-            labelled("Cases", el("td", { className: "num", text: formatCount(entry.cases) })),
+            labelled("Path", el("td", { testid: "ingest-path" }, el("span", { className: `badge path-${entry.path}`, text: PATH_LABELS[entry.path] ?? entry.path }))),
+            labelled("Result", el("td", { testid: "ingest-result" }, el("span", { className: `result result-${entry.result}`, text: entry.result }))),
+            labelled("Requests", el("td", { className: "num", testid: "ingest-requests", text: formatCount(entry.requests) })),
+            labelled("Cases", el("td", { className: "num", testid: "ingest-cases", text: formatCount(entry.cases) })),
             labelled("Bytes", el("td", { className: "num", text: formatCount(entry.bytes) })),
             labelled("Reason", el("td", { className: "reason", text: entry.reason ?? "" })),
           );
         }),
       );
-      if (entries.length === 0) rows.append(emptyRow(6, "No requests yet"));
+      if (entries.length === 0) rows.append(emptyRow(7, "No requests yet"));
       showError(error, null);
     } catch (e) {
       showError(error, `Could not load the ingest log: ${e instanceof ApiError ? e.message : String(e)}`);

@@ -14,7 +14,7 @@ pub struct AggregateConfig {
     /// `AGGREGATE_FLUSH_MS` (default 20): events arriving within this window
     /// are counted in one transaction.
     pub flush_wait: Duration,
-    /// `SWEEP_INTERVAL_MS` (default 2000): how often stored cases with no
+    /// `SWEEP_INTERVAL_MS` (default 1000): how often stored cases with no
     /// `case.stored` event yet, and interrupted Redis updates, are caught up.
     pub sweep_interval: Duration,
     /// `NOTIFY_MIN_INTERVAL_MS` (default 200): at most one `stats.updated`
@@ -30,7 +30,7 @@ impl AggregateConfig {
             key_prefix: var(lookup, "REDIS_KEY_PREFIX", "covid:".to_owned())?,
             flush_wait: Duration::from_millis(var(lookup, "AGGREGATE_FLUSH_MS", 20u64)?),
             sweep_interval: Duration::from_millis(
-                var(lookup, "SWEEP_INTERVAL_MS", 2000u64)?.max(10),
+                var(lookup, "SWEEP_INTERVAL_MS", 1000u64)?.max(10),
             ),
             notify_interval: Duration::from_millis(var(lookup, "NOTIFY_MIN_INTERVAL_MS", 200u64)?),
         })

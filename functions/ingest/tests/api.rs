@@ -535,6 +535,58 @@ async fn every_request_is_recorded_in_the_ingest_log() {
         (2, batch.len(), "sink")
     );
     assert_eq!(accepted.revision, "ingest-00003");
+    assert_eq!(accepted.requests, 1);
     let refused = entries.iter().find(|e| e.result == "refused").unwrap();
     assert!(refused.reason.contains("name"), "{refused:?}");
+}
+
+#[tokio::test]
+async fn the_ingest_log_sums_requests_alike_instead_of_a_record_each() {
+    let sink = spawn_sink(StatusCode::OK, Duration::ZERO).await;
+    let servers = stack::testing::servers();
+    let db = stack::testing::unique("ingestsum");
+    let app = spawn_ingest(&[
+        ("K_SINK", &sink.url),
+        ("MONGODB_URI", &servers.mongodb_uri),
+        ("MONGODB_DATABASE", &db),
+    ])
+    .await;
+    let requests = 40;
+    for i in 0..requests {
+        let body = case_json(&format!("P{i}"), 1);
+        assert_eq!(app.post_json(&body).await.status(), StatusCode::ACCEPTED);
+    }
+    let mongo = store::Mongo::connect_lazy(&store::MongoConfig {
+        uri: servers.mongodb_uri.clone(),
+        database: db,
+    })
+    .await
+    .unwrap();
+    let log = store::IngestLog::new(mongo);
+    let mut records = Vec::new();
+    for _ in 0..200 {
+        records = log.latest(100).await.unwrap();
+        if records.iter().map(|r| r.requests).sum::<u64>() == requests {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        records
+            .iter()
+            .map(|r| (r.requests, r.cases))
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1)),
+        (requests, requests),
+        "{records:?}"
+    );
+    // One record per second of requests: 40 quick POSTs span a second or two.
+    assert!(
+        records.len() <= 3,
+        "{} records for {requests} requests: {records:?}",
+        records.len()
+    );
+    assert!(
+        records.iter().all(|r| r.result == "accepted"),
+        "{records:?}"
+    );
 }

@@ -21,6 +21,10 @@ pub struct SubConfig {
     pub consumer_name: String,
     /// `READ_COUNT` (default 500): most entries read (and written) at once.
     pub read_count: usize,
+    /// `READ_WAIT_MS` (default 5): after a read that found fewer than
+    /// `READ_COUNT` entries, the next starts this long after it, so one write
+    /// carries that long's cases. Bounds the latency grouping adds.
+    pub read_wait: Duration,
     /// `CLAIM_IDLE_MS` (default 30000): entries pending this long on another
     /// (crashed) consumer are claimed by this one.
     pub claim_idle: Duration,
@@ -75,6 +79,7 @@ impl SubConfig {
                 format!("{revision}-{}", host_name()),
             )?,
             read_count,
+            read_wait: Duration::from_millis(var(lookup, "READ_WAIT_MS", 5u64)?),
             claim_idle: Duration::from_millis(var(lookup, "CLAIM_IDLE_MS", 30_000u64)?),
             source_group: var(lookup, "SOURCE_GROUP", "redis-stream-source".to_owned())?,
             reconcile_after: Duration::from_millis(var(lookup, "RECONCILE_AFTER_MS", 30_000u64)?),

@@ -66,6 +66,12 @@ impl Consumer {
         let mut own_done = false;
         let mut claim_cursor = "0-0".to_owned();
         let mut last_claim = tokio::time::Instant::now();
+        // When the last read found some entries but not a full batch, the next
+        // one waits until READ_WAIT_MS after it: under steady traffic a write
+        // then carries that long's cases, not whatever arrived during the
+        // previous write. A quiet Stream is read at once (BLOCK), a backlog
+        // in full batches without a pause.
+        let mut next_read = tokio::time::Instant::now();
         while !self.ctx.shutdown.is_cancelled() {
             let step = async {
                 if !own_done {
@@ -77,7 +83,13 @@ impl Consumer {
                     last_claim = tokio::time::Instant::now();
                     claim_cursor = self.claim(&claim_cursor).await?;
                 }
-                self.read(Read::New).await.map(|_| ())
+                tokio::time::sleep_until(next_read).await;
+                let started = tokio::time::Instant::now();
+                let n = self.read(Read::New).await?;
+                if n > 0 && n < self.config.read_count {
+                    next_read = started + self.config.read_wait;
+                }
+                Ok(())
             };
             match step.await {
                 Ok(()) => backoff.reset(),

@@ -1,6 +1,10 @@
-//! The ingest log: one record per ingest request (time, path, result and
-//! reason, cases, bytes, revision), written in batches off the request path
-//! and expired by a TTL index (`INGEST_LOG_TTL_S`), so it cannot grow without bound.
+//! The ingest log: what ingest answered, summed per second. Ingest reports
+//! every request (path, result and reason, cases, bytes, revision) off the
+//! request path; the writer adds up the requests alike within a second and
+//! writes one record per kind ([`LogRecord`]: how many requests, cases and
+//! bytes). One write per request would cost MongoDB a document per
+//! single-case POST, as much as the case itself. Records expire by a TTL
+//! index (`INGEST_LOG_TTL_S`), so the log cannot grow without bound.
 //!
 //! Ingest, the log's one writer, owns that index: it creates it, and when
 //! `INGEST_LOG_TTL_S` changes it changes the TTL in place with `collMod`
@@ -18,12 +22,13 @@ use tokio::sync::mpsc;
 
 use crate::mongo::{INGEST_LOG, Mongo};
 
+/// One ingest request, as ingest reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogEntry {
     pub time_ms: i64,
     /// The ingest route: `grpc`, `redis` or `sink`.
     pub path: String,
-    /// `accepted`, `refused` or `unavailable`.
+    /// `accepted`, `refused`, `unavailable` or `outcome_unknown`.
     pub result: String,
     pub reason: String,
     pub cases: u32,
@@ -31,29 +36,108 @@ pub struct LogEntry {
     pub revision: String,
 }
 
-impl LogEntry {
+/// The requests of one kind (path, result, reason, revision) within one
+/// second: what the log stores and `GET /api/ingest-log` returns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogRecord {
+    /// The newest request's time.
+    pub time_ms: i64,
+    pub path: String,
+    pub result: String,
+    pub reason: String,
+    pub requests: u64,
+    pub cases: u64,
+    pub bytes: u64,
+    pub revision: String,
+}
+
+impl LogRecord {
+    fn of(entry: LogEntry) -> LogRecord {
+        LogRecord {
+            time_ms: entry.time_ms,
+            path: entry.path,
+            result: entry.result,
+            reason: entry.reason,
+            requests: 1,
+            cases: u64::from(entry.cases),
+            bytes: entry.bytes,
+            revision: entry.revision,
+        }
+    }
+
+    fn add(&mut self, entry: &LogEntry) {
+        self.time_ms = self.time_ms.max(entry.time_ms);
+        self.requests += 1;
+        self.cases += u64::from(entry.cases);
+        self.bytes += entry.bytes;
+    }
+
     fn to_doc(&self) -> Document {
+        let int = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         doc! {
             "time": DateTime::from_millis(self.time_ms),
             "path": &self.path,
             "result": &self.result,
             "reason": &self.reason,
-            "cases": i64::from(self.cases),
-            "bytes": self.bytes as i64,
+            "requests": int(self.requests),
+            "cases": int(self.cases),
+            "bytes": int(self.bytes),
             "revision": &self.revision,
         }
     }
 
-    fn from_doc(d: &Document) -> Option<LogEntry> {
-        Some(LogEntry {
+    fn from_doc(d: &Document) -> Option<LogRecord> {
+        let count = |k: &str| d.get_i64(k).ok().and_then(|n| u64::try_from(n).ok());
+        Some(LogRecord {
             time_ms: d.get_datetime("time").ok()?.timestamp_millis(),
             path: d.get_str("path").ok()?.to_owned(),
             result: d.get_str("result").ok()?.to_owned(),
             reason: d.get_str("reason").unwrap_or("").to_owned(),
-            cases: d.get_i64("cases").ok()? as u32,
-            bytes: d.get_i64("bytes").ok()? as u64,
+            // Records written before the log was summed stood for one request.
+            requests: count("requests").unwrap_or(1),
+            cases: count("cases")?,
+            bytes: count("bytes")?,
             revision: d.get_str("revision").unwrap_or("").to_owned(),
         })
+    }
+}
+
+/// How long the writer sums requests before it writes their records.
+pub const LOG_WINDOW: Duration = Duration::from_secs(1);
+/// Most kinds of request summed in one window; the requests of further kinds
+/// (reasons vary with the input) are dropped and counted.
+pub const LOG_MAX_KINDS: usize = 1000;
+
+type Kind = (String, String, String, String);
+
+/// The requests of one window, summed per kind.
+#[derive(Default)]
+struct Window {
+    records: std::collections::HashMap<Kind, LogRecord>,
+    dropped: u64,
+}
+
+impl Window {
+    fn add(&mut self, entry: LogEntry) {
+        let kind = (
+            entry.path.clone(),
+            entry.result.clone(),
+            entry.reason.clone(),
+            entry.revision.clone(),
+        );
+        if let Some(record) = self.records.get_mut(&kind) {
+            record.add(&entry);
+        } else if self.records.len() < LOG_MAX_KINDS {
+            self.records.insert(kind, LogRecord::of(entry));
+        } else {
+            self.dropped += 1;
+        }
+    }
+
+    fn take(&mut self) -> (Vec<LogRecord>, u64) {
+        let mut records: Vec<LogRecord> = self.records.drain().map(|(_, r)| r).collect();
+        records.sort_by_key(|r| r.time_ms);
+        (records, std::mem::take(&mut self.dropped))
     }
 }
 
@@ -161,7 +245,9 @@ impl IngestLog {
             .map(|_| ())
     }
 
-    /// Starts the batching writer; it ends after `shutdown`, once the queue is written.
+    /// Starts the summing writer: every [`LOG_WINDOW`] it writes one record
+    /// per kind of request seen. It ends after `shutdown`, once what is
+    /// queued is written.
     pub fn start_writer(&self, capacity: usize, ctx: &runtime::Context) -> LogSender {
         metrics::describe_counter!(
             "ingest_log_dropped_total",
@@ -171,31 +257,38 @@ impl IngestLog {
         let (tx, mut rx) = mpsc::channel::<LogEntry>(capacity);
         let log = self.clone();
         ctx.tasks.spawn(async move {
-            let mut batch = Vec::with_capacity(256);
-            loop {
-                let n = tokio::select! {
-                    n = rx.recv_many(&mut batch, 256) => n,
-                    _ = shutdown.cancelled() => { rx.close(); rx.recv_many(&mut batch, 4096).await }
-                };
-                if n == 0 {
-                    break;
+            let mut window = Window::default();
+            let mut tick = tokio::time::interval(LOG_WINDOW);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut open = true;
+            while open {
+                tokio::select! {
+                    entry = rx.recv() => match entry {
+                        Some(entry) => { window.add(entry); continue; }
+                        None => open = false,
+                    },
+                    _ = tick.tick() => {}
+                    _ = shutdown.cancelled(), if !rx.is_closed() => {
+                        rx.close();
+                        continue;
+                    }
                 }
-                if let Err(e) = log.write(&batch).await {
-                    metrics::counter!("ingest_log_dropped_total").increment(batch.len() as u64);
-                    tracing::warn!(error = %e, entries = batch.len(), "could not write the ingest log");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                let (records, dropped) = window.take();
+                let mut lost = dropped;
+                if let Err(e) = log.write(&records).await {
+                    tracing::warn!(error = %e, records = records.len(), "could not write the ingest log");
+                    lost += records.iter().map(|r| r.requests).sum::<u64>();
                 }
-                batch.clear();
-                if shutdown.is_cancelled() && rx.is_empty() && rx.is_closed() {
-                    break;
+                if lost > 0 {
+                    metrics::counter!("ingest_log_dropped_total").increment(lost);
                 }
             }
         });
         LogSender(tx)
     }
 
-    pub async fn write(&self, entries: &[LogEntry]) -> mongodb::error::Result<()> {
-        if entries.is_empty() {
+    pub async fn write(&self, records: &[LogRecord]) -> mongodb::error::Result<()> {
+        if records.is_empty() {
             return Ok(());
         }
         if let Some(ttl) = self.ttl {
@@ -210,14 +303,14 @@ impl IngestLog {
         }
         self.mongo
             .collection(INGEST_LOG)
-            .insert_many(entries.iter().map(LogEntry::to_doc))
+            .insert_many(records.iter().map(LogRecord::to_doc))
             .ordered(false)
             .await?;
         Ok(())
     }
 
-    /// The newest `limit` entries, newest first.
-    pub async fn latest(&self, limit: u32) -> mongodb::error::Result<Vec<LogEntry>> {
+    /// The newest `limit` records, newest first.
+    pub async fn latest(&self, limit: u32) -> mongodb::error::Result<Vec<LogRecord>> {
         let docs: Vec<Document> = self
             .mongo
             .collection(INGEST_LOG)
@@ -227,6 +320,6 @@ impl IngestLog {
             .await?
             .try_collect()
             .await?;
-        Ok(docs.iter().filter_map(LogEntry::from_doc).collect())
+        Ok(docs.iter().filter_map(LogRecord::from_doc).collect())
     }
 }

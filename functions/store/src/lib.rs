@@ -12,7 +12,7 @@ pub mod stats;
 pub mod writer;
 
 pub use cases::{CaseStore, InsertOutcome};
-pub use ingest_log::{IngestLog, LogEntry};
+pub use ingest_log::{IngestLog, LogEntry, LogRecord};
 pub use mongo::{Mongo, MongoConfig};
 pub use redis_stats::RedisStats;
 pub use stats::{Aggregator, AreaCount, StateCount, Totals};

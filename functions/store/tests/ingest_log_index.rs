@@ -13,7 +13,7 @@ use events::{Case, Reported, WritePath};
 use futures::TryStreamExt;
 use mongodb::IndexModel;
 use mongodb::bson::doc;
-use store::{Aggregator, CaseStore, IngestLog, LogEntry, Mongo, MongoConfig, RedisStats};
+use store::{Aggregator, CaseStore, IngestLog, LogRecord, Mongo, MongoConfig, RedisStats};
 
 async fn mongo() -> Mongo {
     Mongo::connect_lazy(&MongoConfig {
@@ -41,12 +41,13 @@ async fn ingest_log_ttl(mongo: &Mongo) -> Option<u64> {
         })
 }
 
-fn entry() -> LogEntry {
-    LogEntry {
+fn entry() -> LogRecord {
+    LogRecord {
         time_ms: Utc::now().timestamp_millis(),
         path: "grpc".into(),
         result: "accepted".into(),
         reason: String::new(),
+        requests: 1,
         cases: 1,
         bytes: 90,
         revision: "ingest-00001".into(),

@@ -5,7 +5,7 @@ use std::time::Duration;
 use chrono::Utc;
 use events::redis::Keys;
 use events::{Case, Reported, WritePath};
-use store::{Aggregator, CaseStore, IngestLog, LogEntry, Mongo, MongoConfig, RedisStats};
+use store::{Aggregator, CaseStore, IngestLog, LogRecord, Mongo, MongoConfig, RedisStats};
 
 struct Env {
     mongo: Mongo,
@@ -237,11 +237,12 @@ async fn pages_follow_the_cursor_newest_first_with_filters() {
 async fn ingest_log_round_trips_newest_first() {
     let e = env().await;
     let log = IngestLog::new(e.mongo.clone());
-    let entry = |t: i64, result: &str| LogEntry {
+    let entry = |t: i64, result: &str| LogRecord {
         time_ms: t,
         path: "grpc".into(),
         result: result.into(),
         reason: String::new(),
+        requests: 2,
         cases: 3,
         bytes: 300,
         revision: "ingest-grpc-00001".into(),
