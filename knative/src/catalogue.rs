@@ -200,6 +200,7 @@ pub const FUNCTIONS: &[Function] = &[
             MONGODB_DATABASE,
             v("WRITE_BATCH_MAX", Default::Value("1000")),
             v("WRITE_BATCH_WAIT_MS", Default::Value("2")),
+            v("WRITES_IN_FLIGHT", Default::Value("2")),
             v("WRITE_DEADLINE_MS", Default::Value("4000")),
             v("WRITE_MAX_EVENTS", Default::Value("10000")),
         ],

@@ -1,5 +1,5 @@
 //! Groups concurrent write requests into one bulk insert (a
-//! [`runtime::batch::Batcher`], one write at a time). The first request
+//! [`runtime::batch::Batcher`], `WRITES_IN_FLIGHT` at a time). The first request
 //! waits at most `batch_wait` for others; a full batch goes at once. The
 //! queue is bounded: when MongoDB is slow, callers wait, then time out.
 //!
@@ -15,6 +15,8 @@ use std::time::Duration;
 use events::Reported;
 use runtime::batch::{Limits, Unanswered};
 use store::Writer;
+
+use crate::config::WriterConfig;
 use tokio::time::Instant;
 
 /// Ids the write found already stored; every other id in the job is stored.
@@ -51,21 +53,16 @@ pub struct Batcher {
 impl Batcher {
     /// Starts the batching task; it ends once every `Batcher` handle is gone
     /// and the queue is written (so SIGTERM drains it).
-    pub fn start(
-        ctx: &runtime::Context,
-        writer: Writer,
-        max: usize,
-        wait: Duration,
-        deadline: Duration,
-    ) -> Batcher {
+    pub fn start(ctx: &runtime::Context, writer: Writer, config: &WriterConfig) -> Batcher {
         let limits = Limits {
             max_items: usize::MAX,
-            max_weight: max,
-            wait,
-            // One write at a time: requests arriving meanwhile join the next.
-            in_flight: 1,
+            max_weight: config.batch_max,
+            wait: config.batch_wait,
+            // While one write commits, the next gathers and starts.
+            in_flight: config.writes_in_flight,
             queue: 1024,
         };
+        let deadline = config.write_deadline;
         let (writes, task) = runtime::batch::Batcher::new(limits, move |requests| {
             write(writer.clone(), requests, deadline)
         });

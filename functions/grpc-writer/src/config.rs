@@ -13,6 +13,9 @@ pub struct WriterConfig {
     /// `WRITE_BATCH_WAIT_MS` (default 2): how long the first request of a
     /// batch waits for others to join it. Bounds the latency grouping adds.
     pub batch_wait: Duration,
+    /// `WRITES_IN_FLIGHT` (default 2): bulk inserts running at once. With
+    /// one, requests wait for the previous commit before their batch starts.
+    pub writes_in_flight: usize,
     /// `WRITE_DEADLINE_MS` (default 4000): how long a write keeps retrying
     /// MongoDB before the caller is told UNAVAILABLE (below ingest's 5 s).
     pub write_deadline: Duration,
@@ -35,10 +38,15 @@ impl WriterConfig {
         if !(1..=max).contains(&max_events) {
             bail!("WRITE_MAX_EVENTS must be between 1 and {max}");
         }
+        let writes_in_flight = var(lookup, "WRITES_IN_FLIGHT", 2usize)?;
+        if !(1..=64).contains(&writes_in_flight) {
+            bail!("WRITES_IN_FLIGHT must be between 1 and 64");
+        }
         Ok(WriterConfig {
             mongo: store::MongoConfig::from_lookup(lookup)?,
             batch_max,
             batch_wait: Duration::from_millis(var(lookup, "WRITE_BATCH_WAIT_MS", 2u64)?),
+            writes_in_flight,
             write_deadline: Duration::from_millis(var(lookup, "WRITE_DEADLINE_MS", 4000u64)?),
             max_events,
         })

@@ -29,13 +29,7 @@ pub async fn routes(ctx: Context) -> anyhow::Result<Routes> {
 pub async fn routes_with(ctx: Context, config: WriterConfig) -> anyhow::Result<Routes> {
     let mongo = store::Mongo::connect_lazy(&config.mongo).await?;
     let writer = store::Writer::new(&ctx, store::CaseStore::new(mongo.clone()), WritePath::Grpc);
-    let batcher = Batcher::start(
-        &ctx,
-        writer,
-        config.batch_max,
-        config.batch_wait,
-        config.write_deadline,
-    );
+    let batcher = Batcher::start(&ctx, writer, &config);
     let max_message = ctx.config.body_limit.max(4 << 20);
     let service =
         CaseWriterServer::new(WriterService { batcher }).max_decoding_message_size(max_message);
