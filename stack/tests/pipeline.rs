@@ -48,7 +48,7 @@ fn case(i: usize) -> Value {
 
 impl Pipeline {
     async fn post(&self, function: &str, body: &Value) -> reqwest::Response {
-        self.http
+        stack::testing::http_client()
             .post(format!("{}/cases", self.sup.url(function)))
             .json(body)
             .send()
@@ -87,7 +87,7 @@ impl Pipeline {
     }
 
     async fn summary(&self) -> Value {
-        self.http
+        stack::testing::http_client()
             .get(format!("{}/api/summary", self.sup.url("dashboard-api")))
             .send()
             .await
@@ -299,7 +299,7 @@ async fn redelivery_through_either_path_adds_nothing() {
     .to_event("/test", None);
     for _ in 0..2 {
         let resp = events::http::binary_request(
-            &p.http,
+            &stack::testing::http_client(),
             &format!("{}/", p.sup.url("aggregate")),
             event.clone(),
             &[],
