@@ -104,29 +104,4 @@ impl Metadata {
             .iter()
             .find(|p| p.binaries().any(|b| b == bin))
     }
-
-    /// Source directories of `package` and of the workspace packages it
-    /// depends on (normal dependencies, transitively).
-    pub fn source_dirs(&self, package: &Package) -> Vec<PathBuf> {
-        let mut seen = BTreeSet::new();
-        let mut todo = vec![package.dir()];
-        while let Some(dir) = todo.pop() {
-            if !seen.insert(dir.clone()) {
-                continue;
-            }
-            if let Some(p) = self.packages.iter().find(|p| p.dir() == dir) {
-                for d in &p.dependencies {
-                    if d.kind.is_none()
-                        && let Some(path) = &d.path
-                    {
-                        todo.push(path.clone());
-                    }
-                }
-            }
-        }
-        seen.into_iter()
-            .map(|d| d.join("src"))
-            .filter(|d| d.is_dir())
-            .collect()
-    }
 }
