@@ -104,7 +104,7 @@ impl Var {
 }
 
 /// A function's configuration: the variables it reads, and how.
-pub trait Settings: Sized {
+pub trait Settings: Sized + std::fmt::Debug {
     /// Every variable `read` looks at. Reading one not listed here (or in
     /// the runtime's [`Config::VARS`]) stops the function at start-up.
     const VARS: &'static [Var];

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use crate::settings::{self, Function};
+use crate::settings::{self, Default, Function, Settings};
 use crate::{App, Config, Context, Routes};
 
 /// A function running in this test's process.
@@ -92,4 +92,47 @@ where
         ctx,
         stopped: tokio::spawn(app.run_until_stopped()),
     })
+}
+
+/// Problems with `F`'s declared defaults: for every variable with a
+/// [`Default::Value`] or [`Default::Local`], setting it to that value must
+/// give the same configuration as leaving it unset (so a parser that keeps
+/// its own default, like one reading through `Env::lookup`, cannot drift
+/// from the table). `env`: what `F` needs to start at all; a variable read
+/// only `when` another has a value is tried with that value set.
+pub fn default_problems<F: Function>(env: &[(&str, &str)]) -> Vec<String> {
+    let read = |pairs: &[(&str, &str)]| {
+        let env = test_env(pairs);
+        settings::read::<F>(&|k| env.get(k).cloned()).map(|(c, own)| format!("{c:?} {own:?}"))
+    };
+    let mut problems = Vec::new();
+    let given = test_env(&[]);
+    for var in Config::VARS.iter().chain(F::Config::VARS) {
+        let (Default::Value(value) | Default::Local(value)) = var.default else {
+            continue;
+        };
+        if given.contains_key(var.name) {
+            continue; // HOST and PORT: a test always sets them.
+        }
+        let mut unset: Vec<(&str, &str)> = env.to_vec();
+        unset.extend(var.when);
+        let mut set = unset.clone();
+        set.push((var.name, value));
+        match (read(&unset), read(&set)) {
+            (Ok(a), Ok(b)) if a == b => {}
+            (Ok(_), Ok(_)) => problems.push(format!(
+                "{}: {}={value:?} (its declared default) gives another configuration than leaving it unset",
+                F::NAME,
+                var.name
+            )),
+            (a, b) => problems.push(format!(
+                "{}: {} unset or set to its default {value:?} does not start: {:?} / {:?}",
+                F::NAME,
+                var.name,
+                a.err(),
+                b.err()
+            )),
+        }
+    }
+    problems
 }
