@@ -74,30 +74,8 @@ impl Settings for WriterConfig {
 }
 
 #[cfg(test)]
-mod tests {
-    use runtime::testing::default_problems;
-
-    #[test]
-    fn the_declared_defaults_are_the_defaults() {
-        let problems = default_problems::<crate::Function>(&[]);
-        assert!(problems.is_empty(), "{problems:#?}");
-    }
-
-    #[test]
-    fn a_bad_value_names_the_variable_and_its_default() {
-        let env = [("WRITE_BATCH_MAX", "abc")];
-        let lookup = |k: &str| {
-            env.iter()
-                .find(|(key, _)| *key == k)
-                .map(|(_, v)| v.to_string())
-        };
-        let err = runtime::settings::read::<crate::Function>(&lookup)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("WRITE_BATCH_MAX=\"abc\" is not valid"),
-            "{err}"
-        );
-        assert!(err.contains("unset, it is"), "{err}");
-    }
+#[test]
+fn the_declaration_matches_the_parser() {
+    let problems = runtime::testing::declaration_problems::<crate::Function>(&[]);
+    assert!(problems.is_empty(), "{problems:#?}");
 }

@@ -94,13 +94,14 @@ where
     })
 }
 
-/// Problems with `F`'s declared defaults: for every variable with a
-/// [`Default::Value`] or [`Default::Local`], setting it to that value must
-/// give the same configuration as leaving it unset (so a parser that keeps
-/// its own default, like one reading through `Env::lookup`, cannot drift
-/// from the table). `env`: what `F` needs to start at all; a variable read
-/// only `when` another has a value is tried with that value set.
-pub fn default_problems<F: Function>(env: &[(&str, &str)]) -> Vec<String> {
+/// Problems with `F`'s declaration against its parser, for every variable
+/// with a [`Default::Value`] or [`Default::Local`]: setting it to that value
+/// must give the same configuration as leaving it unset (so a parser that
+/// keeps its own default, like one reading through `Env::lookup`, cannot
+/// drift from the table), and a value it refuses must be refused naming it.
+/// `env`: what `F` needs to start at all; a variable read only `when`
+/// another has a value is tried with that value set.
+pub fn declaration_problems<F: Function>(env: &[(&str, &str)]) -> Vec<String> {
     let read = |pairs: &[(&str, &str)]| {
         let env = test_env(pairs);
         settings::read::<F>(&|k| env.get(k).cloned()).map(|(c, own)| format!("{c:?} {own:?}"))
@@ -116,22 +117,29 @@ pub fn default_problems<F: Function>(env: &[(&str, &str)]) -> Vec<String> {
         }
         let mut unset: Vec<(&str, &str)> = env.to_vec();
         unset.extend(var.when);
-        let mut set = unset.clone();
-        set.push((var.name, value));
-        match (read(&unset), read(&set)) {
+        let with = |v: &'static str| {
+            let mut pairs = unset.clone();
+            pairs.push((var.name, v));
+            read(&pairs)
+        };
+        let name = var.name;
+        match (read(&unset), with(value)) {
             (Ok(a), Ok(b)) if a == b => {}
             (Ok(_), Ok(_)) => problems.push(format!(
-                "{}: {}={value:?} (its declared default) gives another configuration than leaving it unset",
-                F::NAME,
-                var.name
+                "{name}={value:?} (its declared default) gives another configuration than leaving it unset"
             )),
             (a, b) => problems.push(format!(
-                "{}: {} unset or set to its default {value:?} does not start: {:?} / {:?}",
-                F::NAME,
-                var.name,
+                "{name} unset or set to its default {value:?} does not start: {:?} / {:?}",
                 a.err(),
                 b.err()
             )),
+        }
+        if let Err(e) = with("not-a-value")
+            && !e.to_string().contains(&format!("{name}="))
+        {
+            problems.push(format!(
+                "{name}=\"not-a-value\" is refused without naming it: {e:#}"
+            ));
         }
     }
     problems
