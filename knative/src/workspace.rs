@@ -1,5 +1,5 @@
 //! The Cargo workspace as `cargo metadata --no-deps` describes it: packages,
-//! their binaries and their path dependencies.
+//! their binaries.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -19,7 +19,6 @@ pub struct Package {
     pub name: String,
     pub manifest_path: PathBuf,
     pub targets: Vec<Target>,
-    pub dependencies: Vec<Dependency>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -27,15 +26,6 @@ pub struct Target {
     pub name: String,
     pub kind: Vec<String>,
     pub src_path: PathBuf,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct Dependency {
-    pub name: String,
-    #[serde(default)]
-    pub path: Option<PathBuf>,
-    #[serde(default)]
-    pub kind: Option<String>,
 }
 
 /// Runs `cargo metadata --format-version 1 --no-deps` in the repository.
@@ -62,13 +52,6 @@ pub fn load() -> anyhow::Result<Metadata> {
 }
 
 impl Package {
-    pub fn dir(&self) -> PathBuf {
-        self.manifest_path
-            .parent()
-            .expect("a manifest is in a directory")
-            .to_path_buf()
-    }
-
     pub fn binaries(&self) -> impl Iterator<Item = &str> {
         self.targets
             .iter()
