@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::Problems;
 use crate::bundle::{Bundle, function_of};
-use crate::catalogue::{self, Default, KNATIVE_RESERVED, SECRET_VARS};
+use crate::catalogue::{self, Default, KNATIVE_RESERVED};
 use crate::resources::Service;
 
 /// Where a variable of a Service's container comes from.
@@ -149,7 +149,7 @@ pub fn check(bundle: &Bundle, secret_keys: &BTreeMap<String, BTreeSet<String>>) 
                 ));
                 continue;
             };
-            match spec.default {
+            match catalogue::on_cluster(spec) {
                 Default::Platform => problems.push(format!("Service {sname}: {var} is set by the platform; do not set it")),
                 Default::Binding => problems.push(format!(
                     "Service {sname}: {var} is injected by a SinkBinding; setting it in the Service hard-wires the pipeline"
@@ -163,7 +163,7 @@ pub fn check(bundle: &Bundle, secret_keys: &BTreeMap<String, BTreeSet<String>>) 
                     "Service {sname}: {var} is set but {fname} only reads it when {cond}={value}"
                 ));
             }
-            if SECRET_VARS.contains(&var.as_str()) && !matches!(source, Source::Secret { .. }) {
+            if catalogue::is_secret(var) && !matches!(source, Source::Secret { .. }) {
                 problems.push(format!("Service {sname}: {var} carries credentials: read it from a Secret (secretKeyRef), never inline"));
             }
             if let Source::Secret { name, key, .. } = source {
@@ -175,13 +175,14 @@ pub fn check(bundle: &Bundle, secret_keys: &BTreeMap<String, BTreeSet<String>>) 
             }
         }
         for spec in function.all_vars() {
-            let needed = matches!(spec.default, Default::Required | Default::Loopback(_));
+            let default = catalogue::on_cluster(spec);
+            let needed = matches!(default, Default::Required | Default::Local(_));
             let applies = spec
                 .when
                 .is_none_or(|(cond, value)| literal(cond).as_deref() == Some(value));
             if needed && applies && !env.contains_key(spec.name) {
-                let why = match spec.default {
-                    Default::Loopback(d) => format!("its default {d} only works on a laptop"),
+                let why = match default {
+                    Default::Local(d) => format!("its default {d} only works on a laptop"),
                     _ => "it has no default".to_owned(),
                 };
                 problems.push(format!("Service {sname}: {} must be set: {why}", spec.name));

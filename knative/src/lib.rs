@@ -11,8 +11,8 @@
 //! local revisions, measured with the load generator (`make rollout-demo`).
 //!
 //! The facts the checks hold the manifests to (functions, their environment
-//! with defaults, their metrics, the CloudEvent types) are written once, in
-//! [`catalogue`].
+//! with defaults, their metrics, the CloudEvent types) are in [`catalogue`];
+//! the environment comes from each function's own declaration.
 
 pub mod bundle;
 pub mod catalogue;
@@ -28,7 +28,6 @@ pub mod rollout;
 pub mod schemas;
 pub mod scrape;
 pub mod services;
-pub mod source_scan;
 pub mod tools;
 pub mod traffic;
 pub mod workspace;

@@ -1,5 +1,5 @@
 //! The Cargo workspace as `cargo metadata --no-deps` describes it: packages,
-//! their binaries and their path dependencies.
+//! their binaries.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -19,7 +19,6 @@ pub struct Package {
     pub name: String,
     pub manifest_path: PathBuf,
     pub targets: Vec<Target>,
-    pub dependencies: Vec<Dependency>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -27,15 +26,6 @@ pub struct Target {
     pub name: String,
     pub kind: Vec<String>,
     pub src_path: PathBuf,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct Dependency {
-    pub name: String,
-    #[serde(default)]
-    pub path: Option<PathBuf>,
-    #[serde(default)]
-    pub kind: Option<String>,
 }
 
 /// Runs `cargo metadata --format-version 1 --no-deps` in the repository.
@@ -62,13 +52,6 @@ pub fn load() -> anyhow::Result<Metadata> {
 }
 
 impl Package {
-    pub fn dir(&self) -> PathBuf {
-        self.manifest_path
-            .parent()
-            .expect("a manifest is in a directory")
-            .to_path_buf()
-    }
-
     pub fn binaries(&self) -> impl Iterator<Item = &str> {
         self.targets
             .iter()
@@ -103,30 +86,5 @@ impl Metadata {
         self.packages
             .iter()
             .find(|p| p.binaries().any(|b| b == bin))
-    }
-
-    /// Source directories of `package` and of the workspace packages it
-    /// depends on (normal dependencies, transitively).
-    pub fn source_dirs(&self, package: &Package) -> Vec<PathBuf> {
-        let mut seen = BTreeSet::new();
-        let mut todo = vec![package.dir()];
-        while let Some(dir) = todo.pop() {
-            if !seen.insert(dir.clone()) {
-                continue;
-            }
-            if let Some(p) = self.packages.iter().find(|p| p.dir() == dir) {
-                for d in &p.dependencies {
-                    if d.kind.is_none()
-                        && let Some(path) = &d.path
-                    {
-                        todo.push(path.clone());
-                    }
-                }
-            }
-        }
-        seen.into_iter()
-            .map(|d| d.join("src"))
-            .filter(|d| d.is_dir())
-            .collect()
     }
 }

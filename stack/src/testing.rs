@@ -3,7 +3,10 @@
 //! `COVID_TEST_REDIS_URL` and `COVID_TEST_MONGODB_URI`), with a fresh key
 //! prefix or database name for every test so tests run in parallel.
 
+use std::path::PathBuf;
 use std::sync::OnceLock;
+
+use anyhow::{Context as _, bail};
 
 use crate::servers::{MongoServer, RedisServer};
 
@@ -68,4 +71,22 @@ pub fn http_client() -> reqwest::Client {
 /// with a trailing `:`, as a Redis key prefix.
 pub fn unique(what: &str) -> String {
     format!("{what}_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// The directory of the function binaries the running test uses: the
+/// profile directory its own executable is in (`target/<profile>/deps/<test>`).
+pub fn built_binaries() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .context("the test binary has no profile directory")?
+        .to_owned();
+    if !dir.join("ingest").exists() {
+        bail!(
+            "function binaries not found in {}: run `cargo build --workspace --bins` first (make test does)",
+            dir.display()
+        );
+    }
+    Ok(dir)
 }

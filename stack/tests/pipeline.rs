@@ -5,7 +5,6 @@
 mod common;
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::Pipeline;
@@ -15,21 +14,9 @@ use events::{Case, Reported, WritePath};
 use serde_json::{Value, json};
 use stack::MongoServer;
 
-fn bin_dir() -> PathBuf {
-    // target/<profile>/deps/pipeline-<hash> → target/<profile>
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap().to_owned();
-    assert!(
-        dir.join("ingest").exists(),
-        "function binaries not found in {}: run `cargo build --bins` first (make test does)",
-        dir.display()
-    );
-    dir
-}
-
 async fn start(mongodb_uri: &str, extra_env: &[(&str, &str)]) -> Pipeline {
     common::start(common::Start {
-        bin_dir: bin_dir(),
+        bin_dir: stack::testing::built_binaries().unwrap(),
         redis_url: &stack::testing::servers().redis_url,
         mongodb_uri,
         name: "e2e",
@@ -48,7 +35,7 @@ fn case(i: usize) -> Value {
 
 impl Pipeline {
     async fn post(&self, function: &str, body: &Value) -> reqwest::Response {
-        self.http
+        stack::testing::http_client()
             .post(format!("{}/cases", self.sup.url(function)))
             .json(body)
             .send()
@@ -87,7 +74,7 @@ impl Pipeline {
     }
 
     async fn summary(&self) -> Value {
-        self.http
+        stack::testing::http_client()
             .get(format!("{}/api/summary", self.sup.url("dashboard-api")))
             .send()
             .await
@@ -299,7 +286,7 @@ async fn redelivery_through_either_path_adds_nothing() {
     .to_event("/test", None);
     for _ in 0..2 {
         let resp = events::http::binary_request(
-            &p.http,
+            &stack::testing::http_client(),
             &format!("{}/", p.sup.url("aggregate")),
             event.clone(),
             &[],

@@ -1,38 +1,65 @@
-//! What a user sets for aggregate, with defaults.
+//! What a user sets for aggregate: its variables, declared once.
 
 use std::time::Duration;
 
-use runtime::config::var;
+use runtime::settings::{Default, Settings, Var};
+use runtime::{Config, Env};
+use store::config::{MONGODB_DATABASE, MONGODB_URI, REDIS_KEY_PREFIX, REDIS_URL};
+
+const AGGREGATE_FLUSH_MS: Var = Var::new(
+    "AGGREGATE_FLUSH_MS",
+    Default::Value("20"),
+    "events within this window are counted in one transaction (at most 200 batches)",
+);
+const SWEEP_INTERVAL_MS: Var = Var::new(
+    "SWEEP_INTERVAL_MS",
+    Default::Value("1000"),
+    "how often batches with no `case.stored` event yet are caught up (up to 2,000 batches a pass)",
+);
+const NOTIFY_MIN_INTERVAL_MS: Var = Var::new(
+    "NOTIFY_MIN_INTERVAL_MS",
+    Default::Value("200"),
+    "at most one `stats.updated` notice per interval",
+);
 
 #[derive(Debug, Clone)]
 pub struct AggregateConfig {
     pub mongo: store::MongoConfig,
-    /// `REDIS_URL` (default `redis://127.0.0.1:6379/`).
-    pub redis_url: String,
-    /// `REDIS_KEY_PREFIX` (default `covid:`).
-    pub key_prefix: String,
-    /// `AGGREGATE_FLUSH_MS` (default 20): events arriving within this window
-    /// are counted in one transaction.
+    pub redis: store::RedisConfig,
+    /// [`AGGREGATE_FLUSH_MS`].
     pub flush_wait: Duration,
-    /// `SWEEP_INTERVAL_MS` (default 1000): how often stored cases with no
-    /// `case.stored` event yet, and interrupted Redis updates, are caught up.
+    /// [`SWEEP_INTERVAL_MS`]: also catches up interrupted Redis updates.
     pub sweep_interval: Duration,
-    /// `NOTIFY_MIN_INTERVAL_MS` (default 200): at most one `stats.updated`
-    /// notice per interval, however many updates happen.
+    /// [`NOTIFY_MIN_INTERVAL_MS`], however many updates happen.
     pub notify_interval: Duration,
 }
 
-impl AggregateConfig {
-    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<AggregateConfig> {
+impl Settings for AggregateConfig {
+    const VARS: &'static [Var] = &[
+        MONGODB_URI,
+        MONGODB_DATABASE,
+        REDIS_URL,
+        REDIS_KEY_PREFIX,
+        AGGREGATE_FLUSH_MS,
+        SWEEP_INTERVAL_MS,
+        NOTIFY_MIN_INTERVAL_MS,
+    ];
+
+    fn read(env: &Env, _: &Config) -> anyhow::Result<AggregateConfig> {
+        let millis = |var: &Var| env.parse(var).map(Duration::from_millis);
         Ok(AggregateConfig {
-            mongo: store::MongoConfig::from_lookup(lookup)?,
-            redis_url: var(lookup, "REDIS_URL", "redis://127.0.0.1:6379/".to_owned())?,
-            key_prefix: var(lookup, "REDIS_KEY_PREFIX", "covid:".to_owned())?,
-            flush_wait: Duration::from_millis(var(lookup, "AGGREGATE_FLUSH_MS", 20u64)?),
-            sweep_interval: Duration::from_millis(
-                var(lookup, "SWEEP_INTERVAL_MS", 1000u64)?.max(10),
-            ),
-            notify_interval: Duration::from_millis(var(lookup, "NOTIFY_MIN_INTERVAL_MS", 200u64)?),
+            mongo: store::MongoConfig::read(env)?,
+            redis: store::RedisConfig::read(env)?,
+            flush_wait: millis(&AGGREGATE_FLUSH_MS)?,
+            sweep_interval: millis(&SWEEP_INTERVAL_MS)?.max(Duration::from_millis(10)),
+            notify_interval: millis(&NOTIFY_MIN_INTERVAL_MS)?,
         })
     }
+}
+
+#[cfg(test)]
+#[test]
+fn the_declaration_matches_the_parser() {
+    let problems = runtime::testing::declaration_problems::<crate::Function>(&[]);
+    assert!(problems.is_empty(), "{problems:#?}");
 }

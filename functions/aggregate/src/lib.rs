@@ -21,12 +21,19 @@ use tokio::sync::watch;
 
 pub use config::AggregateConfig;
 
-pub async fn routes(ctx: Context) -> anyhow::Result<Routes> {
-    routes_with(
-        ctx,
-        AggregateConfig::from_lookup(&runtime::config::env_lookup)?,
-    )
-    .await
+/// aggregate, declared once: its name, its variables ([`AggregateConfig`]) and its routes.
+pub struct Function;
+
+impl runtime::Function for Function {
+    const NAME: &'static str = "aggregate";
+    type Config = AggregateConfig;
+
+    fn routes(
+        ctx: Context,
+        config: AggregateConfig,
+    ) -> impl Future<Output = anyhow::Result<Routes>> {
+        routes(ctx, config)
+    }
 }
 
 /// Most batch records counted in one transaction. Each holds at most one
@@ -101,11 +108,11 @@ fn describe_metrics() {
     );
 }
 
-pub async fn routes_with(ctx: Context, config: AggregateConfig) -> anyhow::Result<Routes> {
+pub async fn routes(ctx: Context, config: AggregateConfig) -> anyhow::Result<Routes> {
     describe_metrics();
     let mongo = Mongo::connect_lazy(&config.mongo).await?;
-    let conn = runtime::redis::connect_lazy(&config.redis_url)?;
-    let keys = events::redis::Keys::new(config.key_prefix.clone());
+    let conn = runtime::redis::connect_lazy(&config.redis.url)?;
+    let keys = config.redis.keys();
     let agg = Aggregator::new(mongo.clone(), RedisStats::new(conn.clone(), keys.clone()));
     let (changed, watch_rx) = watch::channel(0u64);
     let counting = start_counting(&ctx, agg.clone(), config.flush_wait, changed);

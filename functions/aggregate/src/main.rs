@@ -1,3 +1,3 @@
 fn main() -> std::process::ExitCode {
-    runtime::main("aggregate", aggregate::routes)
+    runtime::main::<aggregate::Function>()
 }

@@ -3,51 +3,21 @@
 //! MongoDB-compatible server and counts cases with distinct locations and
 //! states, then its `/metrics` is read.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::Utc;
 use events::{Case, Reported, StoredBatch, WritePath};
-use runtime::{App, Config, Sink};
-use store::{CaseStore, Mongo, MongoConfig};
+use runtime::Sink;
+use store::testing::Stores;
 
 #[tokio::test]
 async fn counting_cases_with_invented_locations_and_states_adds_no_metric_series() {
-    let s = stack::testing::servers();
-    let db = stack::testing::unique("client_strings");
-    let env: HashMap<String, String> = [
-        ("REDIS_URL", s.redis_url.clone()),
-        (
-            "REDIS_KEY_PREFIX",
-            format!("{}:", stack::testing::unique("client_strings")),
-        ),
-        ("MONGODB_URI", s.mongodb_uri.clone()),
-        ("MONGODB_DATABASE", db.clone()),
-        ("HOST", "127.0.0.1".into()),
-        ("PORT", "0".into()),
-        ("AGGREGATE_FLUSH_MS", "5".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
-    let lookup = move |k: &str| env.get(k).cloned();
-    let config = aggregate::AggregateConfig::from_lookup(&lookup).unwrap();
-    let app = App::build(Config::from_lookup("aggregate", &lookup).unwrap(), |ctx| {
-        aggregate::routes_with(ctx, config)
-    })
-    .await
-    .unwrap();
-    let url = format!("http://127.0.0.1:{}", app.port());
-    tokio::spawn(app.run_until_stopped());
-
-    let cases = CaseStore::new(
-        Mongo::connect_lazy(&MongoConfig {
-            uri: s.mongodb_uri.clone(),
-            database: db,
-        })
+    let stores = Stores::new("client_strings").await;
+    let env = stores.env_with(&[("AGGREGATE_FLUSH_MS", "5")]);
+    let url = runtime::testing::spawn::<aggregate::Function>(&env)
         .await
-        .unwrap(),
-    );
+        .url;
+    let cases = stores.cases();
     let reported: Vec<Reported> = (0..50)
         .map(|i| Reported {
             id: Reported::new_id(),

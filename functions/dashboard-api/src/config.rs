@@ -1,48 +1,85 @@
-//! What a user sets for dashboard-api, with defaults.
+//! What a user sets for dashboard-api: its variables, declared once.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use runtime::config::var;
+use runtime::settings::{Default, Settings, Var};
+use runtime::{Config, Env};
+use store::config::{MONGODB_DATABASE, MONGODB_URI, REDIS_KEY_PREFIX, REDIS_URL};
+
+/// A path relative to the working directory: right for `make up`, not in the image.
+const DASHBOARD_DIR: Var = Var::new(
+    "DASHBOARD_DIR",
+    Default::Local("dashboard/dist"),
+    "the built page",
+);
+const CORS_ORIGIN: Var = Var::new(
+    "CORS_ORIGIN",
+    Default::Unset,
+    "one other origin allowed to read the API; unset: same origin only",
+);
+const SSE_MIN_INTERVAL_MS: Var = Var::new(
+    "SSE_MIN_INTERVAL_MS",
+    Default::Value("250"),
+    "at most one pushed snapshot per interval, shared by all clients",
+);
+const SSE_REFRESH_MS: Var = Var::new(
+    "SSE_REFRESH_MS",
+    Default::Value("5000"),
+    "a snapshot is pushed at least this often",
+);
+const SSE_MAX_CLIENTS: Var = Var::new(
+    "SSE_MAX_CLIENTS",
+    Default::Value("1000"),
+    "most open `/api/stream` connections; past it `503` with `Retry-After` (streams are public and unauthenticated, like every read)",
+);
 
 #[derive(Debug, Clone)]
 pub struct DashboardConfig {
     pub mongo: store::MongoConfig,
-    /// `REDIS_URL` (default `redis://127.0.0.1:6379/`).
-    pub redis_url: String,
-    /// `REDIS_KEY_PREFIX` (default `covid:`).
-    pub key_prefix: String,
-    /// `DASHBOARD_DIR` (default `dashboard/dist`): the built browser page.
+    pub redis: store::RedisConfig,
+    /// [`DASHBOARD_DIR`].
     pub dashboard_dir: PathBuf,
-    /// `CORS_ORIGIN` (default unset: same origin only): the one other origin
-    /// allowed to read the API from a browser.
+    /// [`CORS_ORIGIN`].
     pub cors_origin: Option<String>,
-    /// `SSE_MIN_INTERVAL_MS` (default 250): at most one pushed snapshot per
-    /// interval, shared by every client.
+    /// [`SSE_MIN_INTERVAL_MS`].
     pub sse_min_interval: Duration,
-    /// `SSE_REFRESH_MS` (default 5000): a snapshot is pushed at least this
-    /// often, so rates decay on screen even when nothing arrives.
+    /// [`SSE_REFRESH_MS`]: rates decay on screen even when nothing arrives.
     pub sse_refresh: Duration,
-    /// `SSE_MAX_CLIENTS` (default 1000): most open `/api/stream`
-    /// connections; past it `503` with `Retry-After`.
+    /// [`SSE_MAX_CLIENTS`].
     pub sse_max_clients: usize,
 }
 
-impl DashboardConfig {
-    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<DashboardConfig> {
+impl Settings for DashboardConfig {
+    const VARS: &'static [Var] = &[
+        MONGODB_URI,
+        MONGODB_DATABASE,
+        REDIS_URL,
+        REDIS_KEY_PREFIX,
+        DASHBOARD_DIR,
+        CORS_ORIGIN,
+        SSE_MIN_INTERVAL_MS,
+        SSE_REFRESH_MS,
+        SSE_MAX_CLIENTS,
+    ];
+
+    fn read(env: &Env, _: &Config) -> anyhow::Result<DashboardConfig> {
+        let millis = |var: &Var| env.parse(var).map(Duration::from_millis);
         Ok(DashboardConfig {
-            mongo: store::MongoConfig::from_lookup(lookup)?,
-            redis_url: var(lookup, "REDIS_URL", "redis://127.0.0.1:6379/".to_owned())?,
-            key_prefix: var(lookup, "REDIS_KEY_PREFIX", "covid:".to_owned())?,
-            dashboard_dir: PathBuf::from(var(
-                lookup,
-                "DASHBOARD_DIR",
-                "dashboard/dist".to_owned(),
-            )?),
-            cors_origin: lookup("CORS_ORIGIN").filter(|s| !s.trim().is_empty()),
-            sse_min_interval: Duration::from_millis(var(lookup, "SSE_MIN_INTERVAL_MS", 250u64)?),
-            sse_refresh: Duration::from_millis(var(lookup, "SSE_REFRESH_MS", 5000u64)?.max(100)),
-            sse_max_clients: var(lookup, "SSE_MAX_CLIENTS", 1000usize)?,
+            mongo: store::MongoConfig::read(env)?,
+            redis: store::RedisConfig::read(env)?,
+            dashboard_dir: env.parse(&DASHBOARD_DIR)?,
+            cors_origin: env.raw(&CORS_ORIGIN),
+            sse_min_interval: millis(&SSE_MIN_INTERVAL_MS)?,
+            sse_refresh: millis(&SSE_REFRESH_MS)?.max(Duration::from_millis(100)),
+            sse_max_clients: env.parse(&SSE_MAX_CLIENTS)?,
         })
     }
+}
+
+#[cfg(test)]
+#[test]
+fn the_declaration_matches_the_parser() {
+    let problems = runtime::testing::declaration_problems::<crate::Function>(&[]);
+    assert!(problems.is_empty(), "{problems:#?}");
 }

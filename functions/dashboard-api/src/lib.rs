@@ -28,12 +28,19 @@ use tower_http::services::{ServeDir, ServeFile};
 pub use config::DashboardConfig;
 use query::Params;
 
-pub async fn routes(ctx: Context) -> anyhow::Result<Routes> {
-    routes_with(
-        ctx,
-        DashboardConfig::from_lookup(&runtime::config::env_lookup)?,
-    )
-    .await
+/// dashboard-api, declared once: its name, its variables ([`DashboardConfig`]) and its routes.
+pub struct Function;
+
+impl runtime::Function for Function {
+    const NAME: &'static str = "dashboard-api";
+    type Config = DashboardConfig;
+
+    fn routes(
+        ctx: Context,
+        config: DashboardConfig,
+    ) -> impl Future<Output = anyhow::Result<Routes>> {
+        routes(ctx, config)
+    }
 }
 
 struct Api {
@@ -48,15 +55,15 @@ struct Api {
 
 type S = State<Arc<Api>>;
 
-pub async fn routes_with(ctx: Context, config: DashboardConfig) -> anyhow::Result<Routes> {
+pub async fn routes(ctx: Context, config: DashboardConfig) -> anyhow::Result<Routes> {
     let mongo = Mongo::connect_lazy(&config.mongo).await?;
-    let conn = runtime::redis::connect_lazy(&config.redis_url)?;
-    let keys = events::redis::Keys::new(config.key_prefix.clone());
+    let conn = runtime::redis::connect_lazy(&config.redis.url)?;
+    let keys = config.redis.keys();
     let agg = Aggregator::new(mongo.clone(), RedisStats::new(conn.clone(), keys.clone()));
     let latest = live::start(
         &ctx,
         agg.clone(),
-        config.redis_url.clone(),
+        config.redis.url.clone(),
         keys.stats_channel(),
         config.sse_min_interval,
         config.sse_refresh,

@@ -1,3 +1,3 @@
 fn main() -> std::process::ExitCode {
-    runtime::main("dashboard-api", dashboard_api::routes)
+    runtime::main::<dashboard_api::Function>()
 }

@@ -18,15 +18,19 @@ pub use batcher::{Batcher, WriteError};
 pub use config::WriterConfig;
 pub use limit::CappedBody;
 
-pub async fn routes(ctx: Context) -> anyhow::Result<Routes> {
-    routes_with(
-        ctx,
-        WriterConfig::from_lookup(&runtime::config::env_lookup)?,
-    )
-    .await
+/// grpc-writer, declared once: its name, its variables ([`WriterConfig`]) and its routes.
+pub struct Function;
+
+impl runtime::Function for Function {
+    const NAME: &'static str = "grpc-writer";
+    type Config = WriterConfig;
+
+    fn routes(ctx: Context, config: WriterConfig) -> impl Future<Output = anyhow::Result<Routes>> {
+        routes(ctx, config)
+    }
 }
 
-pub async fn routes_with(ctx: Context, config: WriterConfig) -> anyhow::Result<Routes> {
+pub async fn routes(ctx: Context, config: WriterConfig) -> anyhow::Result<Routes> {
     let mongo = store::Mongo::connect_lazy(&config.mongo).await?;
     let writer = store::Writer::new(&ctx, store::CaseStore::new(mongo.clone()), WritePath::Grpc);
     let batcher = Batcher::start(&ctx, writer, &config);

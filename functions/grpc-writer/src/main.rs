@@ -1,3 +1,3 @@
 fn main() -> std::process::ExitCode {
-    runtime::main("grpc-writer", grpc_writer::routes)
+    runtime::main::<grpc_writer::Function>()
 }

@@ -25,7 +25,6 @@ use axum::http::{HeaderMap, StatusCode};
 use events::{Case, Reported};
 use redis::aio::ConnectionManager;
 use runtime::ApiError;
-use runtime::config::var;
 
 pub const HEADER: &str = "idempotency-key";
 /// How the header is named in errors.
@@ -34,30 +33,11 @@ const MAX_KEY_CHARS: usize = 128;
 
 #[derive(Debug, Clone)]
 pub struct IdempotencyConfig {
-    /// `REDIS_URL` (default `redis://127.0.0.1:6379/`): where keys are kept,
-    /// whatever the route.
-    pub redis_url: String,
-    /// `REDIS_KEY_PREFIX` (default `covid:`).
-    pub key_prefix: String,
-    /// `IDEMPOTENCY_TTL_S` (default 86400): how long a key is remembered; a
-    /// retry within it gets the same ids.
+    /// Where keys are kept, whatever the route.
+    pub redis: store::RedisConfig,
+    /// `IDEMPOTENCY_TTL_S`: how long a key is remembered; a retry within it
+    /// gets the same ids.
     pub ttl: Duration,
-}
-
-impl IdempotencyConfig {
-    pub fn from_lookup(
-        lookup: &dyn Fn(&str) -> Option<String>,
-    ) -> anyhow::Result<IdempotencyConfig> {
-        let ttl = var(lookup, "IDEMPOTENCY_TTL_S", 86_400u64)?;
-        if ttl == 0 {
-            anyhow::bail!("IDEMPOTENCY_TTL_S must be at least 1 second");
-        }
-        Ok(IdempotencyConfig {
-            redis_url: var(lookup, "REDIS_URL", "redis://127.0.0.1:6379/".to_owned())?,
-            key_prefix: var(lookup, "REDIS_KEY_PREFIX", "covid:".to_owned())?,
-            ttl: Duration::from_secs(ttl),
-        })
-    }
 }
 
 /// A valid `Idempotency-Key` (1 to 128 visible ASCII characters) and the
@@ -204,8 +184,8 @@ impl KeyStore {
     /// Sets up the store without connecting (the connection is lazy).
     pub fn new(config: &IdempotencyConfig) -> anyhow::Result<KeyStore> {
         Ok(KeyStore {
-            conn: runtime::redis::connect_lazy(&config.redis_url)?,
-            prefix: config.key_prefix.clone(),
+            conn: runtime::redis::connect_lazy(&config.redis.url)?,
+            prefix: config.redis.key_prefix.clone(),
             ttl: config.ttl,
             claim: redis::Script::new(CLAIM),
         })

@@ -25,13 +25,16 @@ pub use config::{IngestConfig, Route};
 use forward::Forwarder;
 use idempotency::KeyStore;
 
-/// Routes of ingest, configured from the environment.
-pub async fn routes(ctx: Context) -> anyhow::Result<Routes> {
-    routes_with(
-        ctx,
-        IngestConfig::from_lookup(&runtime::config::env_lookup)?,
-    )
-    .await
+/// ingest, declared once: its name, its variables ([`IngestConfig`]) and its routes.
+pub struct Function;
+
+impl runtime::Function for Function {
+    const NAME: &'static str = "ingest";
+    type Config = IngestConfig;
+
+    fn routes(ctx: Context, config: IngestConfig) -> impl Future<Output = anyhow::Result<Routes>> {
+        routes(ctx, config)
+    }
 }
 
 struct Ingest {
@@ -69,7 +72,7 @@ fn describe_metrics() {
     );
 }
 
-pub async fn routes_with(ctx: Context, config: IngestConfig) -> anyhow::Result<Routes> {
+pub async fn routes(ctx: Context, config: IngestConfig) -> anyhow::Result<Routes> {
     describe_metrics();
     let forwarder = Forwarder::new(&ctx, &config.route, config.forward_timeout)?;
     let log = match &config.ingest_log {

@@ -1,3 +1,3 @@
 fn main() -> std::process::ExitCode {
-    runtime::main("ingest", ingest::routes)
+    runtime::main::<ingest::Function>()
 }

@@ -39,7 +39,7 @@ impl Consumer {
         config: SubConfig,
         writer: Writer,
     ) -> Consumer {
-        let keys = Keys::new(config.key_prefix.clone());
+        let keys = config.redis.keys();
         Consumer {
             group: keys.consumer_group(),
             name: config.consumer_name.clone(),

@@ -17,18 +17,25 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::post;
 use events::WritePath;
-use events::redis::Keys;
 use runtime::{Context, Routes};
 
 pub use config::SubConfig;
 pub use consumer::Consumer;
 pub use reconcile::Reconciler;
 
-pub async fn routes(ctx: Context) -> anyhow::Result<Routes> {
-    routes_with(ctx, SubConfig::from_lookup(&runtime::config::env_lookup)?).await
+/// redis-sub, declared once: its name, its variables ([`SubConfig`]) and its routes.
+pub struct Function;
+
+impl runtime::Function for Function {
+    const NAME: &'static str = "redis-sub";
+    type Config = SubConfig;
+
+    fn routes(ctx: Context, config: SubConfig) -> impl Future<Output = anyhow::Result<Routes>> {
+        routes(ctx, config)
+    }
 }
 
-pub async fn routes_with(ctx: Context, config: SubConfig) -> anyhow::Result<Routes> {
+pub async fn routes(ctx: Context, config: SubConfig) -> anyhow::Result<Routes> {
     let mongo = store::Mongo::connect_lazy(&config.mongo).await?;
     let writer = store::Writer::new(&ctx, store::CaseStore::new(mongo.clone()), WritePath::Redis);
     describe_metrics();
@@ -38,13 +45,13 @@ pub async fn routes_with(ctx: Context, config: SubConfig) -> anyhow::Result<Rout
     metrics::gauge!("redis_sub_pending_entries").set(0.0);
     metrics::gauge!("redis_sub_dead_letters").set(0.0);
     // The consumer blocks on XREADGROUP: it gets a connection of its own.
-    let shared = runtime::redis::connect_lazy(&config.redis_url)?;
-    let keys = Keys::new(config.key_prefix.clone());
+    let shared = runtime::redis::connect_lazy(&config.redis.url)?;
+    let keys = config.redis.keys();
     // Push mode deletes entries either group may still hold pending (the
     // source's, and ours from a former pull deployment): acknowledge in both.
     let groups = vec![keys.consumer_group(), config.source_group.clone()];
     if config.stream_consumer {
-        let conn = runtime::redis::connect_lazy(&config.redis_url)?;
+        let conn = runtime::redis::connect_lazy(&config.redis.url)?;
         let consumer = Consumer::new(ctx.clone(), conn, config.clone(), writer.clone());
         ctx.tasks.spawn(consumer.run());
     } else {

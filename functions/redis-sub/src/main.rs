@@ -28,7 +28,7 @@ enum Command {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        None => runtime::main("redis-sub", redis_sub::routes),
+        None => runtime::main::<redis_sub::Function>(),
         Some(Command::ReplayDeadLetters { limit, dry_run }) => {
             replay(limit.unwrap_or(usize::MAX), dry_run)
         }
@@ -36,12 +36,15 @@ fn main() -> ExitCode {
 }
 
 fn replay(limit: usize, dry_run: bool) -> ExitCode {
-    let lookup = runtime::config::env_lookup;
+    use store::config::{REDIS_KEY_PREFIX, REDIS_URL};
     let run = async {
-        let url = runtime::config::var(&lookup, "REDIS_URL", "redis://127.0.0.1:6379/".to_owned())?;
-        let prefix = runtime::config::var(&lookup, "REDIS_KEY_PREFIX", "covid:".to_owned())?;
-        let keys = events::redis::Keys::new(prefix);
-        let mut conn = runtime::redis::connect_lazy(&url)?;
+        let env = runtime::Env::new(
+            &runtime::config::env_lookup,
+            &[&[REDIS_URL, REDIS_KEY_PREFIX]],
+        );
+        let redis = store::RedisConfig::read(&env)?;
+        let keys = redis.keys();
+        let mut conn = runtime::redis::connect_lazy(&redis.url)?;
         let r = redis_sub::replay::replay_dead_letters(&mut conn, &keys, limit, dry_run).await?;
         let verb = if dry_run { "would replay" } else { "replayed" };
         println!("{verb} {} dead letters to {}", r.replayed, keys.stream());

@@ -28,6 +28,7 @@ use tower_http::timeout::TimeoutLayer;
 use crate::auth::Verifier;
 use crate::config::Config;
 use crate::contract::ContractLayer;
+use crate::settings::{self, Function};
 use crate::sink::Sink;
 use crate::workers::{StreamExecutor, Workers};
 use crate::{auth, metrics, telemetry};
@@ -474,14 +475,10 @@ async fn readyz(State(checks): State<Arc<Vec<(&'static str, ReadyCheck)>>>) -> i
 /// The whole `main` of a function: logs, config, then either the TCP
 /// server or the Lambda runtime. Exit code 0 after a clean drain, 1 on a
 /// runtime error, 2 on bad configuration.
-pub fn main<F, Fut>(function: &'static str, make: F) -> ExitCode
-where
-    F: FnOnce(Context) -> Fut,
-    Fut: Future<Output = anyhow::Result<Routes>>,
-{
+pub fn main<F: Function>() -> ExitCode {
     let started = Instant::now();
-    telemetry::init(function);
-    let config = match Config::from_env(function) {
+    telemetry::init(F::NAME);
+    let (config, own) = match settings::read::<F>(&crate::config::env_lookup) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "invalid configuration");
@@ -498,6 +495,7 @@ where
             return ExitCode::FAILURE;
         }
     };
+    let make = move |ctx| F::routes(ctx, own);
     let result = rt.block_on(async move {
         if config.lambda_runtime_api.is_some() {
             return serve_lambda(config, make).await;

@@ -1,15 +1,18 @@
-//! Configuration from the environment only (12-factor), read once.
+//! Configuration from the environment only (12-factor), read once, from
+//! the variables declared in [`Config::VARS`].
 
 use std::net::IpAddr;
-use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 
 use crate::auth::{Secret, token_var};
+use crate::settings::{Default, Env, SetBy, Var};
 
 /// Reads one variable through `lookup`, with a default and a clear error.
-pub fn var<T: FromStr>(
+/// For parsers that take a lookup (ingest's `access`); a function's own
+/// variables are read through [`Env`] from their declarations.
+pub fn var<T: std::str::FromStr>(
     lookup: &dyn Fn(&str) -> Option<String>,
     key: &str,
     default: T,
@@ -31,6 +34,87 @@ where
 pub fn env_lookup(key: &str) -> Option<String> {
     std::env::var(key).ok()
 }
+
+const PORT: Var = Var::new(
+    "PORT",
+    Default::Value("8080"),
+    "listening port (0: any free port)",
+)
+.set_by(SetBy::Platform);
+const HOST: Var = Var::new("HOST", Default::Value("0.0.0.0"), "listening address");
+const K_SERVICE: Var = Var::new(
+    "K_SERVICE",
+    Default::Computed("the function's name"),
+    "Knative service name",
+)
+.set_by(SetBy::Platform);
+const K_REVISION: Var = Var::new(
+    "K_REVISION",
+    Default::Computed("`<K_SERVICE>-local`"),
+    "serving revision, sent back in `x-revision`",
+)
+.set_by(SetBy::Platform);
+const K_CONFIGURATION: Var = Var::new(
+    "K_CONFIGURATION",
+    Default::Computed("`K_SERVICE`"),
+    "Knative configuration name",
+)
+.set_by(SetBy::Platform);
+const K_SINK: Var =
+    Var::new("K_SINK", Default::Unset, "where output CloudEvents go").set_by(SetBy::Binding);
+const K_CE_OVERRIDES: Var = Var::new(
+    "K_CE_OVERRIDES",
+    Default::Unset,
+    "`{\"extensions\": {...}}` added to every output event",
+)
+.set_by(SetBy::Binding);
+const MAX_BODY_BYTES: Var = Var::new(
+    "MAX_BODY_BYTES",
+    Default::Value("1048576"),
+    "request body limit (413 above it)",
+);
+const REQUEST_TIMEOUT_MS: Var = Var::new(
+    "REQUEST_TIMEOUT_MS",
+    Default::Value("30000"),
+    "a request (body included) still running after this gets 408",
+);
+const HEADER_READ_TIMEOUT_MS: Var = Var::new(
+    "HEADER_READ_TIMEOUT_MS",
+    Default::Value("30000"),
+    "a connection that sends no (further) request head within this is closed: slow headers, silent or idle keep-alive connections",
+);
+const INTERNAL_TOKEN: Var = Var::new(
+    "INTERNAL_TOKEN",
+    Default::Unset,
+    "bearer token of the hops between functions (unset: open): required on write routes (grpc-writer, redis-sub `POST /`, aggregate `POST /`) and sent by ingest and every `K_SINK` sender",
+)
+.secret();
+const KUBERNETES_SERVICE_HOST: Var = Var::new(
+    "KUBERNETES_SERVICE_HOST",
+    Default::Unset,
+    "set by Kubernetes in every pod: the function is deployed, so write routes with no credential refuse to start (see `ALLOW_OPEN_WRITES`)",
+)
+.set_by(SetBy::Platform);
+const ALLOW_OPEN_WRITES: Var = Var::new(
+    "ALLOW_OPEN_WRITES",
+    Default::Value("false"),
+    "under Kubernetes a function whose write routes have no credential (`INTERNAL_TOKEN`, or ingest's `INGEST_TOKEN`/`JWT_*`) refuses to start; `true` allows it on purpose, where callers are restricted another way (a NetworkPolicy). Off a cluster writes may stay open",
+);
+const SHUTDOWN_TIMEOUT_MS: Var = Var::new(
+    "SHUTDOWN_TIMEOUT_MS",
+    Default::Value("20000"),
+    "how long SIGTERM waits for in-flight work",
+);
+/// Read by `telemetry` (tracing's `EnvFilter`), before the rest.
+pub const RUST_LOG: Var = Var::new("RUST_LOG", Default::Value("info"), "log filter");
+/// Read by `telemetry`, before the rest.
+pub const LOG_FORMAT: Var = Var::new("LOG_FORMAT", Default::Value("json"), "`json` or `text`");
+const AWS_LAMBDA_RUNTIME_API: Var = Var::new(
+    "AWS_LAMBDA_RUNTIME_API",
+    Default::Unset,
+    "set by AWS Lambda: serve through the Lambda runtime",
+)
+.set_by(SetBy::Platform);
 
 /// What Knative (or `make up`, or a test) tells a function through its environment.
 #[derive(Debug, Clone)]
@@ -78,50 +162,74 @@ pub struct Config {
 }
 
 impl Config {
-    pub fn from_env(function: &str) -> anyhow::Result<Config> {
-        Config::from_lookup(function, &env_lookup)
-    }
+    /// Every variable the runtime reads, for every function.
+    pub const VARS: &'static [Var] = &[
+        PORT,
+        HOST,
+        K_SERVICE,
+        K_REVISION,
+        K_CONFIGURATION,
+        K_SINK,
+        K_CE_OVERRIDES,
+        MAX_BODY_BYTES,
+        REQUEST_TIMEOUT_MS,
+        HEADER_READ_TIMEOUT_MS,
+        INTERNAL_TOKEN,
+        KUBERNETES_SERVICE_HOST,
+        ALLOW_OPEN_WRITES,
+        SHUTDOWN_TIMEOUT_MS,
+        RUST_LOG,
+        LOG_FORMAT,
+        AWS_LAMBDA_RUNTIME_API,
+    ];
 
+    /// The runtime's variables alone, for a test that builds an [`crate::App`]
+    /// without a function's declaration.
     pub fn from_lookup(
         function: &str,
         lookup: &dyn Fn(&str) -> Option<String>,
     ) -> anyhow::Result<Config> {
-        let service = var(lookup, "K_SERVICE", function.to_owned())?;
-        let revision = var(lookup, "K_REVISION", format!("{service}-local"))?;
-        let configuration = var(lookup, "K_CONFIGURATION", service.clone())?;
-        let sink = lookup("K_SINK").filter(|s| !s.trim().is_empty());
+        Config::read(function, &Env::new(lookup, &[Config::VARS]))
+    }
+
+    pub fn read(function: &str, env: &Env) -> anyhow::Result<Config> {
+        let service = env.raw(&K_SERVICE).unwrap_or_else(|| function.to_owned());
+        let revision = env
+            .raw(&K_REVISION)
+            .unwrap_or_else(|| format!("{service}-local"));
+        let configuration = env.raw(&K_CONFIGURATION).unwrap_or_else(|| service.clone());
+        let sink = env.raw(&K_SINK);
         if let Some(s) = &sink {
             let u = url::Url::parse(s).with_context(|| format!("K_SINK={s:?} is not a URL"))?;
             if !matches!(u.scheme(), "http" | "https") || s.parse::<http::Uri>().is_err() {
                 bail!("K_SINK={s:?} is not an http:// or https:// URL");
             }
         }
-        let ce_overrides = match lookup("K_CE_OVERRIDES").filter(|s| !s.trim().is_empty()) {
+        let ce_overrides = match env.raw(&K_CE_OVERRIDES) {
             None => Vec::new(),
             Some(raw) => parse_overrides(&raw)?,
         };
-        let body_limit = var(lookup, "MAX_BODY_BYTES", 1024 * 1024usize)?;
+        let body_limit: usize = env.parse(&MAX_BODY_BYTES)?;
         if body_limit == 0 {
             bail!("MAX_BODY_BYTES must be above 0");
         }
+        let millis = |var: &Var| env.parse(var).map(Duration::from_millis);
         Ok(Config {
-            host: var(lookup, "HOST", IpAddr::from([0, 0, 0, 0]))?,
-            port: var(lookup, "PORT", 8080u16)?,
+            host: env.parse(&HOST)?,
+            port: env.parse(&PORT)?,
             service,
             revision,
             configuration,
             sink,
             ce_overrides,
             body_limit,
-            request_timeout: Duration::from_millis(var(lookup, "REQUEST_TIMEOUT_MS", 30_000u64)?),
-            shutdown_timeout: Duration::from_millis(var(lookup, "SHUTDOWN_TIMEOUT_MS", 20_000u64)?),
-            header_read_timeout: Duration::from_millis(
-                var(lookup, "HEADER_READ_TIMEOUT_MS", 30_000u64)?.max(1),
-            ),
-            internal_token: token_var(lookup, "INTERNAL_TOKEN")?,
-            lambda_runtime_api: lookup("AWS_LAMBDA_RUNTIME_API").filter(|s| !s.is_empty()),
-            deployed: lookup("KUBERNETES_SERVICE_HOST").is_some_and(|s| !s.trim().is_empty()),
-            allow_open_writes: var(lookup, "ALLOW_OPEN_WRITES", false)?,
+            request_timeout: millis(&REQUEST_TIMEOUT_MS)?,
+            shutdown_timeout: millis(&SHUTDOWN_TIMEOUT_MS)?,
+            header_read_timeout: millis(&HEADER_READ_TIMEOUT_MS)?.max(Duration::from_millis(1)),
+            internal_token: token_var(&|k| env.lookup(k), INTERNAL_TOKEN.name)?,
+            lambda_runtime_api: env.raw(&AWS_LAMBDA_RUNTIME_API),
+            deployed: env.raw(&KUBERNETES_SERVICE_HOST).is_some(),
+            allow_open_writes: env.parse(&ALLOW_OPEN_WRITES)?,
         })
     }
 }

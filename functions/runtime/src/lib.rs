@@ -3,12 +3,12 @@
 //!
 //! ```ignore
 //! fn main() -> std::process::ExitCode {
-//!     runtime::main("ingest", ingest::routes)
+//!     runtime::main::<ingest::Function>()
 //! }
 //! ```
 //!
-//! and its own code is `async fn routes(Context) -> anyhow::Result<Routes>`:
-//! handlers and wiring.
+//! and its own code declares itself once ([`settings::Function`]): its name,
+//! its variables ([`settings::Settings`]) and its routes, handlers and wiring.
 
 pub mod app;
 pub mod auth;
@@ -20,8 +20,10 @@ pub mod metrics;
 pub mod ratelimit;
 pub mod redis;
 pub mod retry;
+pub mod settings;
 pub mod sink;
 pub mod telemetry;
+pub mod testing;
 pub mod trace;
 pub mod workers;
 
@@ -35,5 +37,6 @@ pub use auth::{Secret, Verifier};
 pub use config::Config;
 pub use error::ApiError;
 pub use retry::Backoff;
+pub use settings::{Env, Function, Settings, Var};
 pub use sink::Sink;
 pub use trace::TraceContext;

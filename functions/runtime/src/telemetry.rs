@@ -5,7 +5,8 @@ use tracing_subscriber::EnvFilter;
 
 pub fn init(function: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let text = std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("text"));
+    let text =
+        std::env::var(crate::config::LOG_FORMAT.name).is_ok_and(|v| v.eq_ignore_ascii_case("text"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stdout);

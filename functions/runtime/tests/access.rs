@@ -2,7 +2,6 @@
 //! default, a function's own credentials when it names them), and clients
 //! that are too slow to be allowed to hold a connection.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -10,7 +9,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::post;
-use runtime::{App, Config, Context, Routes, Secret, Verifier};
+use runtime::{Context, Routes, Secret, Verifier};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const INTERNAL: &str = "internal-token-0123456789abcdef";
@@ -25,14 +24,6 @@ struct Spawned {
 /// A function with one write route (`POST /`, counting its calls) and a read
 /// route (`GET /`), with `env` and whatever `wrap` does to its `Routes`.
 async fn spawn(env: &[(&str, &str)], wrap: impl FnOnce(Routes) -> Routes) -> Spawned {
-    runtime::install_crypto_provider();
-    let mut map: HashMap<String, String> = env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    map.insert("PORT".into(), "0".into());
-    map.insert("HOST".into(), "127.0.0.1".into());
-    let config = Config::from_lookup("test-fn", &move |k| map.get(k).cloned()).unwrap();
     let writes = Arc::new(AtomicUsize::new(0));
     let counter = writes.clone();
     let router = Router::new().route(
@@ -47,17 +38,18 @@ async fn spawn(env: &[(&str, &str)], wrap: impl FnOnce(Routes) -> Routes) -> Spa
         })
         .get(|| async { "read" }),
     );
-    let app = App::build(config, |_| async move { Ok(wrap(Routes::new(router))) })
-        .await
-        .unwrap();
-    let port = app.port();
-    let ctx = app.context().clone();
-    tokio::spawn(app.run_until_stopped());
+    let app =
+        runtime::testing::spawn_routes(
+            "test-fn",
+            env,
+            |_| async move { Ok(wrap(Routes::new(router))) },
+        )
+        .await;
     Spawned {
-        url: format!("http://127.0.0.1:{port}"),
-        port,
+        url: app.url,
+        port: app.port,
         writes,
-        ctx,
+        ctx: app.ctx,
     }
 }
 
@@ -335,18 +327,18 @@ async fn a_body_dribbled_slower_than_the_request_timeout_gets_408() {
     assert_eq!(f.writes.load(Ordering::SeqCst), 0, "the handler never ran");
 }
 
-/// `App::build` of a function with one write route, in an environment.
-async fn build(env: &[(&str, &str)], wrap: impl FnOnce(Routes) -> Routes) -> anyhow::Result<App> {
-    runtime::install_crypto_provider();
-    let mut map: HashMap<String, String> = env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    map.insert("PORT".into(), "0".into());
-    map.insert("HOST".into(), "127.0.0.1".into());
-    let config = Config::from_lookup("test-fn", &move |k| map.get(k).cloned()).unwrap();
+/// Starts a function with one write route, in an environment.
+async fn build(
+    env: &[(&str, &str)],
+    wrap: impl FnOnce(Routes) -> Routes,
+) -> anyhow::Result<runtime::testing::Spawned> {
     let router = Router::new().route("/", post(|| async { StatusCode::ACCEPTED }));
-    App::build(config, |_| async move { Ok(wrap(Routes::new(router))) }).await
+    runtime::testing::try_spawn_routes(
+        "test-fn",
+        env,
+        |_| async move { Ok(wrap(Routes::new(router))) },
+    )
+    .await
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 //! the shared runtime, and background work that requests start finishing
 //! before the process stops.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -11,14 +11,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::State;
 use axum::routing::{get, post};
-use runtime::{App, Config, Context, Routes};
+use runtime::{Context, Routes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn config() -> Config {
-    runtime::install_crypto_provider();
-    let map: HashMap<&str, &str> = [("PORT", "0"), ("HOST", "127.0.0.1")].into();
-    Config::from_lookup("test-fn", &move |k| map.get(k).map(|v| v.to_string())).unwrap()
-}
 
 fn thread_name() -> String {
     std::thread::current()
@@ -30,15 +24,13 @@ fn thread_name() -> String {
 /// `GET /thread` answers the name of the thread that ran the handler.
 async fn spawn_app(
     routes: impl FnOnce(Context) -> Router,
-) -> (u16, Context, tokio::task::JoinHandle<anyhow::Result<()>>) {
-    let app = App::build(config(), |ctx| async move {
+) -> (u16, Context, runtime::testing::Spawned) {
+    let app = runtime::testing::spawn_routes("test-fn", &[], |ctx| async move {
         let router = routes(ctx).route("/thread", get(|| async { thread_name() }));
         Ok(Routes::new(router))
     })
-    .await
-    .unwrap();
-    let (port, ctx) = (app.port(), app.context().clone());
-    (port, ctx, tokio::spawn(app.run_until_stopped()))
+    .await;
+    (app.port, app.ctx.clone(), app)
 }
 
 /// One `GET /thread` on a connection of its own.
@@ -108,7 +100,7 @@ async fn http2_streams_run_on_the_shared_runtime() {
 async fn background_work_started_by_a_request_finishes_before_the_stop() {
     let done = Arc::new(AtomicBool::new(false));
     let flag = done.clone();
-    let (port, ctx, server) = spawn_app(move |ctx| {
+    let (port, _, server) = spawn_app(move |ctx| {
         Router::new()
             .route(
                 "/later",
@@ -132,8 +124,8 @@ async fn background_work_started_by_a_request_finishes_before_the_stop() {
         .await
         .unwrap();
     assert_eq!(resp.text().await.unwrap(), "started");
-    ctx.shutdown.cancel();
-    server.await.unwrap().unwrap();
+    // As SIGTERM would: cancel, then wait for the drain.
+    server.stop().await;
     assert!(
         done.load(Ordering::SeqCst),
         "the stop came before the request's background work finished"

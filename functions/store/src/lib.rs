@@ -5,15 +5,19 @@
 
 pub mod batch;
 pub mod cases;
+pub mod config;
 pub mod ingest_log;
 pub mod mongo;
 pub mod redis_stats;
 pub mod stats;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod writer;
 
 pub use cases::{CaseStore, InsertOutcome};
+pub use config::{MongoConfig, RedisConfig};
 pub use ingest_log::{IngestLog, LogEntry, LogRecord};
-pub use mongo::{Mongo, MongoConfig};
+pub use mongo::Mongo;
 pub use redis_stats::RedisStats;
 pub use stats::{Aggregator, AreaCount, StateCount, Totals};
 pub use writer::Writer;

@@ -7,29 +7,9 @@ use anyhow::Context as _;
 use mongodb::bson::{Document, doc};
 use mongodb::options::ClientOptions;
 use mongodb::{Client, Collection, Database, IndexModel};
-use runtime::config::var;
 use tokio::sync::OnceCell;
 
-/// `MONGODB_URI` (default `mongodb://127.0.0.1:27017/?directConnection=true`)
-/// and `MONGODB_DATABASE` (default `covid`).
-#[derive(Debug, Clone)]
-pub struct MongoConfig {
-    pub uri: String,
-    pub database: String,
-}
-
-impl MongoConfig {
-    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<MongoConfig> {
-        Ok(MongoConfig {
-            uri: var(
-                lookup,
-                "MONGODB_URI",
-                "mongodb://127.0.0.1:27017/?directConnection=true".to_owned(),
-            )?,
-            database: var(lookup, "MONGODB_DATABASE", "covid".to_owned())?,
-        })
-    }
-}
+use crate::config::MongoConfig;
 
 /// Collection names.
 pub const CASES: &str = "cases";

@@ -5,10 +5,10 @@
 //! the stored documents.
 
 use chrono::Utc;
-use events::redis::Keys;
 use events::{Case, Reported, WritePath};
 use mongodb::bson::{DateTime, doc};
-use store::{Aggregator, CaseStore, Mongo, MongoConfig, RedisStats};
+use store::testing::Stores;
+use store::{Aggregator, CaseStore, Mongo};
 
 fn reported(name: &str, revision: &str) -> Reported {
     Reported {
@@ -21,18 +21,8 @@ fn reported(name: &str, revision: &str) -> Reported {
 }
 
 async fn stores(name: &str) -> (Mongo, CaseStore, Aggregator) {
-    let s = stack::testing::servers();
-    let mongo = Mongo::connect_lazy(&MongoConfig {
-        uri: s.mongodb_uri.clone(),
-        database: stack::testing::unique(name),
-    })
-    .await
-    .unwrap();
-    let keys = Keys::new(format!("{}:", stack::testing::unique(name)));
-    let redis = RedisStats::new(runtime::redis::connect_lazy(&s.redis_url).unwrap(), keys);
-    let cases = CaseStore::new(mongo.clone());
-    let agg = Aggregator::new(mongo.clone(), redis);
-    (mongo, cases, agg)
+    let stores = Stores::new(name).await;
+    (stores.mongo.clone(), stores.cases(), stores.aggregator())
 }
 
 #[tokio::test]

@@ -13,15 +13,11 @@ use events::{Case, Reported, WritePath};
 use futures::TryStreamExt;
 use mongodb::IndexModel;
 use mongodb::bson::doc;
-use store::{Aggregator, CaseStore, IngestLog, LogRecord, Mongo, MongoConfig, RedisStats};
+use store::testing::Stores;
+use store::{Aggregator, CaseStore, IngestLog, LogRecord, Mongo, RedisStats};
 
 async fn mongo() -> Mongo {
-    Mongo::connect_lazy(&MongoConfig {
-        uri: stack::testing::servers().mongodb_uri.clone(),
-        database: stack::testing::unique("ingest_log_index"),
-    })
-    .await
-    .unwrap()
+    Stores::new("ingest_log_index").await.mongo
 }
 
 /// The `expireAfterSeconds` of the index on `ingest_log.time`, read from

@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use events::redis::Keys;
 use events::{Case, Reported, WritePath};
-use store::{Aggregator, CaseStore, IngestLog, LogRecord, Mongo, MongoConfig, RedisStats};
+use store::testing::Stores;
+use store::{Aggregator, CaseStore, IngestLog, LogRecord, Mongo};
 
 struct Env {
     mongo: Mongo,
@@ -14,19 +14,11 @@ struct Env {
 }
 
 async fn env() -> Env {
-    let s = stack::testing::servers();
-    let mongo = Mongo::connect_lazy(&MongoConfig {
-        uri: s.mongodb_uri.clone(),
-        database: stack::testing::unique("store"),
-    })
-    .await
-    .unwrap();
-    let keys = Keys::new(format!("{}:", stack::testing::unique("store")));
-    let redis = RedisStats::new(runtime::redis::connect_lazy(&s.redis_url).unwrap(), keys);
+    let stores = Stores::new("store").await;
     Env {
-        cases: CaseStore::new(mongo.clone()),
-        agg: Aggregator::new(mongo.clone(), redis),
-        mongo,
+        cases: stores.cases(),
+        agg: stores.aggregator(),
+        mongo: stores.mongo,
     }
 }
 

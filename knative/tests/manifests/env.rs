@@ -1,11 +1,11 @@
 //! Every variable a function reads is set in its Service or has a default
 //! that works on a cluster; nothing a function does not read is set; the
-//! catalogue matches what the code reads and exports.
+//! catalogue's variables (the functions' declarations) fit together.
 
 use std::collections::BTreeSet;
 
-use knative_manifests::catalogue::{self, Default};
-use knative_manifests::{assert_no_problems, env, source_scan};
+use knative_manifests::catalogue;
+use knative_manifests::{assert_no_problems, env};
 
 use crate::common;
 
@@ -58,69 +58,44 @@ fn the_env_check_catches_mistakes() {
     }
 }
 
-/// The catalogue is written by hand from the design; the code is scanned to
-/// keep them in step. A function's own crate is held to its own list; a
-/// shared crate (runtime, store) may read a variable that only some functions
-/// use (ingest's JWT settings live in runtime), so there it is enough that
-/// some function lists it.
+/// The catalogue's variables are the functions' own declarations, so they
+/// cannot drift from the code; what is left is that they fit together: a
+/// binary per function, no variable declared twice for one function, every
+/// variable explained, and each `when` naming a variable the function reads.
 #[test]
-fn the_catalogue_matches_the_code() {
+fn the_catalogue_is_the_functions_declarations() {
     let meta = common::metadata();
-    let every_listed: BTreeSet<&str> = catalogue::FUNCTIONS
-        .iter()
-        .flat_map(|f| f.all_vars().map(|v| v.name))
-        .collect();
     let mut problems = Vec::new();
     for f in catalogue::FUNCTIONS {
-        let Some(package) = meta.package_of_binary(f.name) else {
+        if meta.package_of_binary(f.name).is_none() {
             problems.push(format!(
                 "{}: no binary of that name in the workspace",
                 f.name
             ));
-            continue;
-        };
-        let own_dir = package.dir().join("src");
-        let shared_dirs: Vec<_> = meta
-            .source_dirs(package)
-            .into_iter()
-            .filter(|d| *d != own_dir)
-            .collect();
-        let own = source_scan::scan(std::slice::from_ref(&own_dir));
-        let shared = source_scan::scan(&shared_dirs);
-        let listed: BTreeSet<&str> = f.all_vars().map(|v| v.name).collect();
-        for var in &own.env {
-            if !listed.contains(var.as_str()) {
-                problems.push(format!("{}: the code reads {var}, which the catalogue (knative/src/catalogue.rs) does not list for it; add it with its default", f.name));
-            }
         }
-        for var in &shared.env {
-            if !every_listed.contains(var.as_str()) {
-                problems.push(format!("{}: a crate it uses reads {var}, which no function of the catalogue (knative/src/catalogue.rs) lists", f.name));
-            }
-        }
+        let mut seen = BTreeSet::new();
         for var in f.all_vars() {
-            let pending = catalogue::NOT_YET_IMPLEMENTED.contains(&(f.name, var.name));
-            let read = own.env.contains(var.name) || shared.env.contains(var.name);
-            if pending && read {
+            if !seen.insert(var.name) {
                 problems.push(format!(
-                    "{}: {} is read by the code now: remove it from NOT_YET_IMPLEMENTED",
-                    f.name, var.name
-                ));
-            } else if !pending && !read && var.default != Default::Platform {
-                problems.push(format!(
-                    "{}: the catalogue lists {}, which the code never reads",
+                    "{}: {} is declared twice (the runtime's Config::VARS and the function's own, or twice in one)",
                     f.name, var.name
                 ));
             }
-        }
-        for m in f.all_metrics() {
-            if !own.metrics.contains(m) && !shared.metrics.contains(m) {
+            if var.meaning.trim().is_empty() {
                 problems.push(format!(
-                    "{}: the catalogue lists metric {m}, which the code never registers",
-                    f.name
+                    "{}: {} has no meaning; say what it does",
+                    f.name, var.name
+                ));
+            }
+            if let Some((cond, _)) = var.when
+                && f.var(cond).is_none()
+            {
+                problems.push(format!(
+                    "{}: {} is read when {cond} is set, which {} does not declare",
+                    f.name, var.name, f.name
                 ));
             }
         }
     }
-    assert_no_problems("catalogue vs code", &problems);
+    assert_no_problems("catalogue vs declarations", &problems);
 }

@@ -14,6 +14,7 @@ mod files;
 mod ingress;
 mod kustomizations;
 mod platform;
+mod readme;
 mod rollout_script;
 mod schemas;
 mod scrape;

@@ -42,6 +42,7 @@ fn the_scrape_table_covers_ingest() {
 /// went through the whole pipeline, so each function's own metrics are there:
 /// every function as its own process under the local stack's supervisor, with
 /// the wiring Knative would give it, real Redis and the MongoDB-compatible server.
+/// Every metric the catalogue lists for a function is in its `/metrics` then.
 #[tokio::test]
 async fn promtool_accepts_every_functions_metrics_after_cases_flowed() {
     let promtool = knative_manifests::tools::find(&knative_manifests::tools::PROMTOOL)
@@ -109,8 +110,20 @@ async fn promtool_accepts_every_functions_metrics_after_cases_flowed() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // One refused request per ingest, so its refusal counter exists too.
+    for ingest in &ingests {
+        let resp = http
+            .post(format!("{}/cases", sup.url(ingest)))
+            .json(&serde_json::json!({"name": ""}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "{ingest}");
+    }
     let mut problems = Vec::new();
     let mut linted = BTreeSet::new();
+    // Metric names each binary's /metrics shows (over all its Services).
+    let mut shown: std::collections::BTreeMap<String, BTreeSet<String>> = Default::default();
     for name in sup.names() {
         let text = http
             .get(format!("{}/metrics", sup.url(&name)))
@@ -124,9 +137,25 @@ async fn promtool_accepts_every_functions_metrics_after_cases_flowed() {
         if !complaints.is_empty() {
             problems.push(format!("{name}: {complaints}"));
         }
-        linted.insert(sup.spec(&name).expect("a spec").binary.clone());
+        let binary = sup.spec(&name).expect("a spec").binary.clone();
+        shown
+            .entry(binary.clone())
+            .or_default()
+            .extend(text.lines().filter_map(|l| {
+                l.strip_prefix("# TYPE ")
+                    .and_then(|t| t.split(' ').next())
+                    .map(str::to_owned)
+            }));
+        linted.insert(binary);
     }
     sup.stop().await;
+    // The catalogue's metrics are what the running code exports.
+    for (binary, names) in &shown {
+        let function = catalogue::function(binary).expect("a catalogue function");
+        for m in function.all_metrics().filter(|m| !names.contains(*m)) {
+            problems.push(format!("{binary}: the catalogue lists metric {m}, which its /metrics does not show after cases flowed"));
+        }
+    }
     assert_no_problems("promtool check metrics", &problems);
     let all: BTreeSet<String> = catalogue::FUNCTIONS
         .iter()

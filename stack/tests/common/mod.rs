@@ -1,18 +1,17 @@
 //! The whole pipeline under the supervisor for one test: every function as
 //! its own process from `bin_dir`, its own database and key prefix, and the
 //! store readers the checks use.
-#![allow(dead_code)] // each test binary uses a different part
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use events::redis::Keys;
 use stack::{Ports, StackConfig, Supervisor};
-use store::{Aggregator, CaseStore, Mongo, MongoConfig, RedisStats};
+use store::testing::Stores;
+use store::{Aggregator, CaseStore};
 
 pub struct Pipeline {
     pub sup: Supervisor,
-    pub http: reqwest::Client,
     pub cases: CaseStore,
     pub agg: Aggregator,
     pub keys: Keys,
@@ -32,14 +31,13 @@ pub struct Start<'a> {
 }
 
 pub async fn start(s: Start<'_>) -> Pipeline {
-    let database = stack::testing::unique(s.name);
-    let key_prefix = format!("{}:", stack::testing::unique(s.name));
+    let stores = Stores::on(s.name, s.redis_url, s.mongodb_uri).await;
     let config = StackConfig {
         bin_dir: s.bin_dir,
-        redis_url: s.redis_url.to_owned(),
-        mongodb_uri: s.mongodb_uri.to_owned(),
-        database: database.clone(),
-        key_prefix: key_prefix.clone(),
+        redis_url: stores.redis_url.clone(),
+        mongodb_uri: stores.mongodb_uri.clone(),
+        database: stores.database.clone(),
+        key_prefix: stores.key_prefix.clone(),
         ports: Ports::free().unwrap(),
         dashboard_dir: PathBuf::from("/nonexistent"),
         extra_env: s
@@ -52,20 +50,11 @@ pub async fn start(s: Start<'_>) -> Pipeline {
     };
     let sup = Supervisor::start(&config).unwrap();
     sup.wait_ready(Duration::from_secs(30)).await.unwrap();
-    let mongo = Mongo::connect_lazy(&MongoConfig {
-        uri: s.mongodb_uri.to_owned(),
-        database,
-    })
-    .await
-    .unwrap();
-    let keys = Keys::new(key_prefix);
-    let redis = runtime::redis::connect_lazy(s.redis_url).unwrap();
     Pipeline {
         sup,
-        http: stack::testing::http_client(),
-        cases: CaseStore::new(mongo.clone()),
-        agg: Aggregator::new(mongo, RedisStats::new(redis.clone(), keys.clone())),
-        keys,
-        redis,
+        cases: stores.cases(),
+        agg: stores.aggregator(),
+        keys: stores.keys.clone(),
+        redis: stores.redis.clone(),
     }
 }

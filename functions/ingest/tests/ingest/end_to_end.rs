@@ -4,116 +4,63 @@
 //! in-process against the real Redis and MongoDB-compatible server, with
 //! the internal token required on every hop and the ingest token on ingest.
 
-use std::collections::{HashMap, HashSet};
-use std::future::Future;
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use events::WritePath;
-use runtime::{App, Config, Context, Routes};
+use runtime::testing::spawn;
 use serde_json::Value;
-use store::{Aggregator, CaseStore, Mongo, MongoConfig, RedisStats};
+use store::testing::Stores;
+use store::{Aggregator, CaseStore};
 
 const INGEST_TOKEN: &str = "e2e-ingest-token-0123456789";
 const INTERNAL_TOKEN: &str = "e2e-internal-token-0123456789";
 
 struct Stack {
-    env: HashMap<String, String>,
+    stores: Stores,
     cases: CaseStore,
     agg: Aggregator,
     http: reqwest::Client,
 }
 
-async fn spawn<F, Fut>(
-    name: &str,
-    env: &HashMap<String, String>,
-    extra: &[(&str, &str)],
-    routes: F,
-) -> String
-where
-    F: FnOnce(Context, &dyn Fn(&str) -> Option<String>) -> Fut,
-    Fut: Future<Output = anyhow::Result<Routes>>,
-{
-    let mut env = env.clone();
-    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    env.insert("K_SERVICE".into(), name.into());
-    let lookup = move |k: &str| env.get(k).cloned();
-    let config = Config::from_lookup(name, &lookup).unwrap();
-    let app = App::build(config, |ctx| routes(ctx, &lookup))
-        .await
-        .unwrap();
-    let url = format!("http://127.0.0.1:{}", app.port());
-    tokio::spawn(app.run_until_stopped());
-    url
+impl Stack {
+    /// The variables every function of this stack gets, then `extra`.
+    fn env<'a>(&'a self, extra: &[(&'static str, &'a str)]) -> Vec<(&'static str, &'a str)> {
+        let mut env = self.stores.env_with(&[
+            ("INTERNAL_TOKEN", INTERNAL_TOKEN),
+            ("AGGREGATE_FLUSH_MS", "5"),
+        ]);
+        env.extend_from_slice(extra);
+        env
+    }
 }
 
 /// Every function of the pipeline, wired as `make up` wires them.
 async fn start() -> (Stack, String, String) {
-    let s = stack::testing::servers();
-    let db = stack::testing::unique("e2e_idem");
-    let prefix = format!("{}:", stack::testing::unique("e2e_idem"));
-    let env: HashMap<String, String> = [
-        ("REDIS_URL", s.redis_url.as_str()),
-        ("REDIS_KEY_PREFIX", prefix.as_str()),
-        ("MONGODB_URI", s.mongodb_uri.as_str()),
-        ("MONGODB_DATABASE", db.as_str()),
-        ("INTERNAL_TOKEN", INTERNAL_TOKEN),
-        ("HOST", "127.0.0.1"),
-        ("PORT", "0"),
-        ("AGGREGATE_FLUSH_MS", "5"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
-    let aggregate = spawn("aggregate", &env, &[], |ctx, l| {
-        let config = aggregate::AggregateConfig::from_lookup(l);
-        async move { aggregate::routes_with(ctx, config?).await }
-    })
-    .await;
-    let sink = format!("{aggregate}/");
-    let writer = spawn("grpc-writer", &env, &[("K_SINK", &sink)], |ctx, l| {
-        let config = grpc_writer::WriterConfig::from_lookup(l);
-        async move { grpc_writer::routes_with(ctx, config?).await }
-    })
-    .await;
-    let _sub = spawn("redis-sub", &env, &[("K_SINK", &sink)], |ctx, l| {
-        let config = redis_sub::SubConfig::from_lookup(l);
-        async move { redis_sub::routes_with(ctx, config?).await }
-    })
-    .await;
-    let ingest = |route: &'static str| {
-        let env = env.clone();
-        let writer = writer.clone();
-        async move {
-            let extra = [
-                ("INGEST_ROUTE", route),
-                ("GRPC_WRITER_URL", writer.as_str()),
-                ("INGEST_TOKEN", INGEST_TOKEN),
-            ];
-            spawn(&format!("ingest-{route}"), &env, &extra, |ctx, l| {
-                let config = ingest::IngestConfig::from_lookup(l);
-                async move { ingest::routes_with(ctx, config?).await }
-            })
-            .await
-        }
-    };
-    let (grpc, redis) = (ingest("grpc").await, ingest("redis").await);
-    let mongo = Mongo::connect_lazy(&MongoConfig {
-        uri: s.mongodb_uri.clone(),
-        database: db,
-    })
-    .await
-    .unwrap();
-    let redis_conn = runtime::redis::connect_lazy(&s.redis_url).unwrap();
+    let stores = Stores::new("e2e_idem").await;
     let stack = Stack {
-        env,
-        cases: CaseStore::new(mongo.clone()),
-        agg: Aggregator::new(
-            mongo,
-            RedisStats::new(redis_conn, events::redis::Keys::new(prefix)),
-        ),
+        cases: stores.cases(),
+        agg: stores.aggregator(),
+        stores,
         http: stack::testing::http_client(),
     };
+    let aggregate = spawn::<aggregate::Function>(&stack.env(&[])).await;
+    let sink = format!("{}/", aggregate.url);
+    let writer = spawn::<grpc_writer::Function>(&stack.env(&[("K_SINK", sink.as_str())])).await;
+    let _sub = spawn::<redis_sub::Function>(&stack.env(&[("K_SINK", sink.as_str())])).await;
+    let ingest = async |route: &'static str| {
+        let service = format!("ingest-{route}");
+        spawn::<ingest::Function>(&stack.env(&[
+            ("K_SERVICE", service.as_str()),
+            ("INGEST_ROUTE", route),
+            ("GRPC_WRITER_URL", writer.url.as_str()),
+            ("INGEST_TOKEN", INGEST_TOKEN),
+        ]))
+        .await
+        .url
+    };
+    let (grpc, redis) = (ingest("grpc").await, ingest("redis").await);
     (stack, grpc, redis)
 }
 
@@ -210,27 +157,12 @@ async fn a_retried_batch_is_stored_and_counted_once_on_both_paths() {
 #[tokio::test]
 async fn internal_hops_refuse_callers_without_the_internal_token() {
     let (p, _grpc, _redis) = start().await;
-    // Function URLs are not kept by `start`; build fresh ones from the same environment.
-    let writer = spawn("grpc-writer", &p.env, &[], |ctx, l| {
-        let config = grpc_writer::WriterConfig::from_lookup(l);
-        async move { grpc_writer::routes_with(ctx, config?).await }
-    })
-    .await;
-    let sub = spawn(
-        "redis-sub",
-        &p.env,
-        &[("STREAM_CONSUMER", "false")],
-        |ctx, l| {
-            let config = redis_sub::SubConfig::from_lookup(l);
-            async move { redis_sub::routes_with(ctx, config?).await }
-        },
-    )
-    .await;
-    let aggregate = spawn("aggregate", &p.env, &[], |ctx, l| {
-        let config = aggregate::AggregateConfig::from_lookup(l);
-        async move { aggregate::routes_with(ctx, config?).await }
-    })
-    .await;
+    // Function URLs are not kept by `start`; start fresh ones on the same stores.
+    let writer = spawn::<grpc_writer::Function>(&p.env(&[])).await.url;
+    let sub = spawn::<redis_sub::Function>(&p.env(&[("STREAM_CONSUMER", "false")]))
+        .await
+        .url;
+    let aggregate = spawn::<aggregate::Function>(&p.env(&[])).await.url;
     let reported = events::Reported {
         id: events::Reported::new_id(),
         case: events::Case::new("Intruder", "Mixco", 40, "imported", "active").unwrap(),

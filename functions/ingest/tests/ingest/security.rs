@@ -2,7 +2,7 @@
 //! with an `Idempotency-Key`; and secrets kept out of logs. Against real
 //! receivers (an HTTP sink) and real Redis (for the keys).
 
-mod helpers;
+use crate::helpers;
 
 use std::time::Duration;
 
@@ -558,11 +558,9 @@ fn secrets_never_reach_the_start_up_logs() {
             .find(|(key, _)| *key == k)
             .map(|(_, v)| v.to_string())
     };
-    let debug = format!(
-        "{:?} {:?}",
-        runtime::Config::from_lookup("ingest", &lookup).unwrap(),
-        ingest::IngestConfig::from_lookup(&lookup).unwrap()
-    );
+    let (runtime_config, ingest_config) =
+        runtime::settings::read::<ingest::Function>(&lookup).unwrap();
+    let debug = format!("{runtime_config:?} {ingest_config:?}");
     for secret in [TOKEN, INTERNAL, JWT_SECRET] {
         assert!(
             !debug.contains(secret),

@@ -4,8 +4,6 @@
 //! never committed, even when MongoDB stops answering mid-write. Runs
 //! against its own MongoDB-compatible server, which the test freezes.
 
-mod helpers;
-
 use std::time::Duration;
 
 use chrono::Utc;
@@ -30,7 +28,14 @@ fn event(name: &str) -> events::proto::ce::CloudEvent {
 async fn a_refused_write_stores_nothing_whole_request_or_past_the_callers_deadline() {
     let dir = tempfile::tempdir().unwrap();
     let mongo = MongoServer::start(dir.path()).unwrap();
-    let url = helpers::start_writer(&mongo.uri()).await;
+    let uri = mongo.uri();
+    let env = [
+        ("MONGODB_URI", uri.as_str()),
+        ("MONGODB_DATABASE", "writer"),
+    ];
+    let url = runtime::testing::spawn::<grpc_writer::Function>(&env)
+        .await
+        .url;
     let cases = CaseStore::new(
         Mongo::connect_lazy(&MongoConfig {
             uri: mongo.uri(),

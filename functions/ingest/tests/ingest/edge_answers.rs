@@ -4,7 +4,7 @@
 //! and a `413` that reaches a client which sends its whole body first.
 //! Against a real HTTP sink and real Redis.
 
-mod helpers;
+use crate::helpers;
 
 use std::io::{Read, Write};
 use std::time::Duration;

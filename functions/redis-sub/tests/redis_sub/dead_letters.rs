@@ -2,7 +2,7 @@
 //! reason), and `redis-sub replay-dead-letters` puts them back once this
 //! build reads them.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

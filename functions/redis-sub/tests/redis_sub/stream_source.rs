@@ -1,7 +1,7 @@
 //! redis-sub's push mode behind eventing-redis' RedisStreamSource, fed by
 //! the adapter's own behaviour and wire format (`common::stream_source`).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

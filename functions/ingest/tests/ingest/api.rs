@@ -1,6 +1,6 @@
 //! ingest against real receivers: an HTTP sink, a gRPC writer and Redis.
 
-mod helpers;
+use crate::helpers;
 
 use std::time::Duration;
 

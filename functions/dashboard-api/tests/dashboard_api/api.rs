@@ -2,7 +2,7 @@
 //! endpoint's numbers for a known set of stored cases, bad parameters, and
 //! live pushes over SSE.
 
-mod helpers;
+use crate::helpers;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! case of `case.reported.v1`; an older redis-sub must still store every case
 //! it sends, on every Redis path (README: "How the event model evolves").
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! metrics, SIGTERM drain and the Lambda runtime. Its own test binary (and so
 //! its own process), because metrics are process-wide.
 
-mod helpers;
+use crate::helpers;
 
 use std::time::Duration;
 

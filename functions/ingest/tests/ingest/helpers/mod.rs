@@ -1,8 +1,6 @@
 //! Spawns ingest in-process on a free port, plus the receivers it sends to:
 //! an HTTP CloudEvents sink and a gRPC CaseWriter that record what arrives.
-#![allow(dead_code)]
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,35 +11,18 @@ use events::http::CloudEvent;
 use events::proto::writer::case_writer_server::{CaseWriter, CaseWriterServer};
 use events::proto::writer::{WriteRequest, WriteResponse, WriteResult, WriteStatus};
 use events::{Event, Reported};
-use runtime::{App, Config};
 
 pub struct TestApp {
     pub url: String,
     pub client: reqwest::Client,
-    pub app_ctx: runtime::Context,
 }
 
 /// Starts ingest with `env` (plus PORT=0 on loopback) and returns its URL.
 pub async fn spawn_ingest(env: &[(&str, &str)]) -> TestApp {
-    let mut map: HashMap<String, String> = env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    map.insert("PORT".into(), "0".into());
-    map.insert("HOST".into(), "127.0.0.1".into());
-    let lookup = move |k: &str| map.get(k).cloned();
-    let config = Config::from_lookup("ingest", &lookup).expect("valid runtime config");
-    let ingest_config = ingest::IngestConfig::from_lookup(&lookup).expect("valid ingest config");
-    let app = App::build(config, |ctx| ingest::routes_with(ctx, ingest_config))
-        .await
-        .expect("ingest starts");
-    let url = format!("http://127.0.0.1:{}", app.port());
-    let app_ctx = app.context().clone();
-    tokio::spawn(app.run_until_stopped());
+    let app = runtime::testing::spawn::<ingest::Function>(env).await;
     TestApp {
-        url,
+        url: app.url,
         client: stack::testing::http_client(),
-        app_ctx,
     }
 }
 

@@ -3,7 +3,7 @@
 //! grpc-writer and aggregate run in-process against the real Redis and
 //! MongoDB-compatible server.
 
-mod helpers;
+use crate::helpers;
 
 use chrono::Utc;
 use events::proto::writer::case_writer_client::CaseWriterClient;

@@ -1,7 +1,7 @@
 //! Lists sent to every dashboard stay bounded however many distinct states
 //! clients invent: the top states by name, then one "other" entry.
 
-mod helpers;
+use crate::helpers;
 
 use chrono::Utc;
 use events::{Case, Reported, WritePath};

@@ -1,6 +1,6 @@
 //! redis-sub against real Redis and the MongoDB-compatible server.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -9,7 +9,7 @@
 //! is dead-lettered exactly once, and nothing is left behind (the Stream and
 //! the pending lists end empty, bodies past `MAX_BODY_BYTES` get 413).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::sync::LazyLock;

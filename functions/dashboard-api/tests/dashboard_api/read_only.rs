@@ -2,7 +2,7 @@
 //! refused and changes nothing, with or without the internal token
 //! configured; reads stay public either way.
 
-mod helpers;
+use crate::helpers;
 
 use events::{Case, Reported, WritePath};
 use helpers::{Env, env};

@@ -1,7 +1,7 @@
 //! Live streams are public, so they are capped: past `SSE_MAX_CLIENTS` a
 //! new one gets `503` with `Retry-After`, and a closed one frees its slot.
 
-mod helpers;
+use crate::helpers;
 
 use std::time::{Duration, Instant};
 

@@ -5,7 +5,7 @@
 //! counting never gets stuck (the counters reach the documents). Both run
 //! in-process against the real Redis and MongoDB-compatible server.
 
-mod helpers;
+use crate::helpers;
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
