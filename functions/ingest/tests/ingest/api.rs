@@ -491,39 +491,54 @@ async fn a_down_next_hop_answers_503_with_retry_after() {
     );
 }
 
-#[tokio::test]
-async fn every_request_is_recorded_in_the_ingest_log() {
+/// Ingest with its log in a database of its own (the sink answers 200), and
+/// a reader of that log.
+async fn ingest_with_log(name: &str, revision: &str) -> (SinkServer, TestApp, store::IngestLog) {
     let sink = spawn_sink(StatusCode::OK, Duration::ZERO).await;
     let servers = stack::testing::servers();
-    let db = stack::testing::unique("ingestlog");
+    let db = stack::testing::unique(name);
     let app = spawn_ingest(&[
         ("K_SINK", &sink.url),
         ("MONGODB_URI", &servers.mongodb_uri),
         ("MONGODB_DATABASE", &db),
-        ("K_REVISION", "ingest-00003"),
+        ("K_REVISION", revision),
     ])
     .await;
-    let batch = format!("[{},{}]", case_json("A", 1), case_json("B", 2));
-    assert_eq!(app.post_json(&batch).await.status(), StatusCode::ACCEPTED);
-    assert_eq!(
-        app.post_json(r#"{"name":1}"#).await.status(),
-        StatusCode::BAD_REQUEST
-    );
     let mongo = store::Mongo::connect_lazy(&store::MongoConfig {
         uri: servers.mongodb_uri.clone(),
         database: db,
     })
     .await
     .unwrap();
-    let log = store::IngestLog::new(mongo);
-    let mut entries = Vec::new();
+    (sink, app, store::IngestLog::new(mongo))
+}
+
+/// The log's newest records once `done` holds of them (or after 4 s).
+async fn log_when(
+    log: &store::IngestLog,
+    done: impl Fn(&[store::LogRecord]) -> bool,
+) -> Vec<store::LogRecord> {
+    let mut records = Vec::new();
     for _ in 0..200 {
-        entries = log.latest(10).await.unwrap();
-        if entries.len() == 2 {
+        records = log.latest(100).await.unwrap();
+        if done(&records) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    records
+}
+
+#[tokio::test]
+async fn every_request_is_recorded_in_the_ingest_log() {
+    let (_sink, app, log) = ingest_with_log("ingestlog", "ingest-00003").await;
+    let batch = format!("[{},{}]", case_json("A", 1), case_json("B", 2));
+    assert_eq!(app.post_json(&batch).await.status(), StatusCode::ACCEPTED);
+    assert_eq!(
+        app.post_json(r#"{"name":1}"#).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+    let entries = log_when(&log, |r| r.len() == 2).await;
     assert_eq!(entries.len(), 2, "{entries:?}");
     let accepted = entries.iter().find(|e| e.result == "accepted").unwrap();
     assert_eq!(
@@ -542,43 +557,18 @@ async fn every_request_is_recorded_in_the_ingest_log() {
 
 #[tokio::test]
 async fn the_ingest_log_sums_requests_alike_instead_of_a_record_each() {
-    let sink = spawn_sink(StatusCode::OK, Duration::ZERO).await;
-    let servers = stack::testing::servers();
-    let db = stack::testing::unique("ingestsum");
-    let app = spawn_ingest(&[
-        ("K_SINK", &sink.url),
-        ("MONGODB_URI", &servers.mongodb_uri),
-        ("MONGODB_DATABASE", &db),
-    ])
-    .await;
+    let (_sink, app, log) = ingest_with_log("ingestsum", "ingest-00004").await;
     let requests = 40;
     for i in 0..requests {
         let body = case_json(&format!("P{i}"), 1);
         assert_eq!(app.post_json(&body).await.status(), StatusCode::ACCEPTED);
     }
-    let mongo = store::Mongo::connect_lazy(&store::MongoConfig {
-        uri: servers.mongodb_uri.clone(),
-        database: db,
-    })
-    .await
-    .unwrap();
-    let log = store::IngestLog::new(mongo);
-    let mut records = Vec::new();
-    for _ in 0..200 {
-        records = log.latest(100).await.unwrap();
-        if records.iter().map(|r| r.requests).sum::<u64>() == requests {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(
-        records
-            .iter()
-            .map(|r| (r.requests, r.cases))
-            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1)),
-        (requests, requests),
-        "{records:?}"
-    );
+    let sum = |r: &[store::LogRecord]| {
+        r.iter()
+            .fold((0, 0), |a, r| (a.0 + r.requests, a.1 + r.cases))
+    };
+    let records = log_when(&log, |r| sum(r).0 == requests).await;
+    assert_eq!(sum(&records), (requests, requests), "{records:?}");
     // One record per second of requests: 40 quick POSTs span a second or two.
     assert!(
         records.len() <= 3,
