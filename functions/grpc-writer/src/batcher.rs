@@ -58,7 +58,6 @@ impl Batcher {
             max_items: usize::MAX,
             max_weight: config.batch_max,
             wait: config.batch_wait,
-            // While one write commits, the next gathers and starts.
             in_flight: config.writes_in_flight,
             queue: 1024,
         };
