@@ -125,7 +125,7 @@ pub const FUNCTIONS: &[Function] = &[
     Function {
         name: "ingest",
         vars: &[
-            // grpc | redis | sink; sink is the default only when K_SINK is set.
+            // grpc | redis | http; http is the default only when K_SINK is set.
             v("INGEST_ROUTE", Default::Required),
             when(
                 "GRPC_WRITER_URL",

@@ -9,7 +9,7 @@ use runtime::config::var;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     /// CloudEvent over HTTP (binary mode) to `K_SINK`: the plain Knative way.
-    Sink(String),
+    Http(String),
     /// gRPC `CaseWriter.Write` to grpc-writer.
     Grpc { writer_url: String },
     /// `XADD` to the Redis Stream that redis-sub consumes.
@@ -30,16 +30,16 @@ pub enum Route {
 impl Route {
     pub fn name(&self) -> &'static str {
         match self {
-            Route::Sink(_) => "sink",
-            Route::Grpc { .. } => "grpc",
-            Route::Redis { .. } => "redis",
+            Route::Http(_) => events::WritePath::Http.as_str(),
+            Route::Grpc { .. } => events::WritePath::Grpc.as_str(),
+            Route::Redis { .. } => events::WritePath::Redis.as_str(),
         }
     }
 }
 
 #[derive(Debug, Clone)]
 pub struct IngestConfig {
-    /// `INGEST_ROUTE`: `grpc`, `redis` or `sink`; default `sink` when `K_SINK`
+    /// `INGEST_ROUTE`: `grpc`, `redis` or `http`; default `http` when `K_SINK`
     /// is set, otherwise required.
     pub route: Route,
     /// `MAX_BATCH_CASES` (default 1000): most cases in one request.
@@ -78,11 +78,12 @@ impl IngestConfig {
                 max_backlog: var(lookup, "MAX_STREAM_BACKLOG", 100_000usize)?,
                 max_backlog_bytes: var(lookup, "MAX_STREAM_BACKLOG_BYTES", 200u64 << 20)?,
             },
-            ("sink" | "", Some(url)) => Route::Sink(url),
-            ("sink" | "", None) => bail!(
+            // `sink` is the route's former name, still accepted.
+            ("http" | "sink" | "", Some(url)) => Route::Http(url),
+            ("http" | "sink" | "", None) => bail!(
                 "ingest has nowhere to send cases: set INGEST_ROUTE=grpc or INGEST_ROUTE=redis, or K_SINK"
             ),
-            (other, _) => bail!("INGEST_ROUTE={other:?} is not one of grpc, redis, sink"),
+            (other, _) => bail!("INGEST_ROUTE={other:?} is not one of grpc, redis, http"),
         };
         let max_batch = var(lookup, "MAX_BATCH_CASES", 1000usize)?;
         if max_batch == 0 {

@@ -532,7 +532,7 @@ async fn every_request_is_recorded_in_the_ingest_log() {
             accepted.bytes as usize,
             accepted.path.as_str()
         ),
-        (2, batch.len(), "sink")
+        (2, batch.len(), "http")
     );
     assert_eq!(accepted.revision, "ingest-00003");
     let refused = entries.iter().find(|e| e.result == "refused").unwrap();
