@@ -173,7 +173,7 @@ async fn reads(ctx: &Ctx) -> anyhow::Result<(Vec<Vec<String>>, Vec<serde_json::V
             database: "bench".into(),
         })
         .await?;
-        let keys = events::redis::Keys::new("bench:");
+        let keys = store::Keys::new("bench:");
         let agg = Aggregator::new(
             m.clone(),
             RedisStats::new(runtime::redis::connect_lazy(&redis.url())?, keys),
@@ -247,7 +247,7 @@ pub async fn run_strings(ctx: &Ctx) -> anyhow::Result<()> {
             m.clone(),
             RedisStats::new(
                 runtime::redis::connect_lazy(&redis.url())?,
-                events::redis::Keys::new("bench:"),
+                store::Keys::new("bench:"),
             ),
         );
         seed_with(&CaseStore::new(m), &agg, n, distinct).await?;

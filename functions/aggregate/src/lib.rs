@@ -79,7 +79,7 @@ pub async fn routes_with(ctx: Context, config: AggregateConfig) -> anyhow::Resul
     describe_metrics();
     let mongo = Mongo::connect_lazy(&config.mongo).await?;
     let conn = runtime::redis::connect_lazy(&config.redis_url)?;
-    let keys = events::redis::Keys::new(config.key_prefix.clone());
+    let keys = store::Keys::new(config.key_prefix.clone());
     let agg = Aggregator::new(mongo.clone(), RedisStats::new(conn.clone(), keys.clone()));
     let (changed, watch_rx) = watch::channel(0u64);
     let (jobs, jobs_rx) = mpsc::channel(1024);

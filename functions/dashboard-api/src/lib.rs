@@ -51,7 +51,7 @@ type S = State<Arc<Api>>;
 pub async fn routes_with(ctx: Context, config: DashboardConfig) -> anyhow::Result<Routes> {
     let mongo = Mongo::connect_lazy(&config.mongo).await?;
     let conn = runtime::redis::connect_lazy(&config.redis_url)?;
-    let keys = events::redis::Keys::new(config.key_prefix.clone());
+    let keys = store::Keys::new(config.key_prefix.clone());
     let agg = Aggregator::new(mongo.clone(), RedisStats::new(conn.clone(), keys.clone()));
     let latest = live::start(
         &ctx,

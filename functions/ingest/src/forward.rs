@@ -127,7 +127,7 @@ impl Forwarder {
                 max_backlog_bytes,
             } => Forwarder::Redis {
                 conn: runtime::redis::connect_lazy(url)?,
-                stream: events::redis::Keys::new(key_prefix.clone()).stream(),
+                stream: store::Keys::new(key_prefix.clone()).stream(),
                 max_backlog: *max_backlog,
                 max_backlog_bytes: *max_backlog_bytes,
                 append: redis::Script::new(APPEND_BOUNDED),

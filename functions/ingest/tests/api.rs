@@ -257,7 +257,7 @@ async fn redis_route_appends_to_the_stream() {
         .get_multiplexed_async_connection()
         .await
         .unwrap();
-    let stream = events::redis::Keys::new(prefix).stream();
+    let stream = store::Keys::new(prefix).stream();
     let entries: redis::streams::StreamRangeReply = conn.xrange_all(&stream).await.unwrap();
     assert_eq!(entries.ids.len(), 3);
     let decoded: Vec<Reported> = entries

@@ -108,10 +108,7 @@ async fn start() -> (Stack, String, String) {
     let stack = Stack {
         env,
         cases: CaseStore::new(mongo.clone()),
-        agg: Aggregator::new(
-            mongo,
-            RedisStats::new(redis_conn, events::redis::Keys::new(prefix)),
-        ),
+        agg: Aggregator::new(mongo, RedisStats::new(redis_conn, store::Keys::new(prefix))),
         http: stack::testing::http_client(),
     };
     (stack, grpc, redis)

@@ -17,8 +17,8 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::post;
 use events::WritePath;
-use events::redis::Keys;
 use runtime::{Context, Routes};
+use store::Keys;
 
 pub use config::SubConfig;
 pub use consumer::Consumer;

@@ -40,7 +40,7 @@ fn replay(limit: usize, dry_run: bool) -> ExitCode {
     let run = async {
         let url = runtime::config::var(&lookup, "REDIS_URL", "redis://127.0.0.1:6379/".to_owned())?;
         let prefix = runtime::config::var(&lookup, "REDIS_KEY_PREFIX", "covid:".to_owned())?;
-        let keys = events::redis::Keys::new(prefix);
+        let keys = store::Keys::new(prefix);
         let mut conn = runtime::redis::connect_lazy(&url)?;
         let r = redis_sub::replay::replay_dead_letters(&mut conn, &keys, limit, dry_run).await?;
         let verb = if dry_run { "would replay" } else { "replayed" };

@@ -6,6 +6,7 @@
 pub mod batch;
 pub mod cases;
 pub mod ingest_log;
+pub mod keys;
 pub mod mongo;
 pub mod redis_stats;
 pub mod stats;
@@ -13,6 +14,7 @@ pub mod writer;
 
 pub use cases::{CaseStore, InsertOutcome};
 pub use ingest_log::{IngestLog, LogEntry};
+pub use keys::Keys;
 pub use mongo::{Mongo, MongoConfig};
 pub use redis_stats::RedisStats;
 pub use stats::{Aggregator, AreaCount, StateCount, Totals};

@@ -5,9 +5,9 @@
 //! the stored documents.
 
 use chrono::Utc;
-use events::redis::Keys;
 use events::{Case, Reported, WritePath};
 use mongodb::bson::{DateTime, doc};
+use store::Keys;
 use store::{Aggregator, CaseStore, Mongo, MongoConfig, RedisStats};
 
 fn reported(name: &str, revision: &str) -> Reported {

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use events::redis::Keys;
 use events::{Case, Reported, WritePath};
+use store::Keys;
 use store::{Aggregator, CaseStore, IngestLog, LogEntry, Mongo, MongoConfig, RedisStats};
 
 struct Env {

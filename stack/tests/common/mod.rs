@@ -6,8 +6,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use events::redis::Keys;
 use stack::{Ports, StackConfig, Supervisor};
+use store::Keys;
 use store::{Aggregator, CaseStore, Mongo, MongoConfig, RedisStats};
 
 pub struct Pipeline {

@@ -5,8 +5,8 @@
 
 use std::collections::HashMap;
 
-use events::redis::Keys;
 use runtime::{App, Config};
+use store::Keys;
 use store::{Aggregator, CaseStore, Mongo, MongoConfig, RedisStats};
 
 pub struct Env {

@@ -90,10 +90,7 @@ pub async fn start(name: &str) -> Pair {
         writer,
         aggregate,
         cases: CaseStore::new(mongo.clone()),
-        agg: Aggregator::new(
-            mongo,
-            RedisStats::new(redis, events::redis::Keys::new(prefix)),
-        ),
+        agg: Aggregator::new(mongo, RedisStats::new(redis, store::Keys::new(prefix))),
     }
 }
 

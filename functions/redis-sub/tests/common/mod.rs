@@ -7,9 +7,9 @@ pub mod stream_source;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use events::redis::Keys;
 use events::{Case, Reported, WritePath};
 use runtime::{App, Config};
+use store::Keys;
 use store::{CaseStore, Mongo, MongoConfig};
 
 pub struct Env {
