@@ -162,32 +162,6 @@ async fn same_origin_only(
     }
 }
 
-/// Sends the internal token (`INTERNAL_TOKEN`) as gRPC metadata on every
-/// call to grpc-writer.
-#[derive(Clone)]
-pub struct GrpcBearer(Option<tonic::metadata::AsciiMetadataValue>);
-
-impl GrpcBearer {
-    pub fn new(token: Option<&Secret>) -> GrpcBearer {
-        GrpcBearer(token.map(|t| {
-            let mut v: tonic::metadata::AsciiMetadataValue = format!("Bearer {}", t.expose())
-                .parse()
-                .expect("a token is visible ASCII (checked when read)");
-            v.set_sensitive(true);
-            v
-        }))
-    }
-}
-
-impl tonic::service::Interceptor for GrpcBearer {
-    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(v) = &self.0 {
-            req.metadata_mut().insert("authorization", v.clone());
-        }
-        Ok(req)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;

@@ -12,9 +12,9 @@ use redis::aio::ConnectionManager;
 use runtime::{Context, Sink};
 use tonic::transport::Endpoint;
 
-use crate::access::GrpcBearer;
 use crate::config::Route;
 use crate::grpc_batch::{GrpcBatcher, Unanswered};
+use runtime::auth::GrpcBearer;
 
 /// Why the next hop did not take the cases.
 #[derive(Debug, thiserror::Error)]
