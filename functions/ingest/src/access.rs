@@ -111,7 +111,7 @@ impl AccessConfig {
                     .allow_methods([Method::POST])
                     .allow_headers(CORS_REQUEST_HEADERS)
                     .expose_headers([
-                        HeaderName::from_static(runtime::REVISION_HEADER),
+                        HeaderName::from_static(events::REVISION_HEADER),
                         header::RETRY_AFTER,
                     ])
                     .max_age(Duration::from_secs(600)),

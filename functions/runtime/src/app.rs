@@ -32,10 +32,6 @@ use crate::sink::Sink;
 use crate::workers::{StreamExecutor, Workers};
 use crate::{auth, metrics, telemetry};
 
-/// Response header naming the revision that served the request, so a load
-/// test can measure a traffic split from outside.
-pub const REVISION_HEADER: &str = "x-revision";
-
 /// A readiness check: `Ok` when the dependency answers.
 pub type ReadyCheck =
     Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;

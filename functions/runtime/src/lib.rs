@@ -29,7 +29,7 @@ pub mod workers;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-pub use app::{App, Context, REVISION_HEADER, Routes, install_crypto_provider, main};
+pub use app::{App, Context, Routes, install_crypto_provider, main};
 pub use auth::{Secret, Verifier};
 pub use config::Config;
 pub use error::ApiError;
