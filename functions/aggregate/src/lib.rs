@@ -38,7 +38,7 @@ const FLUSH_MAX_BATCHES: usize = 200;
 /// most one entry per case, far below MongoDB's 16 MiB document limit.
 const FLUSH_MAX_CASES: u64 = 10_000;
 
-struct Job {
+struct BatchToCount {
     batch: String,
     /// Cases in the batch (as its `case.stored` event or record says).
     cases: u64,
@@ -46,7 +46,7 @@ struct Job {
 }
 
 struct Shared {
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::Sender<BatchToCount>,
 }
 
 /// HELP texts of aggregate's metrics.
@@ -125,7 +125,7 @@ async fn receive(
         )
     };
     s.jobs
-        .send(Job {
+        .send(BatchToCount {
             batch: batch.batch,
             cases: batch.cases,
             reply,
@@ -153,7 +153,7 @@ fn record(counted: &Counted) {
 
 /// Counts the batches of all events that arrive within `wait` in one transaction.
 async fn flusher(
-    mut rx: mpsc::Receiver<Job>,
+    mut rx: mpsc::Receiver<BatchToCount>,
     agg: Aggregator,
     wait: Duration,
     changed: watch::Sender<u64>,
@@ -204,7 +204,7 @@ const SWEEP_AGE: Duration = Duration::from_secs(2);
 /// Catches up every `every`: replays interrupted Redis updates, then hands
 /// the batch records no event told us about to the flusher, so that one task
 /// does all the counting and the sweep never conflicts with a flush.
-async fn sweeper(ctx: Context, agg: Aggregator, every: Duration, jobs: mpsc::Sender<Job>) {
+async fn sweeper(ctx: Context, agg: Aggregator, every: Duration, jobs: mpsc::Sender<BatchToCount>) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -235,7 +235,7 @@ async fn sweeper(ctx: Context, agg: Aggregator, every: Duration, jobs: mpsc::Sen
         for (batch, cases) in batches {
             let (reply, rx) = oneshot::channel();
             if jobs
-                .send(Job {
+                .send(BatchToCount {
                     batch,
                     cases,
                     reply,

@@ -33,7 +33,7 @@ pub enum WriteError {
     Unknown(String),
 }
 
-struct Job {
+struct QueuedCases {
     cases: Vec<Reported>,
     traceparent: Option<String>,
     commit_by: Option<Instant>,
@@ -42,7 +42,7 @@ struct Job {
 
 #[derive(Clone)]
 pub struct Batcher {
-    tx: mpsc::Sender<Job>,
+    tx: mpsc::Sender<QueuedCases>,
 }
 
 impl Batcher {
@@ -69,7 +69,7 @@ impl Batcher {
     ) -> Result<Duplicates, WriteError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Job {
+            .send(QueuedCases {
                 cases,
                 traceparent,
                 commit_by,
@@ -84,7 +84,7 @@ impl Batcher {
 }
 
 async fn run(
-    mut rx: mpsc::Receiver<Job>,
+    mut rx: mpsc::Receiver<QueuedCases>,
     writer: Writer,
     max: usize,
     wait: Duration,
@@ -110,7 +110,7 @@ async fn run(
         }
         // A request whose caller has given up is not written at all.
         let now = Instant::now();
-        let (jobs, expired): (Vec<Job>, Vec<Job>) = jobs
+        let (jobs, expired): (Vec<QueuedCases>, Vec<QueuedCases>) = jobs
             .into_iter()
             .partition(|j| j.commit_by.is_none_or(|t| t > now));
         for job in expired {

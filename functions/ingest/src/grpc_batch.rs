@@ -46,7 +46,7 @@ const QUEUED: u8 = 0;
 const SENT: u8 = 1;
 const WITHDRAWN: u8 = 2;
 
-struct Job {
+struct QueuedWrite {
     events: Vec<ce::CloudEvent>,
     traceparent: String,
     deadline: Instant,
@@ -70,7 +70,7 @@ impl Drop for Withdraw {
     }
 }
 
-impl Job {
+impl QueuedWrite {
     /// The sender takes the job unless its caller has withdrawn it.
     fn take(&self) -> bool {
         self.state
@@ -81,7 +81,7 @@ impl Job {
 
 #[derive(Clone)]
 pub struct GrpcBatcher {
-    tx: mpsc::Sender<Job>,
+    tx: mpsc::Sender<QueuedWrite>,
     client: Client,
 }
 
@@ -111,7 +111,7 @@ impl GrpcBatcher {
         // A caller that goes away (its client disconnected) withdraws a job
         // that is still queued, as one whose deadline passed does.
         let _withdraw = Withdraw(state.clone());
-        let job = Job {
+        let job = QueuedWrite {
             events,
             traceparent: traceparent.to_owned(),
             deadline,
@@ -132,7 +132,7 @@ impl GrpcBatcher {
     }
 }
 
-async fn run(mut rx: mpsc::Receiver<Job>, client: Client) {
+async fn run(mut rx: mpsc::Receiver<QueuedWrite>, client: Client) {
     let calls = Arc::new(Semaphore::new(MAX_CALLS));
     while let Some(first) = rx.recv().await {
         // Wait for a free call slot first: while every slot is busy, more
@@ -168,7 +168,7 @@ async fn run(mut rx: mpsc::Receiver<Job>, client: Client) {
     }
 }
 
-async fn call(client: &mut Client, mut jobs: Vec<Job>) {
+async fn call(client: &mut Client, mut jobs: Vec<QueuedWrite>) {
     let counts: Vec<usize> = jobs.iter().map(|j| j.events.len()).collect();
     let mut req = tonic::Request::new(WriteRequest {
         events: jobs
