@@ -382,4 +382,13 @@ mod tests {
             "dropped servers must be gone"
         );
     }
+
+    #[test]
+    fn a_server_that_never_listens_is_killed_not_left_running() {
+        let child = Command::new("sleep").arg("30").spawn().unwrap();
+        let pid = child.id();
+        let e = listening_or_killed(child, |_| bail!("never printed its address")).unwrap_err();
+        assert!(e.to_string().contains("never printed"), "{e}");
+        assert!(!alive(pid), "the child must be killed and reaped");
+    }
 }
