@@ -1,7 +1,8 @@
 //! ingest: `POST /cases` takes one JSON case, a JSON array (a batch) or NDJSON,
 //! gives every valid case its CloudEvent id and sends it on through the
-//! configured route. A batch is all-or-nothing. Who may post is in `access`;
-//! retried requests keep their ids through `idempotency`.
+//! configured route. A batch is all-or-nothing. The request path is in
+//! `accept`; who may post is in `access`; retried requests keep their ids
+//! through `idempotency`.
 
 mod accept;
 pub mod access;
