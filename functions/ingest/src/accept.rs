@@ -3,6 +3,8 @@
 //! request held. Each step is its own function; the log facts come back as a
 //! value next to the answer.
 
+use std::sync::Arc;
+
 use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -11,7 +13,6 @@ use chrono::{DateTime, Utc};
 use events::{Case, CaseError, Reported};
 use runtime::{ApiError, TraceContext};
 use serde::Serialize;
-use std::sync::Arc;
 
 use crate::{Ingest, body, forward, idempotency};
 
