@@ -151,13 +151,38 @@ fn wrk_rps(url: &str, secs: u64) -> anyhow::Result<f64> {
         !text.contains("Non-2xx"),
         "non-2xx answers from {url}: {text}"
     );
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix("Requests/sec:")
-                .map(|v| v.trim().parse::<f64>())
+    crate::loadgen::wrk_requests_per_sec(&text)
+}
+
+/// Fresh Redis and MongoDB-compatible servers in `dir`, and the store
+/// handles a seed writes through.
+struct Stores {
+    redis: stack::RedisServer,
+    mongo: stack::MongoServer,
+    cases: CaseStore,
+    agg: Aggregator,
+}
+
+impl Stores {
+    async fn start(dir: &std::path::Path) -> anyhow::Result<Stores> {
+        let redis = stack::RedisServer::start(&dir.join("redis"))?;
+        let mongo = stack::MongoServer::start(&dir.join("mongo"))?;
+        let m = Mongo::connect_lazy(&MongoConfig {
+            uri: mongo.uri(),
+            database: "bench".into(),
         })
-        .context("wrk printed no Requests/sec")?
-        .map_err(Into::into)
+        .await?;
+        let redis_stats = RedisStats::new(
+            runtime::redis::connect_lazy(&redis.url())?,
+            store::Keys::new("bench:"),
+        );
+        Ok(Stores {
+            cases: CaseStore::new(m.clone()),
+            agg: Aggregator::new(m, redis_stats),
+            redis,
+            mongo,
+        })
+    }
 }
 
 async fn reads(ctx: &Ctx) -> anyhow::Result<(Vec<Vec<String>>, Vec<serde_json::Value>)> {
@@ -166,22 +191,11 @@ async fn reads(ctx: &Ctx) -> anyhow::Result<(Vec<Vec<String>>, Vec<serde_json::V
     for n in [10_000u64, ctx.large] {
         println!("  reads with {n} stored cases");
         let dir = ctx.work.path().join(format!("reads-{n}"));
-        let redis = stack::RedisServer::start(&dir.join("redis"))?;
-        let mongo = stack::MongoServer::start(&dir.join("mongo"))?;
-        let m = Mongo::connect_lazy(&MongoConfig {
-            uri: mongo.uri(),
-            database: "bench".into(),
-        })
-        .await?;
-        let keys = events::redis::Keys::new("bench:");
-        let agg = Aggregator::new(
-            m.clone(),
-            RedisStats::new(runtime::redis::connect_lazy(&redis.url())?, keys),
-        );
-        seed(&CaseStore::new(m), &agg, n).await?;
+        let stores = Stores::start(&dir).await?;
+        seed(&stores.cases, &stores.agg, n).await?;
         // Let the store finish writing the seed (checkpoints) before measuring reads.
         tokio::time::sleep(Duration::from_secs(15)).await;
-        let (api, base) = start_api(ctx, &redis, &mongo).await?;
+        let (api, base) = start_api(ctx, &stores.redis, &stores.mongo).await?;
         let total: serde_json::Value = ctx
             .http
             .get(format!("{base}/api/summary"))
@@ -236,23 +250,10 @@ pub async fn run_strings(ctx: &Ctx) -> anyhow::Result<()> {
         };
         println!("  reads with {strings} distinct locations / states");
         let dir = ctx.work.path().join(format!("strings-{distinct}"));
-        let redis = stack::RedisServer::start(&dir.join("redis"))?;
-        let mongo = stack::MongoServer::start(&dir.join("mongo"))?;
-        let m = Mongo::connect_lazy(&MongoConfig {
-            uri: mongo.uri(),
-            database: "bench".into(),
-        })
-        .await?;
-        let agg = Aggregator::new(
-            m.clone(),
-            RedisStats::new(
-                runtime::redis::connect_lazy(&redis.url())?,
-                events::redis::Keys::new("bench:"),
-            ),
-        );
-        seed_with(&CaseStore::new(m), &agg, n, distinct).await?;
+        let stores = Stores::start(&dir).await?;
+        seed_with(&stores.cases, &stores.agg, n, distinct).await?;
         tokio::time::sleep(Duration::from_secs(15)).await;
-        let (api, base) = start_api(ctx, &redis, &mongo).await?;
+        let (api, base) = start_api(ctx, &stores.redis, &stores.mongo).await?;
         let snapshot: serde_json::Value = ctx
             .http
             .get(format!("{base}/api/snapshot"))

@@ -73,13 +73,7 @@ fn wrk_rps(url: &str, secs: u64, dir: &Path) -> anyhow::Result<f64> {
         .arg(url)
         .output()?;
     let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix("Requests/sec:")
-                .map(|v| v.trim().parse::<f64>())
-        })
-        .context("wrk printed no Requests/sec")?
-        .map_err(Into::into)
+    crate::loadgen::wrk_requests_per_sec(&text)
 }
 
 fn locust_rps(bin: &Path, url: &str, secs: u64, dir: &Path) -> anyhow::Result<f64> {

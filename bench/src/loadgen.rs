@@ -1,4 +1,5 @@
-//! Runs the project's load generator and reads its JSON report.
+//! Runs the project's load generator and reads its JSON report; reads
+//! wrk's summary for the suites that compare against wrk.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -89,4 +90,26 @@ fn rand_suffix() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// The `Requests/sec:` figure of wrk's summary output.
+pub fn wrk_requests_per_sec(stdout: &str) -> anyhow::Result<f64> {
+    stdout
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Requests/sec:")
+                .map(|v| v.trim().parse::<f64>())
+        })
+        .context("wrk printed no Requests/sec")?
+        .map_err(Into::into)
+}
+
+#[cfg(test)]
+mod wrk_tests {
+    #[test]
+    fn reads_the_requests_per_second_line() {
+        let out = "Running 1s test @ http://127.0.0.1:1/\n  50 connections\nRequests/sec:   1234.56\nTransfer/sec:      1.00MB\n";
+        assert_eq!(super::wrk_requests_per_sec(out).unwrap(), 1234.56);
+        assert!(super::wrk_requests_per_sec("no summary").is_err());
+    }
 }

@@ -1,7 +1,10 @@
 // Wiring: one snapshot (first from GET /api/snapshot, then from every SSE
 // `snapshot` event) updates every section in place.
 
+// Order matters: each sheet may override the one before.
 import "./style.css";
+import "./sections.css";
+import "./responsive.css";
 import { api, ApiError, type Snapshot } from "./api";
 import { byTestId, showError } from "./dom";
 import { refreshTimes } from "./format";

@@ -14,6 +14,11 @@ use cloudevents::event::AttributeValue;
 use cloudevents::{Data, Event};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+/// Response header naming the revision that served the request (every
+/// function's answers carry it), so a load test can measure a traffic split
+/// from outside.
+pub const REVISION_HEADER: &str = "x-revision";
+
 /// An incoming CloudEvent (binary or structured mode).
 ///
 /// Rejections are JSON: 413 over the route's body limit, 400 when the

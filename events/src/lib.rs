@@ -21,3 +21,4 @@ pub use event::{
     MAX_REVISION_CHARS, Reported, StatsUpdated, StoredBatch, StoredCase, WritePath,
     check_extension_name, check_received, check_revision, json_data, string_extension, types,
 };
+pub use http::REVISION_HEADER;

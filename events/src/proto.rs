@@ -116,52 +116,75 @@ pub fn from_proto(pe: ce::CloudEvent) -> Result<Event, EventError> {
     let mut content_type = None;
     for (name, value) in pe.attributes {
         let Some(a) = value.attr else { continue };
-        match (name.as_str(), a) {
-            ("datacontenttype", Attr::CeString(s)) => content_type = Some(s),
-            ("subject", Attr::CeString(s)) => b = b.subject(s),
-            ("time", Attr::CeTimestamp(ts)) => {
-                let t: DateTime<Utc> = DateTime::from_timestamp(ts.seconds, ts.nanos.max(0) as u32)
-                    .ok_or_else(|| EventError("the CloudEvent time is out of range".into()))?;
-                b = b.time(t);
-            }
-            ("dataschema", Attr::CeUri(u)) => {
-                let u = url::Url::parse(&u)
-                    .map_err(|e| EventError(format!("invalid dataschema {u:?}: {e}")))?;
-                b = b.data_with_schema(
-                    content_type.clone().unwrap_or_default(),
-                    u,
-                    Vec::<u8>::new(),
-                );
-            }
-            // A core attribute with the wrong type would become an extension
-            // of the same name that no other encoding can carry (found by fuzzing).
-            (
-                "datacontenttype" | "subject" | "time" | "dataschema" | "id" | "source"
-                | "specversion" | "type" | "data" | "data_base64",
-                other,
-            ) => {
-                return Err(EventError(format!(
-                    "CloudEvent attribute {name:?} has the wrong type ({}) or is not an attribute in the protobuf format",
-                    attr_kind(&other)
-                )));
-            }
-            (_, Attr::CeString(s) | Attr::CeUri(s) | Attr::CeUriRef(s)) => {
-                b = b.extension(&name, s)
-            }
-            (_, Attr::CeBoolean(v)) => b = b.extension(&name, v),
-            (_, Attr::CeInteger(v)) => b = b.extension(&name, i64::from(v)),
-            (_, other) => {
-                return Err(EventError(format!(
-                    "unsupported type for CloudEvent attribute {name:?}: {other:?}"
-                )));
-            }
-        }
+        b = with_attribute(b, &mut content_type, &name, a)?;
     }
     let mut event = b
         .build()
         .map_err(|e| EventError(format!("invalid CloudEvent {}: {e}", pe.id)))?;
     crate::event::check_received(&event)?;
-    match pe.data {
+    set_data(&mut event, pe.data, content_type)?;
+    Ok(event)
+}
+
+/// One protobuf attribute on the event being built: a core attribute of its
+/// own type (`datacontenttype` is kept aside for the data), or an extension.
+fn with_attribute(
+    b: EventBuilderV10,
+    content_type: &mut Option<String>,
+    name: &str,
+    a: Attr,
+) -> Result<EventBuilderV10, EventError> {
+    Ok(match (name, a) {
+        ("datacontenttype", Attr::CeString(s)) => {
+            *content_type = Some(s);
+            b
+        }
+        ("subject", Attr::CeString(s)) => b.subject(s),
+        ("time", Attr::CeTimestamp(ts)) => {
+            let t: DateTime<Utc> = DateTime::from_timestamp(ts.seconds, ts.nanos.max(0) as u32)
+                .ok_or_else(|| EventError("the CloudEvent time is out of range".into()))?;
+            b.time(t)
+        }
+        ("dataschema", Attr::CeUri(u)) => {
+            let u = url::Url::parse(&u)
+                .map_err(|e| EventError(format!("invalid dataschema {u:?}: {e}")))?;
+            b.data_with_schema(
+                content_type.clone().unwrap_or_default(),
+                u,
+                Vec::<u8>::new(),
+            )
+        }
+        // A core attribute with the wrong type would become an extension
+        // of the same name that no other encoding can carry (found by fuzzing).
+        (
+            "datacontenttype" | "subject" | "time" | "dataschema" | "id" | "source" | "specversion"
+            | "type" | "data" | "data_base64",
+            other,
+        ) => {
+            return Err(EventError(format!(
+                "CloudEvent attribute {name:?} has the wrong type ({}) or is not an attribute in the protobuf format",
+                attr_kind(&other)
+            )));
+        }
+        (_, Attr::CeString(s) | Attr::CeUri(s) | Attr::CeUriRef(s)) => b.extension(name, s),
+        (_, Attr::CeBoolean(v)) => b.extension(name, v),
+        (_, Attr::CeInteger(v)) => b.extension(name, i64::from(v)),
+        (_, other) => {
+            return Err(EventError(format!(
+                "unsupported type for CloudEvent attribute {name:?}: {other:?}"
+            )));
+        }
+    })
+}
+
+/// The protobuf data on the event, with its content type (or the format's
+/// default for bytes and text).
+fn set_data(
+    event: &mut Event,
+    data: Option<PbData>,
+    content_type: Option<String>,
+) -> Result<(), EventError> {
+    match data {
         Some(PbData::BinaryData(bytes)) => {
             event.set_data(
                 content_type.unwrap_or_else(|| "application/octet-stream".into()),
@@ -179,7 +202,7 @@ pub fn from_proto(pe: ce::CloudEvent) -> Result<Event, EventError> {
         }
         None => {}
     }
-    Ok(event)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! The Redis encodings: stream entries of the Redis write path, and the key
-//! layout every function shares under one prefix.
+//! The Redis encodings: stream entries of the Redis write path. Where they
+//! live (the key layout) is `store::Keys`.
 
 use cloudevents::Event;
 
@@ -115,77 +115,6 @@ pub fn is_stream_id(id: &str) -> bool {
     ms.parse::<u64>().is_ok()
         && seq.parse::<u64>().is_ok()
         && ms.bytes().chain(seq.bytes()).all(|b| b.is_ascii_digit())
-}
-
-/// Every Redis key the pipeline uses, under one prefix (`REDIS_KEY_PREFIX`),
-/// so several stacks or tests can share one server.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Keys {
-    prefix: String,
-}
-
-impl Keys {
-    pub fn new(prefix: impl Into<String>) -> Keys {
-        Keys {
-            prefix: prefix.into(),
-        }
-    }
-
-    pub fn prefix(&self) -> &str {
-        &self.prefix
-    }
-
-    /// The Stream ingest appends `case.reported` events to (Redis path).
-    pub fn stream(&self) -> String {
-        format!("{}cases:stream", self.prefix)
-    }
-
-    /// Consumer group of redis-sub on [`Keys::stream`].
-    pub fn consumer_group(&self) -> String {
-        "redis-sub".to_owned()
-    }
-
-    /// Pub/Sub channel of `stats.updated` notices for live dashboards.
-    pub fn stats_channel(&self) -> String {
-        format!("{}stats:updated", self.prefix)
-    }
-
-    /// Capped list of the last cases (JSON, newest first).
-    pub fn recent_cases(&self) -> String {
-        format!("{}cases:recent", self.prefix)
-    }
-
-    /// Hash of age-bucket label to count.
-    pub fn age_buckets(&self) -> String {
-        format!("{}stats:ages", self.prefix)
-    }
-
-    /// Hash of counters: totals, per path, per revision.
-    pub fn totals(&self) -> String {
-        format!("{}stats:totals", self.prefix)
-    }
-
-    /// Per-second counters (`cases`, `path:<p>`, `rev:<r>`) for live rates.
-    pub fn rate(&self, unix_second: i64) -> String {
-        format!("{}stats:rate:{unix_second}", self.prefix)
-    }
-
-    /// Marker that one aggregation flush was applied (idempotent replays).
-    pub fn applied(&self, flush_id: &str) -> String {
-        format!("{}stats:applied:{flush_id}", self.prefix)
-    }
-
-    /// Dead-letter stream: entries redis-sub could not decode, each with its
-    /// raw [`STREAM_FIELD`] value and the reason, kept until replayed.
-    pub fn dead_letters(&self) -> String {
-        format!("{}cases:dead", self.prefix)
-    }
-}
-
-impl Default for Keys {
-    fn default() -> Keys {
-        Keys::new("covid:")
-    }
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ impl axum::response::IntoResponse for Accepted {
                     HeaderValue::from_static("application/json"),
                 ),
                 (
-                    HeaderName::from_static(runtime::REVISION_HEADER),
+                    HeaderName::from_static(events::REVISION_HEADER),
                     HeaderValue::from_static("echo"),
                 ),
             ],

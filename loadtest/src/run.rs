@@ -254,7 +254,7 @@ fn record(
             let revision = reply
                 .head
                 .headers
-                .get(runtime::REVISION_HEADER)
+                .get(events::REVISION_HEADER)
                 .and_then(|v| v.to_str().ok());
             let accepted = if ok { parse_accepted(&reply.body) } else { 0 };
             let response = Response {

@@ -69,7 +69,7 @@ async fn cases(State(seen): State<Arc<Seen>>, headers: HeaderMap, body: Bytes) -
     } else {
         "rev-a"
     };
-    let rev = [(runtime::REVISION_HEADER, revision)];
+    let rev = [(events::REVISION_HEADER, revision)];
     if seen.fail_every.is_some_and(|k| n % k == 0) {
         seen.failed.fetch_add(1, Ordering::SeqCst);
         return (

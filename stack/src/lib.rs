@@ -1,8 +1,6 @@
 //! One machine, no cluster: the local Redis and MongoDB-compatible servers,
-//! the process supervisor behind `make up`, fresh servers for tests, and
-//! the load, faults and audit of the fault tests.
+//! the process supervisor behind `make up`, and fresh servers for tests.
 
-pub mod faults;
 pub mod process;
 pub mod servers;
 pub mod supervisor;

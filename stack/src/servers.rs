@@ -44,12 +44,6 @@ pub fn free_port_except(promised: &[u16]) -> anyhow::Result<u16> {
     bail!("no free loopback port outside {promised:?}")
 }
 
-/// Ends the child with its parent, even if the parent is killed with -9.
-/// Call from a thread that lives as long as the process.
-fn die_with_parent(cmd: &mut Command) {
-    crate::process::die_with_parent(cmd);
-}
-
 fn wait_for_port(
     port: u16,
     child: &mut Child,
@@ -71,8 +65,49 @@ fn wait_for_port(
     }
 }
 
-fn stop(child: &mut Option<Child>) {
-    if let Some(mut c) = child.take() {
+/// How to start one kind of server; [`LocalServer`] owns the process.
+pub trait ServerKind {
+    /// Starts the server on `port` (0: a port it picks, where it can) and
+    /// returns once it listens: the child and the port it listens on. The
+    /// child must die with this process ([`crate::process::die_with_parent`]).
+    fn spawn(&self, port: u16) -> anyhow::Result<(Child, u16)>;
+}
+
+/// One local server process on a loopback port: started, stopped (SIGTERM,
+/// then SIGKILL after 5 s), restarted on the same port, stopped when dropped.
+pub struct LocalServer<K: ServerKind> {
+    kind: K,
+    port: u16,
+    child: Option<Child>,
+}
+
+/// A `redis-server` on a loopback port.
+pub type RedisServer = LocalServer<Redis>;
+/// SecantusDB, a MongoDB wire-protocol server on WiredTiger.
+pub type MongoServer = LocalServer<Mongo>;
+
+impl<K: ServerKind> LocalServer<K> {
+    fn launch(kind: K, port: u16) -> anyhow::Result<LocalServer<K>> {
+        let (child, port) = kind.spawn(port)?;
+        Ok(LocalServer {
+            kind,
+            port,
+            child: Some(child),
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn stop(&mut self) {
+        let Some(mut c) = self.child.take() else {
+            return;
+        };
         // SIGTERM first so the server closes its files cleanly.
         let _ = crate::process::send_signal(c.id(), libc::SIGTERM);
         let start = Instant::now();
@@ -85,14 +120,28 @@ fn stop(child: &mut Option<Child>) {
         let _ = c.kill();
         let _ = c.wait();
     }
+
+    /// Starts again on the same port and data (after [`LocalServer::stop`]).
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop();
+        let (child, port) = self.kind.spawn(self.port)?;
+        self.port = port;
+        self.child = Some(child);
+        Ok(())
+    }
 }
 
-/// A `redis-server` on a loopback port, without persistence.
-pub struct RedisServer {
-    port: u16,
+impl<K: ServerKind> Drop for LocalServer<K> {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// `redis-server` in `dir`, without persistence unless asked.
+pub struct Redis {
     dir: PathBuf,
+    /// Keeps data across restarts (append-only file in `dir`).
     persistent: bool,
-    child: Option<Child>,
 }
 
 impl RedisServer {
@@ -108,29 +157,34 @@ impl RedisServer {
         persistent: bool,
     ) -> anyhow::Result<RedisServer> {
         let mut last = None;
+        // A free port may be taken before redis-server binds it: try another.
         for _ in 0..5 {
             let port = match port {
                 Some(p) => p,
                 None => free_port()?,
             };
-            let mut s = RedisServer {
-                port,
+            let kind = Redis {
                 dir: dir.to_owned(),
                 persistent,
-                child: None,
             };
-            match s.spawn() {
-                Ok(()) => return Ok(s),
+            match LocalServer::launch(kind, port) {
+                Ok(s) => return Ok(s),
                 Err(e) => last = Some(e),
             }
         }
         Err(last.expect("tried at least once"))
     }
 
-    fn spawn(&mut self) -> anyhow::Result<()> {
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+}
+
+impl ServerKind for Redis {
+    fn spawn(&self, port: u16) -> anyhow::Result<(Child, u16)> {
         std::fs::create_dir_all(&self.dir)?;
         let mut cmd = Command::new("redis-server");
-        cmd.args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+        cmd.args(["--bind", "127.0.0.1", "--port", &port.to_string()])
             .args([
                 "--save",
                 "",
@@ -144,55 +198,21 @@ impl RedisServer {
             .arg(&self.dir)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
-        die_with_parent(&mut cmd);
-        let mut child = cmd.spawn().context(
+        crate::process::die_with_parent(&mut cmd);
+        let child = cmd.spawn().context(
             "cannot start redis-server: install it with `apt-get install -y redis-server` (scripts/setup.sh does)",
         )?;
-        wait_for_port(
-            self.port,
-            &mut child,
-            "redis-server",
-            Duration::from_secs(10),
-        )?;
-        self.child = Some(child);
-        Ok(())
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
-
-    pub fn stop(&mut self) {
-        stop(&mut self.child);
-    }
-
-    /// Starts again on the same port (after [`RedisServer::stop`]).
-    pub fn restart(&mut self) -> anyhow::Result<()> {
-        self.stop();
-        self.spawn()
+        listening_or_killed(child, |child| {
+            wait_for_port(port, child, "redis-server", Duration::from_secs(10))?;
+            Ok(port)
+        })
     }
 }
 
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// SecantusDB, a MongoDB wire-protocol server on WiredTiger, as a separate
-/// process (it is GPL-2.0: never linked into the project).
-pub struct MongoServer {
-    port: u16,
+/// SecantusDB in `dir`, as a separate process (it is GPL-2.0: never linked
+/// into the project).
+pub struct Mongo {
     dir: PathBuf,
-    child: Option<Child>,
 }
 
 impl MongoServer {
@@ -202,16 +222,25 @@ impl MongoServer {
 
     /// On `port` (0: a free one), keeping data in `dir`.
     pub fn start_on(dir: &Path, port: u16) -> anyhow::Result<MongoServer> {
-        let mut s = MongoServer {
+        LocalServer::launch(
+            Mongo {
+                dir: dir.to_owned(),
+            },
             port,
-            dir: dir.to_owned(),
-            child: None,
-        };
-        s.spawn()?;
-        Ok(s)
+        )
     }
 
-    fn spawn(&mut self) -> anyhow::Result<()> {
+    pub fn uri(&self) -> String {
+        mongo_uri(self.port)
+    }
+}
+
+fn mongo_uri(port: u16) -> String {
+    format!("mongodb://127.0.0.1:{port}/?directConnection=true")
+}
+
+impl ServerKind for Mongo {
+    fn spawn(&self, port: u16) -> anyhow::Result<(Child, u16)> {
         let bin = secantusd();
         if !bin.exists() {
             bail!(
@@ -221,7 +250,7 @@ impl MongoServer {
         }
         std::fs::create_dir_all(&self.dir)?;
         let mut cmd = Command::new(&bin);
-        cmd.args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+        cmd.args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .arg("--storage-path")
             .arg(&self.dir)
             .args([
@@ -234,97 +263,132 @@ impl MongoServer {
             ])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
-        die_with_parent(&mut cmd);
-        let mut child = cmd
+        crate::process::die_with_parent(&mut cmd);
+        let child = cmd
             .spawn()
             .with_context(|| format!("cannot start {}", bin.display()))?;
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            for line in lines.by_ref() {
-                let Ok(line) = line else { break };
-                if let Some(addr) = line.split("listening on ").nth(1) {
-                    let _ = tx.send(addr.trim().to_owned());
-                    break;
-                }
-            }
-            // Keep draining so the server never blocks on a full pipe.
-            for _ in lines {}
-        });
-        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(a) => a,
-            Err(_) => {
-                let _ = child.kill();
-                bail!(
-                    "{} did not print its listening address within 30 s",
-                    bin.display()
-                );
-            }
-        };
-        self.port = addr
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .with_context(|| format!("unexpected listening address {addr:?}"))?;
-        wait_for_port(
-            self.port,
-            &mut child,
-            "secantusd-rs",
-            Duration::from_secs(10),
-        )?;
-        self.child = Some(child);
-        self.set_transaction_lifetime(Duration::from_secs(10))
-    }
-
-    /// How long the server keeps a transaction whose client went away (the
-    /// default 60 s would freeze counting for a minute after an aggregate is
-    /// killed mid-transaction; its transactions take milliseconds).
-    /// Production MongoDB gets the same setting (knative/stores/mongodb.yaml).
-    fn set_transaction_lifetime(&self, limit: Duration) -> anyhow::Result<()> {
-        let uri = self.uri();
-        let secs = limit.as_secs() as i32;
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            rt.block_on(async {
-                let client = mongodb::Client::with_uri_str(&uri).await?;
-                client
-                    .database("admin")
-                    .run_command(mongodb::bson::doc! {"setParameter": 1, "transactionLifetimeLimitSeconds": secs})
-                    .await?;
-                anyhow::Ok(())
-            })
+        listening_or_killed(child, |child| {
+            let port = listening_port(child)
+                .with_context(|| format!("{} did not start", bin.display()))?;
+            wait_for_port(port, child, "secantusd-rs", Duration::from_secs(10))?;
+            set_transaction_lifetime(&mongo_uri(port), Duration::from_secs(10))?;
+            Ok(port)
         })
-        .join()
-        .map_err(|_| anyhow::anyhow!("setting the transaction lifetime panicked"))?
-        .context("cannot set transactionLifetimeLimitSeconds on the MongoDB-compatible server")
-    }
-
-    pub fn uri(&self) -> String {
-        format!("mongodb://127.0.0.1:{}/?directConnection=true", self.port)
-    }
-
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
-
-    pub fn stop(&mut self) {
-        stop(&mut self.child);
-    }
-
-    /// Starts again on the same port and data (after [`MongoServer::stop`]).
-    pub fn restart(&mut self) -> anyhow::Result<()> {
-        self.stop();
-        self.spawn()
     }
 }
 
-impl Drop for MongoServer {
-    fn drop(&mut self) {
-        self.stop();
+/// The child and its port once `ready` says it listens; killed (not left
+/// running unowned) when it does not.
+fn listening_or_killed(
+    mut child: Child,
+    ready: impl FnOnce(&mut Child) -> anyhow::Result<u16>,
+) -> anyhow::Result<(Child, u16)> {
+    match ready(&mut child) {
+        Ok(port) => Ok((child, port)),
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(e)
+        }
+    }
+}
+
+/// The port SecantusDB prints it listens on; its stdout is drained after,
+/// so the server never blocks on a full pipe.
+fn listening_port(child: &mut Child) -> anyhow::Result<u16> {
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        for line in lines.by_ref() {
+            let Ok(line) = line else { break };
+            if let Some(addr) = line.split("listening on ").nth(1) {
+                let _ = tx.send(addr.trim().to_owned());
+                break;
+            }
+        }
+        for _ in lines {}
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(30))
+        .map_err(|_| anyhow::anyhow!("no listening address printed within 30 s"))?;
+    addr.rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .with_context(|| format!("unexpected listening address {addr:?}"))
+}
+
+/// How long the server keeps a transaction whose client went away (the
+/// default 60 s would freeze counting for a minute after an aggregate is
+/// killed mid-transaction; its transactions take milliseconds).
+/// Production MongoDB gets the same setting (knative/stores/mongodb.yaml).
+fn set_transaction_lifetime(uri: &str, limit: Duration) -> anyhow::Result<()> {
+    let uri = uri.to_owned();
+    let secs = limit.as_secs() as i32;
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        rt.block_on(async {
+            let client = mongodb::Client::with_uri_str(&uri).await?;
+            client
+                .database("admin")
+                .run_command(mongodb::bson::doc! {"setParameter": 1, "transactionLifetimeLimitSeconds": secs})
+                .await?;
+            anyhow::Ok(())
+        })
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("setting the transaction lifetime panicked"))?
+    .context("cannot set transactionLifetimeLimitSeconds on the MongoDB-compatible server")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alive(pid: u32) -> bool {
+        // A stopped child is reaped, so its /proc entry is gone.
+        Path::new(&format!("/proc/{pid}")).exists()
+    }
+
+    fn answers(port: u16) -> bool {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    }
+
+    #[test]
+    fn both_servers_restart_on_their_port_and_end_when_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut redis = RedisServer::start(&dir.path().join("redis")).unwrap();
+        let mut mongo = MongoServer::start(&dir.path().join("mongo")).unwrap();
+        let (redis_port, mongo_port) = (redis.port(), mongo.port());
+        let first_pids = (redis.pid().unwrap(), mongo.pid().unwrap());
+
+        redis.stop();
+        mongo.stop();
+        assert_eq!((redis.pid(), mongo.pid()), (None, None));
+        assert!(!alive(first_pids.0) && !alive(first_pids.1));
+
+        redis.restart().unwrap();
+        mongo.restart().unwrap();
+        assert_eq!((redis.port(), mongo.port()), (redis_port, mongo_port));
+        assert!(answers(redis_port) && answers(mongo_port));
+        assert_eq!(redis.url(), format!("redis://127.0.0.1:{redis_port}/"));
+        assert!(mongo.uri().contains(&format!(":{mongo_port}/")));
+
+        let pids = (redis.pid().unwrap(), mongo.pid().unwrap());
+        drop(redis);
+        drop(mongo);
+        assert!(
+            !alive(pids.0) && !alive(pids.1),
+            "dropped servers must be gone"
+        );
+    }
+
+    #[test]
+    fn a_server_that_never_listens_is_killed_not_left_running() {
+        let child = Command::new("sleep").arg("30").spawn().unwrap();
+        let pid = child.id();
+        let e = listening_or_killed(child, |_| bail!("never printed its address")).unwrap_err();
+        assert!(e.to_string().contains("never printed"), "{e}");
+        assert!(!alive(pid), "the child must be killed and reaped");
     }
 }

@@ -14,14 +14,24 @@
 //! The binaries come from `cargo build --workspace --bins` (make test does).
 
 mod common;
+/// The load, the faults, the audit and the report (stack/tests/faults/).
+mod faults {
+    pub mod audit;
+    pub mod inject;
+    pub mod load;
+    pub mod report;
+}
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use common::Pipeline;
 use events::WritePath;
+use faults::audit::{Audit, Stored};
+use faults::inject::{self, Fault, Schedule, Stores};
+use faults::load::{Answer, LoadShape, Target};
+use faults::report::{self, Row};
 use serde_json::json;
-use stack::faults::{self, Audit, Fault, LoadShape, Row, Schedule, Stored, Stores, Target};
 use stack::{MongoServer, RedisServer};
 use tokio_util::sync::CancellationToken;
 
@@ -60,7 +70,7 @@ const SLOW_RECOVERY: Duration = Duration::from_secs(5);
 
 async fn start(redis_url: &str, mongodb_uri: &str, extra_env: &[(&str, &str)]) -> Pipeline {
     common::start(common::Start {
-        bin_dir: faults::built_binaries().unwrap(),
+        bin_dir: inject::built_binaries().unwrap(),
         redis_url,
         mongodb_uri,
         name: "faults",
@@ -247,7 +257,7 @@ impl Pipeline {
 
 fn schedule() -> Schedule {
     Schedule {
-        soak: faults::soak_from_env().unwrap(),
+        soak: inject::soak_from_env().unwrap(),
         period: Duration::from_secs(15),
         tail: Duration::from_millis(500),
         accepted_between: 5,
@@ -270,7 +280,7 @@ async fn run(fault: Fault, schedule: &Schedule) -> Row {
     let rss = async {
         match fault {
             Fault::StallMongo(_) => {
-                faults::peak_rss(&p.sup, Duration::from_millis(200), &sampling).await
+                inject::peak_rss(&p.sup, Duration::from_millis(200), &sampling).await
             }
             _ => Default::default(),
         }
@@ -278,13 +288,13 @@ async fn run(fault: Fault, schedule: &Schedule) -> Row {
     let under_fault = async {
         let load = LOAD.start(p.targets());
         let (requests, injections) =
-            faults::inject_under_load(load, fault, schedule, &p.sup, &mut stores)
+            inject::inject_under_load(load, fault, schedule, &p.sup, &mut stores)
                 .await
                 .unwrap();
         let accepted: HashSet<&str> = requests
             .iter()
             .filter_map(|r| match &r.answer {
-                faults::Answer::Accepted(ids) => Some(ids.iter().map(String::as_str)),
+                Answer::Accepted(ids) => Some(ids.iter().map(String::as_str)),
                 _ => None,
             })
             .flatten()
@@ -317,6 +327,7 @@ async fn run(fault: Fault, schedule: &Schedule) -> Row {
         }
     };
     let audit = Audit::new(&requests, &stored);
+    notes.extend(report::unanswered(&requests));
 
     // A dependency outage must not crash a function (README: retries and
     // back-pressure, not a crash loop); a killed one must have been restarted.
@@ -341,7 +352,7 @@ async fn run(fault: Fault, schedule: &Schedule) -> Row {
         problems.push(format!("{dead} stream entries dead-lettered"));
     }
     if !peak_rss.is_empty() {
-        notes.push(format!("peak RSS: {}", faults::format_rss(&peak_rss)));
+        notes.push(format!("peak RSS: {}", report::format_rss(&peak_rss)));
     }
     p.sup.stop().await;
     Row {
@@ -380,9 +391,9 @@ async fn every_fault_under_load_loses_nothing_and_stores_nothing_twice() {
             format!("{} s", schedule.soak.as_secs())
         }
     );
-    let report = faults::report(&title, &rows);
+    let report = report::report(&title, &rows);
     println!("{report}");
-    let path = faults::built_binaries()
+    let path = inject::built_binaries()
         .unwrap()
         .parent()
         .unwrap()

@@ -53,7 +53,7 @@ struct Api {
     sse_slots: Arc<tokio::sync::Semaphore>,
 }
 
-type S = State<Arc<Api>>;
+type ApiState = State<Arc<Api>>;
 
 pub async fn routes(ctx: Context, config: DashboardConfig) -> anyhow::Result<Routes> {
     let mongo = Mongo::connect_lazy(&config.mongo).await?;
@@ -139,30 +139,30 @@ async fn not_found() -> ApiError {
     )
 }
 
-async fn get_snapshot(State(s): S, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+async fn get_snapshot(State(s): ApiState, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     Params::parse(q.as_deref(), &[])?;
     Ok(Json(snapshot::snapshot(&s.agg).await.map_err(unavailable)?).into_response())
 }
 
-async fn get_summary(State(s): S, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+async fn get_summary(State(s): ApiState, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     Params::parse(q.as_deref(), &[])?;
     Ok(Json(snapshot::summary(&s.agg).await.map_err(unavailable)?).into_response())
 }
 
-async fn get_top_areas(State(s): S, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+async fn get_top_areas(State(s): ApiState, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     let p = Params::parse(q.as_deref(), &["n"])?;
     let n = p.int("n", 1, 100, 3)?;
     let areas = s.agg.top_areas(n).await.map_err(unavailable)?;
     Ok(Json(json!({ "areas": areas })).into_response())
 }
 
-async fn get_states(State(s): S, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+async fn get_states(State(s): ApiState, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     Params::parse(q.as_deref(), &[])?;
     let states = s.agg.states().await.map_err(unavailable)?;
     Ok(Json(json!({ "states": states })).into_response())
 }
 
-async fn get_recent(State(s): S, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+async fn get_recent(State(s): ApiState, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     let p = Params::parse(q.as_deref(), &["n"])?;
     let n = p.int("n", 1, store::redis_stats::RECENT_KEEP as u32, 5)?;
     let cases = s
@@ -174,13 +174,13 @@ async fn get_recent(State(s): S, RawQuery(q): RawQuery) -> Result<Response, ApiE
     Ok(Json(json!({ "cases": cases })).into_response())
 }
 
-async fn get_ages(State(s): S, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+async fn get_ages(State(s): ApiState, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     Params::parse(q.as_deref(), &[])?;
     let buckets = s.agg.redis().ages().await.map_err(unavailable)?;
     Ok(Json(json!({ "buckets": buckets })).into_response())
 }
 
-async fn get_cases(State(s): S, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+async fn get_cases(State(s): ApiState, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     let p = Params::parse(q.as_deref(), &["limit", "after", "location", "state"])?;
     let limit = p.int("limit", 1, 100, 20)?;
     let after = p.cursor("after")?;
@@ -199,7 +199,7 @@ async fn get_cases(State(s): S, RawQuery(q): RawQuery) -> Result<Response, ApiEr
     Ok(Json(page).into_response())
 }
 
-async fn get_ingest_log(State(s): S, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+async fn get_ingest_log(State(s): ApiState, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     let p = Params::parse(q.as_deref(), &["limit"])?;
     let limit = p.int("limit", 1, 500, 50)?;
     let entries = s.log.latest(limit).await.map_err(unavailable)?;
@@ -218,7 +218,7 @@ impl Drop for ClientGuard {
 
 /// `GET /api/stream`: a `snapshot` event at once, then one per change.
 async fn stream(
-    State(s): S,
+    State(s): ApiState,
     RawQuery(q): RawQuery,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     Params::parse(q.as_deref(), &[])?;

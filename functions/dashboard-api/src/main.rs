@@ -1,3 +1,5 @@
+runtime::use_mimalloc!();
+
 fn main() -> std::process::ExitCode {
     runtime::main::<dashboard_api::Function>()
 }

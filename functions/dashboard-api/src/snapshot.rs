@@ -39,10 +39,13 @@ pub struct Snapshot {
     pub ages: Vec<AgeBucket>,
 }
 
-pub type ReadError = String;
-
-fn err(e: impl std::fmt::Display) -> ReadError {
-    e.to_string()
+/// Why the statistics could not be read: the store that failed, and how.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("Redis did not answer: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("MongoDB did not answer: {0}")]
+    Mongo(#[from] mongodb::error::Error),
 }
 
 pub async fn summary(agg: &Aggregator) -> Result<Summary, ReadError> {
@@ -53,9 +56,9 @@ pub async fn summary(agg: &Aggregator) -> Result<Summary, ReadError> {
         agg.redis().series(now_s - 1, WINDOW_S),
         agg.redis().totals()
     );
-    let totals = totals.map_err(err)?;
-    let series = series.map_err(err)?;
-    let updated_ms = redis_totals.map_err(err)?.get("updated_ms").copied();
+    let totals = totals?;
+    let series = series?;
+    let updated_ms = redis_totals?.get("updated_ms").copied();
     let mut by_path: BTreeMap<String, u64> = WritePath::ALL
         .iter()
         .map(|p| (p.as_str().to_owned(), 0))
@@ -103,9 +106,9 @@ pub async fn snapshot(agg: &Aggregator) -> Result<Snapshot, ReadError> {
     );
     Ok(Snapshot {
         summary: summary?,
-        top_areas: top.map_err(err)?,
-        states: states.map_err(err)?,
-        recent: recent.map_err(err)?,
-        ages: ages.map_err(err)?,
+        top_areas: top?,
+        states: states?,
+        recent: recent?,
+        ages: ages?,
     })
 }

@@ -111,7 +111,7 @@ impl AccessConfig {
                     .allow_methods([Method::POST])
                     .allow_headers(CORS_REQUEST_HEADERS)
                     .expose_headers([
-                        HeaderName::from_static(runtime::REVISION_HEADER),
+                        HeaderName::from_static(events::REVISION_HEADER),
                         header::RETRY_AFTER,
                     ])
                     .max_age(Duration::from_secs(600)),
@@ -159,32 +159,6 @@ async fn same_origin_only(
             .into_response()
         }
         _ => next.run(req).await,
-    }
-}
-
-/// Sends the internal token (`INTERNAL_TOKEN`) as gRPC metadata on every
-/// call to grpc-writer.
-#[derive(Clone)]
-pub struct GrpcBearer(Option<tonic::metadata::AsciiMetadataValue>);
-
-impl GrpcBearer {
-    pub fn new(token: Option<&Secret>) -> GrpcBearer {
-        GrpcBearer(token.map(|t| {
-            let mut v: tonic::metadata::AsciiMetadataValue = format!("Bearer {}", t.expose())
-                .parse()
-                .expect("a token is visible ASCII (checked when read)");
-            v.set_sensitive(true);
-            v
-        }))
-    }
-}
-
-impl tonic::service::Interceptor for GrpcBearer {
-    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(v) = &self.0 {
-            req.metadata_mut().insert("authorization", v.clone());
-        }
-        Ok(req)
     }
 }
 

@@ -10,7 +10,7 @@ use store::config::{MONGODB_DATABASE, MONGODB_URI, REDIS_KEY_PREFIX, REDIS_URL};
 const INGEST_ROUTE: Var = Var::new(
     "INGEST_ROUTE",
     Default::Required,
-    "`grpc`, `redis` or `sink`; unset with `K_SINK` set: `sink`",
+    "`grpc`, `redis` or `http` (`sink`, its former name, is accepted); unset with `K_SINK` set: `http`",
 );
 const GRPC_WRITER_URL: Var = Var::new(
     "GRPC_WRITER_URL",
@@ -113,7 +113,7 @@ const IDEMPOTENCY_TTL_S: Var = Var::new(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     /// CloudEvent over HTTP (binary mode) to `K_SINK`: the plain Knative way.
-    Sink(String),
+    Http(String),
     /// gRPC `CaseWriter.Write` to grpc-writer.
     Grpc { writer_url: String },
     /// `XADD` to the Redis Stream that redis-sub consumes.
@@ -131,9 +131,9 @@ pub enum Route {
 impl Route {
     pub fn name(&self) -> &'static str {
         match self {
-            Route::Sink(_) => "sink",
-            Route::Grpc { .. } => "grpc",
-            Route::Redis { .. } => "redis",
+            Route::Http(_) => events::WritePath::Http.as_str(),
+            Route::Grpc { .. } => events::WritePath::Grpc.as_str(),
+            Route::Redis { .. } => events::WritePath::Redis.as_str(),
         }
     }
 }
@@ -204,11 +204,12 @@ impl Settings for IngestConfig {
                 max_backlog: env.parse(&MAX_STREAM_BACKLOG)?,
                 max_backlog_bytes: env.parse(&MAX_STREAM_BACKLOG_BYTES)?,
             },
-            (Some("sink") | None, Some(url)) => Route::Sink(url.clone()),
-            (Some("sink") | None, None) => bail!(
+            // `sink` is the route's former name, still accepted.
+            (Some("http" | "sink") | None, Some(url)) => Route::Http(url.clone()),
+            (Some("http" | "sink") | None, None) => bail!(
                 "ingest has nowhere to send cases: set INGEST_ROUTE=grpc or INGEST_ROUTE=redis, or K_SINK"
             ),
-            (Some(other), _) => bail!("INGEST_ROUTE={other:?} is not one of grpc, redis, sink"),
+            (Some(other), _) => bail!("INGEST_ROUTE={other:?} is not one of grpc, redis, http"),
         };
         let max_batch = env.parse(&MAX_BATCH_CASES)?;
         if max_batch == 0 {

@@ -12,9 +12,9 @@ use redis::aio::ConnectionManager;
 use runtime::{Context, Sink};
 use tonic::transport::Endpoint;
 
-use crate::access::GrpcBearer;
 use crate::config::Route;
 use crate::grpc_batch::{GrpcBatcher, Unanswered};
+use runtime::auth::GrpcBearer;
 
 /// Why the next hop did not take the cases.
 #[derive(Debug, thiserror::Error)]
@@ -69,7 +69,7 @@ fn redis_outcome_unknown(e: &redis::RedisError) -> bool {
 }
 
 pub enum Forwarder {
-    Sink(Box<Sink>),
+    Http(Box<Sink>),
     Grpc(GrpcBatcher),
     Redis {
         conn: ConnectionManager,
@@ -105,7 +105,7 @@ impl Forwarder {
     /// Sets up the route without connecting (connections are lazy).
     pub fn new(ctx: &Context, route: &Route, timeout: Duration) -> anyhow::Result<Forwarder> {
         Ok(match route {
-            Route::Sink(url) => Forwarder::Sink(Box::new(ctx.sink_to(url))),
+            Route::Http(url) => Forwarder::Http(Box::new(ctx.sink_to(url))),
             Route::Grpc { writer_url } => {
                 let channel = Endpoint::from_shared(writer_url.clone())
                     .map_err(|e| {
@@ -127,7 +127,7 @@ impl Forwarder {
                 max_backlog_bytes,
             } => Forwarder::Redis {
                 conn: runtime::redis::connect_lazy(url)?,
-                stream: events::redis::Keys::new(key_prefix.clone()).stream(),
+                stream: store::Keys::new(key_prefix.clone()).stream(),
                 max_backlog: *max_backlog,
                 max_backlog_bytes: *max_backlog_bytes,
                 append: redis::Script::new(APPEND_BOUNDED),
@@ -147,7 +147,7 @@ impl Forwarder {
             Forwarder::Grpc(batcher) => {
                 return to_grpc(batcher, &events, traceparent, deadline).await;
             }
-            Forwarder::Sink(sink) => {
+            Forwarder::Http(sink) => {
                 tokio::time::timeout_at(deadline, to_sink(sink, events, traceparent)).await
             }
             Forwarder::Redis {
@@ -173,7 +173,7 @@ impl Forwarder {
     /// Whether the next hop answers, for `/readyz`.
     pub async fn check(&self) -> Result<(), String> {
         match self {
-            Forwarder::Sink(_) => Ok(()),
+            Forwarder::Http(_) => Ok(()),
             Forwarder::Grpc(batcher) => {
                 // An empty batch is a cheap round trip that proves the writer answers.
                 batcher

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
-use crate::access::GrpcBearer;
+use runtime::auth::GrpcBearer;
 
 pub type Client = CaseWriterClient<InterceptedService<Channel, GrpcBearer>>;
 

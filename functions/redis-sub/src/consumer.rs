@@ -6,10 +6,10 @@
 
 use std::time::Duration;
 
-use events::redis::Keys;
 use redis::aio::ConnectionManager;
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use runtime::{Backoff, Context};
+use store::Keys;
 use store::Writer;
 
 use crate::config::SubConfig;

@@ -6,9 +6,10 @@
 //! replayed after a fix (`redis-sub replay-dead-letters`).
 
 use events::Reported;
-use events::redis::{Keys, STREAM_FIELD};
+use events::redis::STREAM_FIELD;
 use redis::aio::ConnectionManager;
 use redis::streams::StreamId;
+use store::Keys;
 
 /// An entry that is not a case event (retrying it would never succeed).
 #[derive(Debug, Clone)]

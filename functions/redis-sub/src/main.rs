@@ -2,6 +2,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+runtime::use_mimalloc!();
+
 /// redis-sub: stores the cases of the Redis Stream in MongoDB. Without a
 /// subcommand it serves (configuration from the environment, see README).
 #[derive(Parser)]

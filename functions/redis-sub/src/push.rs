@@ -18,11 +18,12 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::StatusCode;
 use events::http::CloudEvent;
-use events::redis::{Keys, STREAM_FIELD, STREAM_SOURCE_TYPE, SourcedEntry};
+use events::redis::{STREAM_FIELD, STREAM_SOURCE_TYPE, SourcedEntry};
 use events::{Event, Reported};
 use redis::aio::ConnectionManager;
 use redis::streams::StreamRangeReply;
 use runtime::ApiError;
+use store::Keys;
 
 use crate::entries;
 

@@ -7,10 +7,10 @@
 //! source's deliveries delete the rest) and settles them like any other.
 //! Racing a late delivery is harmless: writes are idempotent on the case id.
 
-use events::redis::Keys;
 use redis::aio::ConnectionManager;
 use redis::streams::StreamRangeReply;
 use runtime::Context;
+use store::Keys;
 use store::Writer;
 
 use crate::config::SubConfig;

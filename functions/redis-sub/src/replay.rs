@@ -6,9 +6,10 @@
 //! when this build reads it as a case; the others stay, with their reasons
 //! printed.
 
-use events::redis::{Keys, STREAM_FIELD};
+use events::redis::STREAM_FIELD;
 use redis::aio::ConnectionManager;
 use redis::streams::StreamRangeReply;
+use store::Keys;
 
 /// What a replay did.
 #[derive(Debug, Default, PartialEq, Eq)]

@@ -7,6 +7,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -18,7 +19,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -32,10 +33,6 @@ use crate::settings::{self, Function};
 use crate::sink::Sink;
 use crate::workers::{StreamExecutor, Workers};
 use crate::{auth, metrics, telemetry};
-
-/// Response header naming the revision that served the request, so a load
-/// test can measure a traffic split from outside.
-pub const REVISION_HEADER: &str = "x-revision";
 
 /// A readiness check: `Ok` when the dependency answers.
 pub type ReadyCheck =
@@ -287,16 +284,7 @@ async fn serve(
     header_read_timeout: Duration,
     workers: Arc<Workers>,
 ) -> std::io::Result<()> {
-    let mut builder = auto::Builder::new(StreamExecutor::current());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(Some(Duration::from_secs(30)))
-        .keep_alive_timeout(Duration::from_secs(20));
+    let builder = connection_builder(header_read_timeout);
     let graceful = GracefulShutdown::new();
     loop {
         let (stream, peer) = tokio::select! {
@@ -320,53 +308,94 @@ async fn serve(
                 continue;
             }
         };
-        let router = router.clone();
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        workers.spawn(async move {
-            let stream = match tokio::net::TcpStream::from_std(stream) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, %peer, "cannot serve the connection");
-                    return;
-                }
-            };
-            let first_request = Arc::new(std::sync::atomic::AtomicBool::new(false));
-            let seen = first_request.clone();
-            let service = tower::ServiceExt::map_request(
-                router,
-                move |mut req: Request<hyper::body::Incoming>| {
-                    seen.store(true, std::sync::atomic::Ordering::Relaxed);
-                    req.extensions_mut().insert(ConnectInfo(peer));
-                    req
-                },
-            );
-            let conn = builder.serve_connection_with_upgrades(
-                TokioIo::new(stream),
-                TowerToHyperService::new(service),
-            );
-            let conn = watcher.watch(conn.into_owned());
-            let mut conn = std::pin::pin!(conn);
-            // hyper's header timeout starts only once the protocol is known;
-            // a client that sends nothing, or half an HTTP/2 preface, is cut here.
-            let result = tokio::select! {
-                r = &mut conn => r,
-                _ = tokio::time::sleep(header_read_timeout) => {
-                    if !first_request.load(std::sync::atomic::Ordering::Relaxed) {
-                        tracing::debug!(%peer, "no request within the header read timeout; closing");
-                        return;
-                    }
-                    conn.await
-                }
-            };
-            if let Err(e) = result {
-                tracing::debug!(error = %e, %peer, "connection closed with an error");
-            }
-        });
+        let connection = Connection {
+            peer,
+            router: router.clone(),
+            builder: builder.clone(),
+            watcher: graceful.watcher(),
+            header_read_timeout,
+        };
+        workers.spawn(connection.serve(stream));
     }
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+/// HTTP/1 with the header read timeout; HTTP/2 pinged every 30 s.
+fn connection_builder(header_read_timeout: Duration) -> auto::Builder<StreamExecutor> {
+    let mut builder = auto::Builder::new(StreamExecutor::current());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    builder
+}
+
+/// One accepted connection and what serving it needs, on a worker.
+struct Connection {
+    peer: SocketAddr,
+    router: Router,
+    builder: auto::Builder<StreamExecutor>,
+    watcher: Watcher,
+    header_read_timeout: Duration,
+}
+
+impl Connection {
+    /// Serves the connection's requests until it closes (or sends no
+    /// request within the header read timeout).
+    async fn serve(self, stream: std::net::TcpStream) {
+        let Connection {
+            peer,
+            router,
+            builder,
+            watcher,
+            header_read_timeout,
+        } = self;
+        let stream = match tokio::net::TcpStream::from_std(stream) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, %peer, "cannot serve the connection");
+                return;
+            }
+        };
+        let first_request = Arc::new(AtomicBool::new(false));
+        let seen = first_request.clone();
+        let service = tower::ServiceExt::map_request(
+            router,
+            move |mut req: Request<hyper::body::Incoming>| {
+                seen.store(true, Ordering::Relaxed);
+                req.extensions_mut().insert(ConnectInfo(peer));
+                req
+            },
+        );
+        let conn = builder.serve_connection_with_upgrades(
+            TokioIo::new(stream),
+            TowerToHyperService::new(service),
+        );
+        let conn = watcher.watch(conn.into_owned());
+        let mut conn = std::pin::pin!(conn);
+        // hyper's header timeout starts only once the protocol is known;
+        // a client that sends nothing, or half an HTTP/2 preface, is cut here.
+        let result = tokio::select! {
+            r = &mut conn => r,
+            _ = tokio::time::sleep(header_read_timeout) => {
+                if !first_request.load(Ordering::Relaxed) {
+                    tracing::debug!(%peer, "no request within the header read timeout; closing");
+                    return;
+                }
+                conn.await
+            }
+        };
+        if let Err(e) = result {
+            tracing::debug!(error = %e, %peer, "connection closed with an error");
+        }
+    }
 }
 
 async fn stop_on_signal(token: CancellationToken) {

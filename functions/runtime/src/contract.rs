@@ -20,7 +20,7 @@ use crate::trace::{self, TraceContext};
 
 #[derive(Clone)]
 pub struct ContractLayer {
-    /// The serving revision, for the [`crate::REVISION_HEADER`] of every response.
+    /// The serving revision, for the [`events::REVISION_HEADER`] of every response.
     revision: HeaderValue,
 }
 
@@ -78,7 +78,7 @@ where
                 let headers = resp.headers_mut();
                 headers.insert(trace::HEADER, ctx.header_value());
                 headers.insert(
-                    HeaderName::from_static(crate::REVISION_HEADER),
+                    HeaderName::from_static(events::REVISION_HEADER),
                     layer.revision,
                 );
                 Ok(resp)

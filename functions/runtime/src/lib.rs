@@ -1,7 +1,14 @@
-//! The Knative function runtime: the container contract of DESIGN.md,
-//! implemented once. A function's `main` is
+//! The Knative function runtime: the container contract every function
+//! keeps, implemented once. It listens on `$PORT` (HTTP and gRPC on one
+//! port), reads Knative's variables (`K_SINK`, `K_REVISION`, ...), serves
+//! `/healthz`, `/readyz` and `/metrics`, names the serving revision on every
+//! answer, logs JSON carrying the trace context, drains in-flight work on
+//! SIGTERM, and serves through the Lambda runtime when
+//! `AWS_LAMBDA_RUNTIME_API` is set. A function's `main` is
 //!
 //! ```ignore
+//! runtime::use_mimalloc!();
+//!
 //! fn main() -> std::process::ExitCode {
 //!     runtime::main::<ingest::Function>()
 //! }
@@ -27,12 +34,23 @@ pub mod testing;
 pub mod trace;
 pub mod workers;
 
-/// Every function allocates per request (bodies, headers, events); mimalloc
+/// Makes mimalloc the global allocator of the binary that calls it: every
+/// function allocates per request (bodies, headers, events), and mimalloc
 /// keeps that off glibc's arena locks and measurably cheaper (BENCHMARKS.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+/// Each function's `main.rs` calls it; a tool that links the runtime keeps
+/// the system allocator unless it calls it too.
+#[macro_export]
+macro_rules! use_mimalloc {
+    () => {
+        #[global_allocator]
+        static ALLOCATOR: $crate::mimalloc::MiMalloc = $crate::mimalloc::MiMalloc;
+    };
+}
 
-pub use app::{App, Context, REVISION_HEADER, Routes, install_crypto_provider, main};
+#[doc(hidden)]
+pub use mimalloc;
+
+pub use app::{App, Context, Routes, install_crypto_provider, main};
 pub use auth::{Secret, Verifier};
 pub use config::Config;
 pub use error::ApiError;

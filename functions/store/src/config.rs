@@ -54,7 +54,7 @@ impl RedisConfig {
     }
 
     /// The Redis keys under this prefix.
-    pub fn keys(&self) -> events::redis::Keys {
-        events::redis::Keys::new(self.key_prefix.clone())
+    pub fn keys(&self) -> crate::Keys {
+        crate::Keys::new(self.key_prefix.clone())
     }
 }

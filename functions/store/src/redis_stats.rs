@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use events::redis::Keys;
+use crate::Keys;
 use events::{AGE_BUCKETS, StoredCase};
 
 use crate::batch::Deltas;

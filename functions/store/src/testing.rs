@@ -3,7 +3,7 @@
 //! or servers started for this process), with a database and a key prefix
 //! no other test uses, and the readers the checks need.
 
-use events::redis::Keys;
+use crate::Keys;
 use redis::aio::ConnectionManager;
 
 use crate::{Aggregator, CaseStore, Mongo, MongoConfig, RedisStats};

@@ -8,11 +8,11 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use events::redis::Keys;
 use events::{Case, Reported, WritePath};
 use futures::TryStreamExt;
 use mongodb::IndexModel;
 use mongodb::bson::doc;
+use store::Keys;
 use store::testing::Stores;
 use store::{Aggregator, CaseStore, IngestLog, LogRecord, Mongo, RedisStats};
 

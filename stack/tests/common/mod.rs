@@ -5,10 +5,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use events::redis::Keys;
 use stack::{Ports, StackConfig, Supervisor};
 use store::testing::Stores;
-use store::{Aggregator, CaseStore};
+use store::{Aggregator, CaseStore, Keys};
 
 pub struct Pipeline {
     pub sup: Supervisor,

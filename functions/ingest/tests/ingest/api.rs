@@ -257,7 +257,7 @@ async fn redis_route_appends_to_the_stream() {
         .get_multiplexed_async_connection()
         .await
         .unwrap();
-    let stream = events::redis::Keys::new(prefix).stream();
+    let stream = store::Keys::new(prefix).stream();
     let entries: redis::streams::StreamRangeReply = conn.xrange_all(&stream).await.unwrap();
     assert_eq!(entries.ids.len(), 3);
     let decoded: Vec<Reported> = entries
@@ -547,7 +547,7 @@ async fn every_request_is_recorded_in_the_ingest_log() {
             accepted.bytes as usize,
             accepted.path.as_str()
         ),
-        (2, batch.len(), "sink")
+        (2, batch.len(), "http")
     );
     assert_eq!(accepted.revision, "ingest-00003");
     assert_eq!(accepted.requests, 1);

@@ -1,6 +1,6 @@
 use std::collections::HashMap;
 
-use jsonwebtoken::{EncodingKey, Header, encode};
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Value, json};
 
 use super::*;
@@ -400,4 +400,19 @@ fn base64_url(s: &str) -> String {
         }
     }
     out
+}
+
+#[test]
+fn grpc_calls_carry_the_internal_token_only_when_there_is_one() {
+    use tonic::service::Interceptor;
+
+    let token = Secret::new("internal-token-0123456789");
+    let sent = GrpcBearer::new(Some(&token))
+        .call(tonic::Request::new(()))
+        .unwrap();
+    let value = sent.metadata().get("authorization").unwrap();
+    assert_eq!(value.to_str().unwrap(), "Bearer internal-token-0123456789");
+    assert!(value.is_sensitive(), "the token must never be logged");
+    let open = GrpcBearer::new(None).call(tonic::Request::new(())).unwrap();
+    assert!(open.metadata().get("authorization").is_none());
 }

@@ -2,7 +2,7 @@
 //! MongoDB database, with the stores the tests seed through (the real write
 //! and aggregation code).
 
-use events::redis::Keys;
+use store::Keys;
 use store::testing::Stores;
 use store::{Aggregator, CaseStore};
 

@@ -6,11 +6,10 @@ pub mod stream_source;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use events::redis::Keys;
 use events::{Case, Reported, WritePath};
 use runtime::testing::Spawned;
-use store::CaseStore;
 use store::testing::Stores;
+use store::{CaseStore, Keys};
 
 pub struct Env {
     pub keys: Keys,
