@@ -1,9 +1,9 @@
 //! Faults under load: for each fault, a fresh pipeline (its own Redis and
 //! MongoDB-compatible server, so the test can stop, restart and freeze
 //! them), a steady load through both ingest paths, the fault, then recovery
-//! and the audit: every case answered 202 stored exactly once, every case
-//! answered 5xx stored at most once, every counter equal to the stored
-//! documents. The table is printed (`-- --nocapture`) and written to
+//! and the audit: every case answered 202 stored exactly once, no case
+//! answered 503 (or any 4xx) stored, every case answered 504 or not answered
+//! at all stored at most once, every counter equal to the stored documents. The table is printed (`-- --nocapture`) and written to
 //! `target/faults-report.md`.
 //!
 //! `FAULT_SOAK_SECS=<n>` runs the load n seconds per fault, repeating the

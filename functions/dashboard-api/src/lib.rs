@@ -208,7 +208,9 @@ async fn get_ingest_log(State(s): ApiState, RawQuery(q): RawQuery) -> Result<Res
 
 /// Holds a stream's slot and decrements the client gauge when the stream
 /// ends, however it ends.
-struct ClientGuard(#[allow(dead_code)] tokio::sync::OwnedSemaphorePermit);
+struct ClientGuard {
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
 
 impl Drop for ClientGuard {
     fn drop(&mut self) {
@@ -237,7 +239,7 @@ async fn stream(
     latest.mark_unchanged();
     let shutdown = s.ctx.shutdown.clone();
     metrics::gauge!("dashboard_sse_clients").increment(1.0);
-    let events = async_stream(first, latest, shutdown, ClientGuard(slot));
+    let events = async_stream(first, latest, shutdown, ClientGuard { _slot: slot });
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 

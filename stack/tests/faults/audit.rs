@@ -1,7 +1,8 @@
 //! The audit of what ended up stored against what the load was answered:
 //! the README's guarantees seen from the client's side. Every case answered
-//! 202 is stored exactly once; a case answered 5xx (or never answered) is
-//! stored at most once; a case answered 503 is not stored at all.
+//! 202 is stored exactly once; a case answered 503 is not stored at all; a
+//! case answered 504 (or any other 5xx, or never answered) is stored at most
+//! once.
 
 use std::collections::HashMap;
 
