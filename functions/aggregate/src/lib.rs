@@ -71,6 +71,7 @@ fn start_counting(
         max_items: FLUSH_MAX_BATCHES,
         max_weight: FLUSH_MAX_CASES,
         wait,
+        pace: Duration::ZERO,
         in_flight: 1,
         queue: 1024,
     };

@@ -1,6 +1,8 @@
 //! Groups concurrent write requests into one bulk insert (a
-//! [`runtime::batch::Batcher`], `WRITES_IN_FLIGHT` at a time). The first request
-//! waits at most `batch_wait` for others; a full batch goes at once. The
+//! [`runtime::batch::Batcher`], `WRITES_IN_FLIGHT` at a time). A write that
+//! follows one that was not full starts `WRITE_BATCH_WAIT_MS` after it, so
+//! under steady traffic it carries that long's requests; a request after a
+//! quiet spell is written at once, and a full batch goes at once. The
 //! queue is bounded: when MongoDB is slow, callers wait, then time out.
 //!
 //! A request may carry its caller's deadline (`grpc-timeout`): a request
@@ -57,7 +59,10 @@ impl Batcher {
         let limits = Limits {
             max_items: usize::MAX,
             max_weight: config.batch_max,
-            wait: config.batch_wait,
+            // Paced, not held: a request after a quiet spell is written at
+            // once; under steady traffic a write carries `batch_wait` of them.
+            wait: Duration::ZERO,
+            pace: config.batch_wait,
             in_flight: config.writes_in_flight,
             queue: 1024,
         };

@@ -14,8 +14,8 @@ const WRITE_BATCH_MAX: Var = Var::new(
 );
 const WRITE_BATCH_WAIT_MS: Var = Var::new(
     "WRITE_BATCH_WAIT_MS",
-    Default::Value("2"),
-    "how long a write waits for others to share its insert",
+    Default::Value("5"),
+    "after a write that was not full, the next starts this long after it, so one insert carries that long's requests (a request after a quiet spell is written at once)",
 );
 const WRITES_IN_FLIGHT: Var = Var::new(
     "WRITES_IN_FLIGHT",

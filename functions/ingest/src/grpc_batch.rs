@@ -59,6 +59,7 @@ impl GrpcBatcher {
             max_items: usize::MAX,
             max_weight: MAX_CASES,
             wait: std::time::Duration::ZERO,
+            pace: std::time::Duration::ZERO,
             in_flight: MAX_CALLS,
             queue: 4096,
         };

@@ -7,11 +7,14 @@
 //!   weight (cases, say); an item is never split, and one heavier than
 //!   `max_weight` goes alone. At most `in_flight` calls run at once; the queue
 //!   holds `queue` items, and past it `submit` waits.
-//! - **Timer or none.** With `wait` zero nothing waits on a timer: a call
-//!   takes what is queued the moment a call slot is free, so under load the
-//!   queue fills while calls are busy and one call carries many items, and
-//!   with no load an item goes out at once. With `wait` set, the first item
-//!   of a call waits that long for others.
+//! - **Timer or none.** With `wait` and `pace` zero nothing waits on a
+//!   timer: a call takes what is queued the moment a call slot is free, so
+//!   under load the queue fills while calls are busy and one call carries
+//!   many items, and with no load an item goes out at once. With `wait` set,
+//!   the first item of a call waits that long for others. With `pace` set, a
+//!   call that follows one that was not full starts no sooner than `pace`
+//!   after it: under steady traffic each call carries `pace` worth of items,
+//!   while an item after a quiet spell still goes out at once.
 //! - **Deadlines.** An item whose deadline passes while it is still queued
 //!   is taken out and never handed to the handler ([`Unanswered::NotSent`]):
 //!   its caller can say for certain that nothing was done. One whose call is
@@ -39,6 +42,8 @@ pub struct Limits {
     pub max_weight: usize,
     /// How long a call's first item waits for others; zero: no timer.
     pub wait: Duration,
+    /// Least time from a call that was not full to the start of the next.
+    pub pace: Duration,
     /// Most calls running at once.
     pub in_flight: usize,
     /// Most items queued; past it `submit` waits for room.
@@ -199,6 +204,8 @@ where
     let mut calls = JoinSet::new();
     // An item that would have taken a call past `max_weight` opens the next one.
     let mut carried: Option<Queued<I, O>> = None;
+    // After a call that was not full: when the next may start (`pace`).
+    let mut paced_until: Option<Instant> = None;
     loop {
         let first = match carried.take() {
             Some(q) => q,
@@ -214,7 +221,11 @@ where
             .acquire_owned()
             .await
             .expect("the semaphore is never closed");
-        let until = Instant::now() + limits.wait;
+        if let Some(at) = paced_until {
+            tokio::time::sleep_until(at).await;
+        }
+        let started = Instant::now();
+        let until = started + limits.wait;
         let mut batch = Vec::new();
         let mut weight = 0;
         let mut next = Some(first);
@@ -248,6 +259,9 @@ where
         if batch.is_empty() {
             continue;
         }
+        let full =
+            carried.is_some() || batch.len() >= limits.max_items || weight >= limits.max_weight;
+        paced_until = (!full && !limits.pace.is_zero()).then(|| started + limits.pace);
         let handler = handler.clone();
         calls.spawn(async move {
             let _permit = permit;

@@ -8,6 +8,7 @@ fn limits() -> Limits {
         max_items: 100,
         max_weight: 100,
         wait: Duration::ZERO,
+        pace: Duration::ZERO,
         in_flight: 1,
         queue: 100,
     }
@@ -119,6 +120,34 @@ async fn an_idle_batcher_sends_at_once_and_a_wait_holds_the_first_item() {
         // Paused time moves only when every task waits on a timer.
         assert_eq!(Instant::now() - t0, wait);
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_paced_call_follows_a_partial_one_after_the_pace_and_a_lone_item_goes_at_once() {
+    let r = Recorder::default();
+    r.gate.add_permits(100);
+    let pace = Duration::from_millis(50);
+    let b = r.start(Limits { pace, ..limits() });
+    let t0 = Instant::now();
+    assert_eq!(b.submit(1, 1, None).await.unwrap(), 10);
+    assert_eq!(
+        Instant::now() - t0,
+        Duration::ZERO,
+        "the first call goes at once"
+    );
+    // Right after a call that was not full: the next starts `pace` after it,
+    // with whatever queued meanwhile.
+    let queued: Vec<_> = (2..=4).map(|i| spawn_submit(&b, i, 1, None)).collect();
+    for h in queued {
+        h.await.unwrap().unwrap();
+    }
+    assert_eq!(Instant::now() - t0, pace);
+    assert_eq!(r.calls(), vec![vec![1], vec![2, 3, 4]]);
+    // After a quiet spell longer than the pace, an item goes at once.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let t1 = Instant::now();
+    assert_eq!(b.submit(5, 1, None).await.unwrap(), 50);
+    assert_eq!(Instant::now() - t1, Duration::ZERO);
 }
 
 #[tokio::test(start_paused = true)]
