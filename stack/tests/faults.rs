@@ -70,7 +70,7 @@ const SLOW_RECOVERY: Duration = Duration::from_secs(5);
 
 async fn start(redis_url: &str, mongodb_uri: &str, extra_env: &[(&str, &str)]) -> Pipeline {
     common::start(common::Start {
-        bin_dir: inject::built_binaries().unwrap(),
+        bin_dir: stack::testing::built_binaries().unwrap(),
         redis_url,
         mongodb_uri,
         name: "faults",
@@ -393,7 +393,7 @@ async fn every_fault_under_load_loses_nothing_and_stores_nothing_twice() {
     );
     let report = report::report(&title, &rows);
     println!("{report}");
-    let path = inject::built_binaries()
+    let path = stack::testing::built_binaries()
         .unwrap()
         .parent()
         .unwrap()

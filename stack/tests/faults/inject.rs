@@ -3,7 +3,6 @@
 //! sampling of the function processes.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
@@ -12,24 +11,6 @@ use tokio_util::sync::CancellationToken;
 use stack::{MongoServer, RedisServer, Supervisor};
 
 use super::load::{RunningLoad, Sent};
-
-/// The directory of the function binaries the running test uses: the
-/// profile directory its own executable is in (`target/<profile>/deps/<test>`).
-pub fn built_binaries() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .context("the test binary has no profile directory")?
-        .to_owned();
-    if !dir.join("ingest").exists() {
-        bail!(
-            "function binaries not found in {}: run `cargo build --workspace --bins` first (make test does)",
-            dir.display()
-        );
-    }
-    Ok(dir)
-}
 
 /// `FAULT_SOAK_SECS`: how long the load runs per fault; the fault repeats
 /// while it runs. Unset or 0: the fault is injected once (the short CI run).
