@@ -46,13 +46,13 @@ const FLUSH_MAX_BATCHES: usize = 200;
 const FLUSH_MAX_CASES: usize = 10_000;
 
 /// A batch record to count: from its `case.stored` event, or found by the sweep.
-struct Uncounted {
+struct BatchToCount {
     batch: String,
     /// Cases in the batch (as its `case.stored` event or record says).
     cases: u64,
 }
 
-type Counting = runtime::batch::Batcher<Uncounted, Result<(), String>>;
+type Counting = runtime::batch::Batcher<BatchToCount, Result<(), String>>;
 
 struct Shared {
     counting: Counting,
@@ -155,7 +155,7 @@ async fn receive(
             Duration::from_secs(1),
         )
     };
-    let record = Uncounted {
+    let record = BatchToCount {
         batch: batch.batch,
         cases: batch.cases,
     };
@@ -185,7 +185,7 @@ fn record(counted: &Counted) {
 /// sender gets the flush's outcome.
 async fn flush(
     agg: Aggregator,
-    records: Vec<Uncounted>,
+    records: Vec<BatchToCount>,
     changed: Arc<watch::Sender<u64>>,
 ) -> Vec<Result<(), String>> {
     let ids: Vec<String> = records.into_iter().map(|r| r.batch).collect();
@@ -250,7 +250,7 @@ async fn sweeper(ctx: Context, agg: Aggregator, every: Duration, counting: Count
         );
         let replies = batches.into_iter().map(|(batch, cases)| {
             let weight = usize::try_from(cases).unwrap_or(usize::MAX);
-            counting.submit(Uncounted { batch, cases }, weight, None)
+            counting.submit(BatchToCount { batch, cases }, weight, None)
         });
         // The next pass starts after these are counted, not before.
         futures::future::join_all(replies).await;

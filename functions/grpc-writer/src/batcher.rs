@@ -39,7 +39,7 @@ pub enum WriteError {
 }
 
 /// One `Write` call's cases, waiting for the next bulk insert.
-struct Request {
+struct QueuedCases {
     cases: Vec<Reported>,
     traceparent: Option<String>,
     commit_by: Option<Instant>,
@@ -49,7 +49,7 @@ type Outcome = Result<Duplicates, WriteError>;
 
 #[derive(Clone)]
 pub struct Batcher {
-    writes: runtime::batch::Batcher<Request, Outcome>,
+    writes: runtime::batch::Batcher<QueuedCases, Outcome>,
 }
 
 impl Batcher {
@@ -82,25 +82,28 @@ impl Batcher {
         commit_by: Option<Instant>,
     ) -> Result<Duplicates, WriteError> {
         let weight = cases.len();
-        let request = Request {
+        let request = QueuedCases {
             cases,
             traceparent,
             commit_by,
         };
-        match self.writes.submit(request, weight, commit_by).await {
+        let answer = match self.writes.submit(request, weight, commit_by).await {
+            // The write does not commit past `commit_by`: its answer comes soon.
+            Err(Unanswered::InFlight(pending)) => pending.outcome().await,
+            other => other,
+        };
+        match answer {
             Ok(outcome) => outcome,
-            // Its caller has given up while it was queued: never written.
-            Err(Unanswered::NotSent) => {
+            // Never written: its caller gave up while it was queued, or the
+            // writer is stopping.
+            Err(Unanswered::NotSent) if commit_by.is_some_and(|t| Instant::now() >= t) => {
                 metrics::counter!("writer_requests_expired_total").increment(1);
                 Err(WriteError::DeadlinePassed)
             }
-            // The write does not commit past `commit_by`: its answer comes soon.
-            Err(Unanswered::InFlight(pending)) => pending.outcome().await.unwrap_or_else(|_| {
-                Err(WriteError::Unknown(
-                    "the write ended without an answer".to_owned(),
-                ))
-            }),
-            Err(Unanswered::Lost) => Err(WriteError::Unknown(
+            Err(Unanswered::NotSent) => Err(WriteError::Unavailable(
+                "the writer is shutting down".to_owned(),
+            )),
+            Err(Unanswered::InFlight(_) | Unanswered::Lost) => Err(WriteError::Unknown(
                 "the write ended without an answer".to_owned(),
             )),
         }
@@ -108,7 +111,7 @@ impl Batcher {
 }
 
 /// One bulk insert of the requests' cases; each request gets the outcome.
-async fn write(writer: Writer, requests: Vec<Request>, deadline: Duration) -> Vec<Outcome> {
+async fn write(writer: Writer, requests: Vec<QueuedCases>, deadline: Duration) -> Vec<Outcome> {
     // A request whose deadline passed while the batch gathered is not written.
     let now = Instant::now();
     let live: Vec<bool> = requests

@@ -1,9 +1,9 @@
 //! The gRPC route's calls, shared by concurrent requests (a
 //! [`runtime::batch::Batcher`]). Every request's cases join a queue; a call
 //! takes whatever is queued (up to [`MAX_CASES`]) into one `Write`, with at
-//! most [`MAX_CALLS`] calls in flight. Nothing waits on a timer: with no call in flight a request goes
-//! out at once, and under load the queue fills while calls are busy, so one
-//! call carries many requests. Single-case POSTs then cost the writer one
+//! most [`MAX_CALLS`] calls in flight. Nothing waits on a timer: with no
+//! call in flight a request goes out at once, and under load the queue fills
+//! while calls are busy, so one call carries many requests. Single-case POSTs then cost the writer one
 //! call per batch instead of one per case. Each request gets its own slice
 //! of the per-case results, or the call's error.
 //!
@@ -40,7 +40,7 @@ pub enum Unanswered {
 }
 
 /// One request's events, waiting for a call.
-struct Request {
+struct QueuedWrite {
     events: Vec<ce::CloudEvent>,
     traceparent: String,
     deadline: Instant,
@@ -48,7 +48,7 @@ struct Request {
 
 #[derive(Clone)]
 pub struct GrpcBatcher {
-    calls: Batcher<Request, Reply>,
+    calls: Batcher<QueuedWrite, Reply>,
     client: Client,
 }
 
@@ -83,7 +83,7 @@ impl GrpcBatcher {
         deadline: Instant,
     ) -> Result<Reply, Unanswered> {
         let weight = events.len();
-        let request = Request {
+        let request = QueuedWrite {
             events,
             traceparent: traceparent.to_owned(),
             deadline,
@@ -100,7 +100,7 @@ impl GrpcBatcher {
 }
 
 /// One `Write` call for the requests; each gets its own slice of the results.
-async fn call(mut client: Client, mut requests: Vec<Request>) -> Vec<Reply> {
+async fn call(mut client: Client, mut requests: Vec<QueuedWrite>) -> Vec<Reply> {
     let counts: Vec<usize> = requests.iter().map(|r| r.events.len()).collect();
     let mut req = tonic::Request::new(WriteRequest {
         events: requests
