@@ -8,8 +8,8 @@ use store::config::{MONGODB_DATABASE, MONGODB_URI, REDIS_KEY_PREFIX, REDIS_URL};
 
 const AGGREGATE_FLUSH_MS: Var = Var::new(
     "AGGREGATE_FLUSH_MS",
-    Default::Value("20"),
-    "events within this window are counted in one transaction (at most 200 batches)",
+    Default::Value("200"),
+    "after a flush that was not full, the next starts this long after it, so one transaction counts that long's events (at most 200 batches); an event after a quiet spell is counted at once",
 );
 const SWEEP_INTERVAL_MS: Var = Var::new(
     "SWEEP_INTERVAL_MS",
@@ -26,8 +26,9 @@ const NOTIFY_MIN_INTERVAL_MS: Var = Var::new(
 pub struct AggregateConfig {
     pub mongo: store::MongoConfig,
     pub redis: store::RedisConfig,
-    /// [`AGGREGATE_FLUSH_MS`].
-    pub flush_wait: Duration,
+    /// [`AGGREGATE_FLUSH_MS`]: the same interval as the `stats.updated`
+    /// notices by default, since a dashboard hears of flushes no more often.
+    pub flush_pace: Duration,
     /// [`SWEEP_INTERVAL_MS`]: also catches up interrupted Redis updates.
     pub sweep_interval: Duration,
     /// [`NOTIFY_MIN_INTERVAL_MS`], however many updates happen.
@@ -50,7 +51,7 @@ impl Settings for AggregateConfig {
         Ok(AggregateConfig {
             mongo: store::MongoConfig::read(env)?,
             redis: store::RedisConfig::read(env)?,
-            flush_wait: millis(&AGGREGATE_FLUSH_MS)?,
+            flush_pace: millis(&AGGREGATE_FLUSH_MS)?,
             sweep_interval: millis(&SWEEP_INTERVAL_MS)?.max(Duration::from_millis(10)),
             notify_interval: millis(&NOTIFY_MIN_INTERVAL_MS)?,
         })

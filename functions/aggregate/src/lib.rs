@@ -58,20 +58,22 @@ struct Shared {
     counting: Counting,
 }
 
-/// Counts the records of one flush: every record whose event (or sweep)
-/// arrives within `AGGREGATE_FLUSH_MS`, up to the flush bounds, in one
-/// transaction, one flush at a time.
+/// Counts the records of one flush in one transaction, one flush at a time.
+/// Paced by `AGGREGATE_FLUSH_MS`: after a flush that was not full, the next
+/// starts that long after it and takes every record that arrived meanwhile
+/// (up to the flush bounds), so a flush's fixed cost (an update per area and
+/// state, the totals, its outbox entry) is paid per interval, not per write.
+/// An event after a quiet spell is counted at once.
 fn start_counting(
     ctx: &Context,
     agg: Aggregator,
-    wait: Duration,
+    pace: Duration,
     changed: watch::Sender<u64>,
 ) -> Counting {
     let limits = runtime::batch::Limits {
         max_items: FLUSH_MAX_BATCHES,
         max_weight: FLUSH_MAX_CASES,
-        wait,
-        pace: Duration::ZERO,
+        pace,
         in_flight: 1,
         queue: 1024,
     };
@@ -116,7 +118,7 @@ pub async fn routes(ctx: Context, config: AggregateConfig) -> anyhow::Result<Rou
     let keys = config.redis.keys();
     let agg = Aggregator::new(mongo.clone(), RedisStats::new(conn.clone(), keys.clone()));
     let (changed, watch_rx) = watch::channel(0u64);
-    let counting = start_counting(&ctx, agg.clone(), config.flush_wait, changed);
+    let counting = start_counting(&ctx, agg.clone(), config.flush_pace, changed);
     ctx.tasks.spawn(sweeper(
         ctx.clone(),
         agg.clone(),

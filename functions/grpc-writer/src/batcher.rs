@@ -61,7 +61,6 @@ impl Batcher {
             max_weight: config.batch_max,
             // Paced, not held: a request after a quiet spell is written at
             // once; under steady traffic a write carries `batch_wait` of them.
-            wait: Duration::ZERO,
             pace: config.batch_wait,
             in_flight: config.writes_in_flight,
             queue: 1024,

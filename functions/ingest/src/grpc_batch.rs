@@ -58,7 +58,6 @@ impl GrpcBatcher {
         let limits = Limits {
             max_items: usize::MAX,
             max_weight: MAX_CASES,
-            wait: std::time::Duration::ZERO,
             pace: std::time::Duration::ZERO,
             in_flight: MAX_CALLS,
             queue: 4096,

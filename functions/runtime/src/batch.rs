@@ -7,14 +7,15 @@
 //!   weight (cases, say); an item is never split, and one heavier than
 //!   `max_weight` goes alone. At most `in_flight` calls run at once; the queue
 //!   holds `queue` items, and past it `submit` waits.
-//! - **Timer or none.** With `wait` and `pace` zero nothing waits on a
-//!   timer: a call takes what is queued the moment a call slot is free, so
-//!   under load the queue fills while calls are busy and one call carries
-//!   many items, and with no load an item goes out at once. With `wait` set,
-//!   the first item of a call waits that long for others. With `pace` set, a
-//!   call that follows one that was not full starts no sooner than `pace`
-//!   after it: under steady traffic each call carries `pace` worth of items,
-//!   while an item after a quiet spell still goes out at once.
+//! - **No timer on a lone item.** A call takes what is queued the moment a
+//!   call slot is free, so under load the queue fills while calls are busy
+//!   and one call carries many items, and with no load an item goes out at
+//!   once. With `pace` set, a call that follows one that was not full starts
+//!   no sooner than `pace` after it: under steady traffic each call carries
+//!   `pace` worth of items, while an item after a quiet spell still goes out
+//!   at once. (No first item is ever held back waiting for company: that
+//!   would cost every request the wait when the system is idle, and buy
+//!   nothing under load that `pace` does not.)
 //! - **Deadlines.** An item whose deadline passes while it is still queued
 //!   is taken out and never handed to the handler ([`Unanswered::NotSent`]):
 //!   its caller can say for certain that nothing was done. One whose call is
@@ -40,8 +41,6 @@ pub struct Limits {
     pub max_items: usize,
     /// Most weight in one call (an item heavier than this goes alone).
     pub max_weight: usize,
-    /// How long a call's first item waits for others; zero: no timer.
-    pub wait: Duration,
     /// Least time from a call that was not full to the start of the next.
     pub pace: Duration,
     /// Most calls running at once.
@@ -225,7 +224,6 @@ where
             tokio::time::sleep_until(at).await;
         }
         let started = Instant::now();
-        let until = started + limits.wait;
         let mut batch = Vec::new();
         let mut weight = 0;
         let mut next = Some(first);
@@ -247,12 +245,6 @@ where
             }
             next = match rx.try_recv() {
                 Ok(q) => Some(q),
-                Err(mpsc::error::TryRecvError::Empty) if !limits.wait.is_zero() => {
-                    match tokio::time::timeout_at(until, rx.recv()).await {
-                        Ok(Some(q)) => Some(q),
-                        _ => break,
-                    }
-                }
                 Err(_) => break,
             };
         }

@@ -29,6 +29,15 @@ pub struct InsertOutcome {
     pub batch: Option<String>,
 }
 
+/// Whether a write looks its ids up before inserting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lookup {
+    /// Insert straight away: a duplicate key fails the transaction.
+    No,
+    /// Find which ids are stored already and insert only the others.
+    First,
+}
+
 /// A write whose caller's deadline passed before its commit: nothing stored.
 #[derive(Debug, thiserror::Error)]
 #[error("the caller's deadline passed before the commit: nothing was stored")]
@@ -154,30 +163,31 @@ impl CaseStore {
         let now = Utc::now();
         // An id repeated within the request is stored once; the repeats are
         // reported as duplicates.
-        let mut seen = HashSet::new();
-        let (mut cases, mut repeated) = (Vec::new(), Vec::new());
-        for r in reported {
-            if seen.insert(r.id.as_str()) {
-                cases.push(StoredCase::from_reported(r, path, now));
-            } else {
-                repeated.push(r.id.clone());
+        let distinct = || {
+            let mut seen = HashSet::new();
+            let (mut cases, mut repeated) = (Vec::new(), Vec::new());
+            for r in reported {
+                if seen.insert(r.id.as_str()) {
+                    cases.push(StoredCase::from_reported(r, path, now));
+                } else {
+                    repeated.push(r.id.clone());
+                }
             }
-        }
-        // Everything before the commit runs within the deadline. Past it the
-        // session is dropped with its transaction uncommitted (the driver
-        // aborts it), even while MongoDB does not answer at all.
-        let attempt = async {
-            let mut session = self.mongo.client().start_session().await?;
-            session.start_transaction().await?;
-            let outcome = self.insert_in(&mut session, cases).await?;
-            Ok::<_, mongodb::error::Error>((session, outcome))
+            (cases, repeated)
         };
-        let (mut session, mut outcome) = match commit_by {
-            Some(t) => tokio::time::timeout_at(t, attempt)
-                .await
-                .unwrap_or_else(|_| Err(mongodb::error::Error::custom(DeadlinePassed)))?,
-            None => attempt.await?,
-        };
+        let (cases, repeated) = distinct();
+        // The first attempt assumes every case is new (a retry or a
+        // redelivery is the exception): it inserts them and the record
+        // straight away, a round trip and an index lookup per case fewer.
+        // A duplicate key aborts that transaction, and the second attempt
+        // looks the ids up first and stores only the new ones.
+        let (mut session, mut outcome) =
+            match self.attempt(cases, Lookup::No, commit_by).await {
+                Err(e) if crate::mongo::is_duplicate_key(&e) => {
+                    self.attempt(distinct().0, Lookup::First, commit_by).await?
+                }
+                r => r?,
+            };
         if outcome.stored.is_empty() {
             let _ = session.abort_transaction().await;
         } else if commit_by.is_some_and(|t| tokio::time::Instant::now() >= t) {
@@ -189,12 +199,40 @@ impl CaseStore {
         Ok(outcome)
     }
 
+    /// One transaction, up to (not including) its commit, within the
+    /// caller's deadline. Past it the session is dropped with its transaction
+    /// uncommitted (the driver aborts it), even while MongoDB does not
+    /// answer at all.
+    async fn attempt(
+        &self,
+        cases: Vec<StoredCase>,
+        lookup: Lookup,
+        commit_by: Option<tokio::time::Instant>,
+    ) -> mongodb::error::Result<(ClientSession, InsertOutcome)> {
+        let attempt = async {
+            let mut session = self.mongo.client().start_session().await?;
+            session.start_transaction().await?;
+            let outcome = self.insert_in(&mut session, cases, lookup).await?;
+            Ok::<_, mongodb::error::Error>((session, outcome))
+        };
+        match commit_by {
+            Some(t) => tokio::time::timeout_at(t, attempt)
+                .await
+                .unwrap_or_else(|_| Err(mongodb::error::Error::custom(DeadlinePassed))),
+            None => attempt.await,
+        }
+    }
+
     async fn insert_in(
         &self,
         session: &mut ClientSession,
         cases: Vec<StoredCase>,
+        lookup: Lookup,
     ) -> mongodb::error::Result<InsertOutcome> {
         let collection = self.mongo.collection(CASES);
+        if lookup == Lookup::No {
+            return self.insert_new(session, cases).await;
+        }
         let ids: Vec<&str> = cases.iter().map(|c| c.id.as_str()).collect();
         let existing: HashSet<String> = collection
             .find(doc! {"_id": {"$in": &ids}})
@@ -215,10 +253,27 @@ impl CaseStore {
                 outcome.stored.push(c);
             }
         }
+        let duplicates = std::mem::take(&mut outcome.duplicates);
+        let mut outcome = self.insert_new(session, outcome.stored).await?;
+        outcome.duplicates = duplicates;
+        Ok(outcome)
+    }
+
+    /// Inserts `cases`, all taken to be new, and their counting record.
+    async fn insert_new(
+        &self,
+        session: &mut ClientSession,
+        cases: Vec<StoredCase>,
+    ) -> mongodb::error::Result<InsertOutcome> {
+        let mut outcome = InsertOutcome {
+            stored: cases,
+            ..InsertOutcome::default()
+        };
         if outcome.stored.is_empty() {
             return Ok(outcome);
         }
-        collection
+        self.mongo
+            .collection(CASES)
             .insert_many(outcome.stored.iter().map(to_doc))
             .session(&mut *session)
             .await?;

@@ -134,9 +134,21 @@ pub fn redact(uri: &str) -> String {
     }
 }
 
-/// Whether a MongoDB error is a duplicate key (code 11000).
-pub fn is_duplicate_key(code: i32) -> bool {
-    code == 11000
+/// Whether a MongoDB error is a duplicate key (code 11000), however the
+/// server reports it: a write error of an insert, or a command error.
+pub fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
+    use mongodb::error::{ErrorKind, WriteFailure};
+    const DUPLICATE_KEY: i32 = 11000;
+    match &*e.kind {
+        ErrorKind::InsertMany(m) => m
+            .write_errors
+            .iter()
+            .flatten()
+            .any(|w| w.code == DUPLICATE_KEY),
+        ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == DUPLICATE_KEY,
+        ErrorKind::Command(c) => c.code == DUPLICATE_KEY,
+        _ => false,
+    }
 }
 
 #[cfg(test)]

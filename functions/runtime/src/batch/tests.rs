@@ -7,7 +7,6 @@ fn limits() -> Limits {
     Limits {
         max_items: 100,
         max_weight: 100,
-        wait: Duration::ZERO,
         pace: Duration::ZERO,
         in_flight: 1,
         queue: 100,
@@ -110,15 +109,15 @@ async fn without_a_timer_one_call_carries_what_queued_while_another_ran() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn an_idle_batcher_sends_at_once_and_a_wait_holds_the_first_item() {
-    for wait in [Duration::ZERO, Duration::from_millis(50)] {
+async fn an_idle_batcher_sends_at_once_even_when_paced() {
+    for pace in [Duration::ZERO, Duration::from_millis(50)] {
         let r = Recorder::default();
         r.gate.add_permits(1);
-        let b = r.start(Limits { wait, ..limits() });
+        let b = r.start(Limits { pace, ..limits() });
         let t0 = Instant::now();
         assert_eq!(b.submit(7, 1, None).await.unwrap(), 70);
         // Paused time moves only when every task waits on a timer.
-        assert_eq!(Instant::now() - t0, wait);
+        assert_eq!(Instant::now() - t0, Duration::ZERO);
     }
 }
 
