@@ -154,14 +154,20 @@ impl StoredCase {
 }
 
 /// Data of `case.stored`: one write's newly stored cases, named by the id of
-/// the counting record the writer stored with them (the aggregate reads the
-/// record, so the event stays small whatever the batch).
+/// the counting record the writer stored with them, with the record's deltas
+/// when they are small (a few KiB for a normal write, whatever its size; a
+/// larger record is read by the aggregate, so the event stays small).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredBatch {
     /// Id of the batch's counting record.
     pub batch: String,
     /// How many cases the batch newly stored.
     pub cases: u64,
+    /// The record's deltas (BSON, standard base64) when small. The aggregate
+    /// applies them only if they are the stored record's own (their SHA-256
+    /// is the record's `digest`); absent or not matching, it reads the record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<String>,
 }
 
 impl StoredBatch {
@@ -479,6 +485,7 @@ mod tests {
         let batch = StoredBatch {
             batch: "b-0197".to_owned(),
             cases: 3,
+            record: None,
         };
         let e = batch.to_event("/w", None);
         assert!(

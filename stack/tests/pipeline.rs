@@ -282,6 +282,7 @@ async fn redelivery_through_either_path_adds_nothing() {
     let event = events::StoredBatch {
         batch: "b-already-counted".to_owned(),
         cases: 3,
+        record: None,
     }
     .to_event("/test", None);
     for _ in 0..2 {

@@ -15,7 +15,8 @@ use axum::routing::post;
 use events::http::CloudEvent;
 use events::{StatsUpdated, StoredBatch};
 use runtime::{ApiError, Context, Routes};
-use store::stats::Counted;
+use store::batch::Carried;
+use store::stats::{Counted, ToCount};
 use store::{Aggregator, Mongo, RedisStats};
 use tokio::sync::watch;
 
@@ -50,6 +51,8 @@ struct BatchToCount {
     batch: String,
     /// Cases in the batch (as its `case.stored` event or record says).
     cases: u64,
+    /// The deltas its event carried (checked against the record's digest).
+    carried: Option<Carried>,
 }
 
 type Counting = runtime::batch::Batcher<BatchToCount, Result<(), String>>;
@@ -99,6 +102,10 @@ fn describe_metrics() {
     describe_counter!(
         "aggregate_batches_dead_lettered_total",
         "Counting records this version cannot read, moved to stats_batches_dead_letter"
+    );
+    describe_counter!(
+        "aggregate_carried_refused_total",
+        "Flushes whose events' carried deltas were not applied (a record counted already, or deltas not its own); their records were read instead"
     );
     describe_histogram!(
         "aggregate_flush_duration_seconds",
@@ -157,9 +164,14 @@ async fn receive(
             Duration::from_secs(1),
         )
     };
+    let carried = match batch.record.as_deref() {
+        Some(r) => Some(Carried::decode(r).map_err(ApiError::bad_request)?),
+        None => None,
+    };
     let record = BatchToCount {
         batch: batch.batch,
         cases: batch.cases,
+        carried,
     };
     let weight = usize::try_from(record.cases).unwrap_or(usize::MAX);
     s.counting
@@ -190,9 +202,16 @@ async fn flush(
     records: Vec<BatchToCount>,
     changed: Arc<watch::Sender<u64>>,
 ) -> Vec<Result<(), String>> {
-    let ids: Vec<String> = records.into_iter().map(|r| r.batch).collect();
+    let n = records.len();
+    let batches: Vec<ToCount> = records
+        .into_iter()
+        .map(|r| ToCount {
+            id: r.batch,
+            carried: r.carried,
+        })
+        .collect();
     let start = std::time::Instant::now();
-    let result = agg.count_batches(&ids).await;
+    let result = agg.count(batches).await;
     metrics::histogram!("aggregate_flush_duration_seconds").record(start.elapsed().as_secs_f64());
     let reply = match result {
         Ok(counted) => {
@@ -203,11 +222,11 @@ async fn flush(
             Ok(())
         }
         Err(e) => {
-            tracing::warn!(error = %format!("{e:#}"), ids = ids.len(), "counting failed");
+            tracing::warn!(error = %format!("{e:#}"), batches = n, "counting failed");
             Err(format!("{e:#}"))
         }
     };
-    vec![reply; ids.len()]
+    vec![reply; n]
 }
 
 /// Batch records the sweep counts per interval: up to this many writes' worth
@@ -252,7 +271,12 @@ async fn sweeper(ctx: Context, agg: Aggregator, every: Duration, counting: Count
         );
         let replies = batches.into_iter().map(|(batch, cases)| {
             let weight = usize::try_from(cases).unwrap_or(usize::MAX);
-            counting.submit(BatchToCount { batch, cases }, weight, None)
+            let record = BatchToCount {
+                batch,
+                cases,
+                carried: None,
+            };
+            counting.submit(record, weight, None)
         });
         // The next pass starts after these are counted, not before.
         futures::future::join_all(replies).await;

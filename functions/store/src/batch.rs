@@ -8,6 +8,13 @@
 //!
 //! Deltas merge: an aggregate flush adds up many batches' records and applies
 //! one `$inc` per area and state, so counting costs O(1) per batch.
+//!
+//! A record also holds the SHA-256 `digest` of its deltas' BSON, and a
+//! small record's deltas travel in its `case.stored` event too
+//! ([`Record::carried`]). The aggregate then deletes the record by id *and*
+//! digest instead of reading it first: the deltas it applies are the
+//! record's own or nothing is deleted, so an event can make counting cheaper
+//! but never change what is counted.
 
 use std::collections::BTreeMap;
 
@@ -19,6 +26,12 @@ use mongodb::bson::{Bson, DateTime, Document, doc};
 /// many cases is 6.5 MB (measured by the test below), 40% of MongoDB's
 /// 16 MiB document limit.
 pub const RECORD_MAX_CASES: usize = 10_000;
+
+/// Largest deltas (BSON bytes) a `case.stored` event carries: a normal
+/// write's are a few KiB whatever its size (at most [`RECENT_KEEP`] recent
+/// cases); only cases with long, all-distinct texts exceed it, and their
+/// records are read instead.
+pub const CARRIED_MAX_BYTES: usize = 16 * 1024;
 
 /// How many recent cases a record carries for the dashboard's "last cases"
 /// (Redis keeps the newest of them).
@@ -210,12 +223,73 @@ impl Deltas {
     }
 }
 
-/// The outbox document of one stored batch: its id, when it was stored (the
-/// sweep replays records older than a bound), and its deltas.
-pub fn record_doc(batch_id: &str, deltas: &Deltas) -> Document {
-    let mut d = doc! {"_id": batch_id, "created": DateTime::now()};
-    d.extend(deltas.to_doc());
-    d
+/// The counting record of one stored batch.
+pub struct Record {
+    /// The outbox document: its id, when it was stored (the sweep replays
+    /// records older than a bound), the digest of its deltas, and the deltas.
+    pub doc: Document,
+    /// The deltas' BSON when at most [`CARRIED_MAX_BYTES`], for the batch's
+    /// `case.stored` event.
+    pub carried: Option<Vec<u8>>,
+}
+
+impl Record {
+    pub fn new(batch_id: &str, deltas: &Deltas) -> Record {
+        let body = deltas.to_doc();
+        let bytes = mongodb::bson::to_vec(&body).expect("deltas encode as BSON");
+        let mut doc = doc! {"_id": batch_id, "created": DateTime::now(), "digest": digest(&bytes)};
+        doc.extend(body);
+        Record {
+            doc,
+            carried: (bytes.len() <= CARRIED_MAX_BYTES).then_some(bytes),
+        }
+    }
+}
+
+/// Deltas a `case.stored` event carried, and the digest its record must have
+/// for them to be applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Carried {
+    pub deltas: Deltas,
+    pub digest: String,
+}
+
+impl Carried {
+    /// Reads an event's `record` (standard base64 of the deltas' BSON), or
+    /// says what is wrong with it.
+    pub fn decode(base64_bson: &str) -> Result<Carried, String> {
+        use base64::Engine;
+        if base64_bson.len() > CARRIED_MAX_BYTES * 4 / 3 + 4 {
+            return Err(format!(
+                "record is longer than {CARRIED_MAX_BYTES} bytes of deltas"
+            ));
+        }
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(base64_bson)
+            .map_err(|e| format!("record is not standard base64: {e}"))?;
+        let doc = Document::from_reader(bytes.as_slice())
+            .map_err(|e| format!("record is not a BSON document: {e}"))?;
+        let deltas = Deltas::from_doc(&doc).ok_or("record is not a batch's deltas")?;
+        Ok(Carried {
+            deltas,
+            digest: digest(&bytes),
+        })
+    }
+
+    /// The `record` of a `case.stored` event: standard base64 of `bson`.
+    pub fn encode(bson: &[u8]) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(bson)
+    }
+}
+
+/// SHA-256 of a record's deltas, in hex.
+fn digest(bytes: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, bytes)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn add_all<K: Ord>(into: &mut BTreeMap<K, i64>, from: BTreeMap<K, i64>) {
@@ -265,7 +339,13 @@ mod tests {
         ];
         let b = vec![case("03", "Petén", 5, WritePath::Redis, Some("v2"))];
         let (da, db) = (Deltas::of(&a), Deltas::of(&b));
-        assert_eq!(Deltas::from_doc(&record_doc("x", &da)).unwrap(), da);
+        let record = Record::new("x", &da);
+        assert_eq!(Deltas::from_doc(&record.doc).unwrap(), da);
+        // What the event carries decodes to the same deltas and the digest
+        // the record holds.
+        let carried = Carried::decode(&Carried::encode(&record.carried.unwrap())).unwrap();
+        assert_eq!(carried.deltas, da);
+        assert_eq!(record.doc.get_str("digest").unwrap(), carried.digest);
         let mut merged = da.clone();
         merged.merge(db);
         let all: Vec<StoredCase> = a.into_iter().chain(b).collect();
@@ -298,7 +378,10 @@ mod tests {
                 stored_ms: i as i64 * 1000,
             })
             .collect();
-        let bytes = mongodb::bson::to_vec(&record_doc("b-x", &Deltas::of(&cases))).unwrap();
+        let record = Record::new("b-x", &Deltas::of(&cases));
+        // Far past what an event carries: this record is read, not carried.
+        assert!(record.carried.is_none());
+        let bytes = mongodb::bson::to_vec(&record.doc).unwrap();
         println!(
             "a record of {RECORD_MAX_CASES} cases: {} bytes",
             bytes.len()

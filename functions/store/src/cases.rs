@@ -14,7 +14,7 @@ use mongodb::ClientSession;
 use mongodb::bson::{Bson, DateTime, Document, doc};
 use mongodb::error::ErrorKind;
 
-use crate::batch::{Deltas, record_doc};
+use crate::batch::{Deltas, Record};
 use crate::mongo::{BATCHES, CASES, Mongo};
 
 /// What one bulk write did.
@@ -27,6 +27,9 @@ pub struct InsertOutcome {
     /// The counting record of the newly stored cases (`None` when nothing
     /// was new): the id `case.stored` carries to the aggregate.
     pub batch: Option<String>,
+    /// The record's deltas (BSON) when small enough for `case.stored` to
+    /// carry ([`crate::batch::CARRIED_MAX_BYTES`]).
+    pub carried: Option<Vec<u8>>,
 }
 
 /// Whether a write looks its ids up before inserting.
@@ -278,12 +281,14 @@ impl CaseStore {
             .session(&mut *session)
             .await?;
         let batch_id = format!("b-{}", uuid::Uuid::now_v7());
+        let record = Record::new(&batch_id, &Deltas::of(&outcome.stored));
         self.mongo
             .collection(BATCHES)
-            .insert_one(record_doc(&batch_id, &Deltas::of(&outcome.stored)))
+            .insert_one(record.doc)
             .session(&mut *session)
             .await?;
         outcome.batch = Some(batch_id);
+        outcome.carried = record.carried;
         Ok(outcome)
     }
 

@@ -10,7 +10,9 @@
 //! once, by flush id) and the outbox record deleted. A crash between the two
 //! leaves the outbox record, which the next sweep replays. Records whose
 //! `case.stored` event never arrived are found by the sweep too, so the
-//! counters always converge to the stored documents, in O(batches).
+//! counters always converge to the stored documents, in O(batches). A
+//! record whose event carried its deltas is deleted by id and digest instead
+//! of being read (see [`crate::batch`]).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -22,7 +24,7 @@ use mongodb::bson::{Bson, DateTime, Document, doc};
 use mongodb::error::{TRANSIENT_TRANSACTION_ERROR, UNKNOWN_TRANSACTION_COMMIT_RESULT};
 use serde::Serialize;
 
-use crate::batch::{Deltas, field_safe};
+use crate::batch::{Carried, Deltas, field_safe};
 use crate::mongo::{AREA_STATS, BATCHES, DEAD_BATCHES, Mongo, OUTBOX, STATE_STATS, TOTALS};
 use crate::redis_stats::{Ranking, RedisStats};
 
@@ -80,20 +82,45 @@ impl Aggregator {
     /// Counts the batches with these record ids exactly once; returns what
     /// this call counted (records already counted, or unknown, add nothing).
     pub async fn count_batches(&self, batch_ids: &[String]) -> anyhow::Result<Counted> {
-        let mut ids: Vec<String> = batch_ids.to_vec();
-        ids.sort();
-        ids.dedup();
-        if ids.is_empty() {
+        let batches: Vec<ToCount> = batch_ids
+            .iter()
+            .map(|id| ToCount {
+                id: id.clone(),
+                carried: None,
+            })
+            .collect();
+        self.count(batches).await
+    }
+
+    /// [`Aggregator::count_batches`] for records named by their events, some
+    /// with the deltas the event carried: those records are deleted by id
+    /// and digest, not read. If any of them is not deleted so (counted
+    /// already, or the deltas are not its own), the flush reads every record
+    /// instead, so what is counted is always what the records hold.
+    pub async fn count(&self, mut batches: Vec<ToCount>) -> anyhow::Result<Counted> {
+        batches.sort_by(|a, b| a.id.cmp(&b.id));
+        batches.dedup_by(|a, b| a.id == b.id);
+        if batches.is_empty() {
             return Ok(Counted::default());
         }
         self.mongo.ensure_indexes().await?;
         let flush_id = uuid::Uuid::now_v7().to_string();
         let mut attempt = 0;
+        let mut use_carried = true;
         let counted = loop {
             attempt += 1;
             let mut session = self.mongo.client().start_session().await?;
-            match self.count_in(&mut session, &ids, &flush_id).await {
+            match self
+                .count_in(&mut session, &batches, use_carried, &flush_id)
+                .await
+            {
                 Ok(c) => break c,
+                Err(e) if is_carried_mismatch(&e) => {
+                    let _ = session.abort_transaction().await;
+                    metrics::counter!("aggregate_carried_refused_total").increment(1);
+                    use_carried = false;
+                    attempt -= 1;
+                }
                 Err(e)
                     if attempt < 8
                         && (e.contains_label(TRANSIENT_TRANSACTION_ERROR)
@@ -118,41 +145,76 @@ impl Aggregator {
     async fn count_in(
         &self,
         session: &mut ClientSession,
-        ids: &[String],
+        batches: &[ToCount],
+        use_carried: bool,
         flush_id: &str,
     ) -> mongodb::error::Result<Counted> {
         session.start_transaction().await?;
-        let batches = self.mongo.collection(BATCHES);
-        let records: Vec<Document> = batches
-            .find(doc! {"_id": {"$in": ids}})
-            .session(&mut *session)
-            .await?
-            .stream(&mut *session)
-            .try_collect()
-            .await?;
-        let found: Vec<String> = records
+        let records = self.mongo.collection(BATCHES);
+        let (carried, read): (Vec<&ToCount>, Vec<&ToCount>) = batches
             .iter()
-            .filter_map(|d| d.get_str("_id").ok().map(str::to_owned))
+            .partition(|b| use_carried && b.carried.is_some());
+        let mut deltas = Deltas::default();
+        let mut counted = 0;
+        // Carried deltas: the record is deleted only with its own digest.
+        let carried: Vec<(&str, &Carried)> = carried
+            .iter()
+            .filter_map(|b| Some((b.id.as_str(), b.carried.as_ref()?)))
             .collect();
-        if found.is_empty() {
+        if !carried.is_empty() {
+            let clauses: Vec<Document> = carried
+                .iter()
+                .map(|(id, c)| doc! {"_id": *id, "digest": &c.digest})
+                .collect();
+            let deleted = records
+                .delete_many(doc! {"$or": clauses})
+                .session(&mut *session)
+                .await?;
+            if deleted.deleted_count != carried.len() as u64 {
+                session.abort_transaction().await?;
+                return Err(mongodb::error::Error::custom(CarriedMismatch));
+            }
+            for (_, c) in &carried {
+                deltas.merge(c.deltas.clone());
+            }
+            counted += carried.len();
+        }
+        // The others: read, then deleted.
+        let ids: Vec<&str> = read.iter().map(|b| b.id.as_str()).collect();
+        if !ids.is_empty() {
+            let found: Vec<Document> = records
+                .find(doc! {"_id": {"$in": &ids}})
+                .session(&mut *session)
+                .await?
+                .stream(&mut *session)
+                .try_collect()
+                .await?;
+            let found_ids: Vec<String> = found
+                .iter()
+                .filter_map(|d| d.get_str("_id").ok().map(str::to_owned))
+                .collect();
+            if !found_ids.is_empty() {
+                let deleted = records
+                    .delete_many(doc! {"_id": {"$in": &found_ids}})
+                    .session(&mut *session)
+                    .await?;
+                if deleted.deleted_count != found_ids.len() as u64 {
+                    // Another aggregator counted some of them meanwhile: start over.
+                    session.abort_transaction().await?;
+                    return Err(mongodb::error::Error::custom(WriteConflict));
+                }
+            }
+            counted += found_ids.len();
+            for r in found {
+                match Deltas::from_doc(&r) {
+                    Some(d) => deltas.merge(d),
+                    None => self.dead_letter(session, r).await?,
+                }
+            }
+        }
+        if counted == 0 {
             session.abort_transaction().await?;
             return Ok(Counted::default());
-        }
-        let deleted = batches
-            .delete_many(doc! {"_id": {"$in": &found}})
-            .session(&mut *session)
-            .await?;
-        if deleted.deleted_count != found.len() as u64 {
-            // Another aggregator counted some of them meanwhile: start over.
-            session.abort_transaction().await?;
-            return Err(mongodb::error::Error::custom(WriteConflict));
-        }
-        let mut deltas = Deltas::default();
-        for r in records {
-            match Deltas::from_doc(&r) {
-                Some(d) => deltas.merge(d),
-                None => self.dead_letter(session, r).await?,
-            }
         }
         self.apply_mongo(session, &deltas).await?;
         let mut outbox = deltas.to_doc();
@@ -165,7 +227,7 @@ impl Aggregator {
             .await?;
         session.commit_transaction().await?;
         Ok(Counted {
-            batches: found.len(),
+            batches: counted,
             deltas,
         })
     }
@@ -436,6 +498,23 @@ const SWEEP_RECORDS_PER_FLUSH: usize = 100;
 #[derive(Debug, thiserror::Error)]
 #[error("write conflict: another aggregator counted some of these cases")]
 struct WriteConflict;
+
+/// A record to count, as a `case.stored` event (or the sweep) names it.
+#[derive(Debug, Clone)]
+pub struct ToCount {
+    /// The record's id.
+    pub id: String,
+    /// The deltas the event carried, if any.
+    pub carried: Option<Carried>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("carried deltas not applied: a record was counted already or holds other deltas")]
+struct CarriedMismatch;
+
+fn is_carried_mismatch(e: &mongodb::error::Error) -> bool {
+    matches!(&*e.kind, mongodb::error::ErrorKind::Custom(c) if c.is::<CarriedMismatch>())
+}
 
 fn is_write_conflict(e: &mongodb::error::Error) -> bool {
     use mongodb::error::ErrorKind;

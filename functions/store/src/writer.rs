@@ -144,6 +144,10 @@ impl Writer {
         let event = StoredBatch {
             batch,
             cases: outcome.stored.len() as u64,
+            record: outcome
+                .carried
+                .as_deref()
+                .map(crate::batch::Carried::encode),
         }
         .to_event(&self.source, traceparent);
         let traceparent = traceparent.map(str::to_owned);

@@ -5,6 +5,8 @@ use std::time::Duration;
 use chrono::Utc;
 use events::{Case, Reported, WritePath};
 use store::testing::Stores;
+use store::batch::Carried;
+use store::stats::ToCount;
 use store::{Aggregator, CaseStore, IngestLog, LogRecord, Mongo};
 
 struct Env {
@@ -130,6 +132,59 @@ async fn counting_is_exactly_once_and_materialises_every_statistic() {
         totals.total,
         "counters equal the stored documents"
     );
+}
+
+/// What a `case.stored` event would carry for this write.
+fn carried(outcome: &store::InsertOutcome) -> ToCount {
+    let bson = outcome.carried.as_deref().expect("a small record is carried");
+    ToCount {
+        id: outcome.batch.clone().expect("new cases make a batch"),
+        carried: Some(Carried::decode(&Carried::encode(bson)).unwrap()),
+    }
+}
+
+#[tokio::test]
+async fn carried_deltas_count_only_when_they_are_the_records_own() {
+    let e = env().await;
+    let one = e
+        .cases
+        .insert(&[reported("A", "Petén", 30, "active", "r1")], WritePath::Grpc)
+        .await
+        .unwrap();
+    let two = e
+        .cases
+        .insert(
+            &[
+                reported("B", "Izabal", 40, "active", "r1"),
+                reported("C", "Izabal", 50, "deceased", "r1"),
+            ],
+            WritePath::Redis,
+        )
+        .await
+        .unwrap();
+    // A neighbour's event: the first record's id with the second's deltas
+    // (3 cases where the record holds 1). They are not its own, so the flush
+    // reads the records instead and counts what they hold.
+    let forged = ToCount {
+        id: one.batch.clone().unwrap(),
+        carried: carried(&two).carried,
+    };
+    let counted = e.agg.count(vec![forged]).await.unwrap();
+    assert_eq!((counted.batches, counted.deltas.cases), (1, 1));
+    // The second record's own deltas are applied without reading it; a
+    // redelivery of either event then changes nothing.
+    let counted = e.agg.count(vec![carried(&two)]).await.unwrap();
+    assert_eq!((counted.batches, counted.deltas.cases), (1, 2));
+    let again = e.agg.count(vec![carried(&one), carried(&two)]).await.unwrap();
+    assert_eq!((again.batches, again.deltas.cases), (0, 0));
+
+    let totals = e.agg.totals().await.unwrap();
+    assert_eq!(totals.total, 3);
+    assert_eq!((totals.by_path["grpc"], totals.by_path["redis"]), (1, 2));
+    let areas = e.agg.top_areas(5).await.unwrap();
+    let areas: Vec<(&str, u64)> = areas.iter().map(|a| (a.location.as_str(), a.cases)).collect();
+    assert_eq!(areas, [("Izabal", 2), ("Petén", 1)]);
+    assert_eq!(e.cases.count(None).await.unwrap(), totals.total);
 }
 
 #[tokio::test]

@@ -210,7 +210,11 @@ async fn arbitrary_events_at_every_internal_receiver_store_and_count_each_valid_
         let (junk, _, _) = round().new_tree(&mut runner).unwrap().current();
         for j in junk.iter().take(3) {
             let batch: String = format!("b-{j:?}").chars().take(40).collect();
-            let event = StoredBatch { batch, cases: 3 }.to_event("/test", None);
+            let event = StoredBatch {
+                batch,
+                cases: 3,
+                record: None,
+            }.to_event("/test", None);
             if let Err(e) = sink.send(&event, None).await {
                 assert!(e.is_retryable() || !e.to_string().is_empty(), "{e}");
             }
