@@ -1,7 +1,7 @@
-//! Strings clients invent (a new location or state per case) never become
-//! metric series: aggregate runs in-process against the real Redis and
-//! MongoDB-compatible server and counts cases with distinct locations and
-//! states, then its `/metrics` is read.
+//! What others send aggregate, in-process against the real Redis and
+//! MongoDB-compatible server: strings clients invent (a new location or
+//! state per case) never become metric series, and a `case.stored` whose
+//! carried deltas cannot be read is refused with a 400 naming them.
 
 use std::time::Duration;
 
@@ -39,7 +39,10 @@ async fn counting_cases_with_invented_locations_and_states_adds_no_metric_series
         batch: outcome.batch.expect("new cases make a batch"),
         cases: outcome.stored.len() as u64,
         // Odd client strings travel in the carried deltas too.
-        record: outcome.carried.as_deref().map(store::batch::Carried::encode),
+        record: outcome
+            .carried
+            .as_deref()
+            .map(store::batch::Carried::encode),
     }
     .to_event("/test", None);
     Sink::new(&format!("{url}/"), &[])
@@ -68,4 +71,34 @@ async fn counting_cases_with_invented_locations_and_states_adds_no_metric_series
         invented.is_empty(),
         "client strings became series: {invented:#?}"
     );
+}
+
+#[tokio::test]
+async fn carried_deltas_that_cannot_be_read_are_a_400_naming_them() {
+    let stores = Stores::new("carried_junk").await;
+    let url = runtime::testing::spawn::<aggregate::Function>(&stores.env())
+        .await
+        .url;
+    let http = stack::testing::http_client();
+    for (record, says) in [
+        ("%%% not base64", "not standard base64"),
+        ("AAAA", "not a BSON document"),
+    ] {
+        let response = http
+            .post(format!("{url}/"))
+            .header("ce-specversion", "1.0")
+            .header("ce-id", "stored-b-junk")
+            .header("ce-source", "/test")
+            .header("ce-type", events::types::CASE_STORED)
+            .header("content-type", "application/json")
+            .body(format!(
+                r#"{{"batch": "b-junk", "cases": 1, "record": "{record}"}}"#
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{record:?}");
+        let body = response.text().await.unwrap();
+        assert!(body.contains(says), "{record:?}: {body}");
+    }
 }

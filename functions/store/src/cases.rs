@@ -184,13 +184,12 @@ impl CaseStore {
         // straight away, a round trip and an index lookup per case fewer.
         // A duplicate key aborts that transaction, and the second attempt
         // looks the ids up first and stores only the new ones.
-        let (mut session, mut outcome) =
-            match self.attempt(cases, Lookup::No, commit_by).await {
-                Err(e) if crate::mongo::is_duplicate_key(&e) => {
-                    self.attempt(distinct().0, Lookup::First, commit_by).await?
-                }
-                r => r?,
-            };
+        let (mut session, mut outcome) = match self.attempt(cases, Lookup::No, commit_by).await {
+            Err(e) if crate::mongo::is_duplicate_key(&e) => {
+                self.attempt(distinct().0, Lookup::First, commit_by).await?
+            }
+            r => r?,
+        };
         if outcome.stored.is_empty() {
             let _ = session.abort_transaction().await;
         } else if commit_by.is_some_and(|t| tokio::time::Instant::now() >= t) {

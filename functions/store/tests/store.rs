@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 use events::{Case, Reported, WritePath};
-use store::testing::Stores;
 use store::batch::Carried;
 use store::stats::ToCount;
+use store::testing::Stores;
 use store::{Aggregator, CaseStore, IngestLog, LogRecord, Mongo};
 
 struct Env {
@@ -136,7 +136,10 @@ async fn counting_is_exactly_once_and_materialises_every_statistic() {
 
 /// What a `case.stored` event would carry for this write.
 fn carried(outcome: &store::InsertOutcome) -> ToCount {
-    let bson = outcome.carried.as_deref().expect("a small record is carried");
+    let bson = outcome
+        .carried
+        .as_deref()
+        .expect("a small record is carried");
     ToCount {
         id: outcome.batch.clone().expect("new cases make a batch"),
         carried: Some(Carried::decode(&Carried::encode(bson)).unwrap()),
@@ -148,7 +151,10 @@ async fn carried_deltas_count_only_when_they_are_the_records_own() {
     let e = env().await;
     let one = e
         .cases
-        .insert(&[reported("A", "Petén", 30, "active", "r1")], WritePath::Grpc)
+        .insert(
+            &[reported("A", "Petén", 30, "active", "r1")],
+            WritePath::Grpc,
+        )
         .await
         .unwrap();
     let two = e
@@ -175,14 +181,21 @@ async fn carried_deltas_count_only_when_they_are_the_records_own() {
     // redelivery of either event then changes nothing.
     let counted = e.agg.count(vec![carried(&two)]).await.unwrap();
     assert_eq!((counted.batches, counted.deltas.cases), (1, 2));
-    let again = e.agg.count(vec![carried(&one), carried(&two)]).await.unwrap();
+    let again = e
+        .agg
+        .count(vec![carried(&one), carried(&two)])
+        .await
+        .unwrap();
     assert_eq!((again.batches, again.deltas.cases), (0, 0));
 
     let totals = e.agg.totals().await.unwrap();
     assert_eq!(totals.total, 3);
     assert_eq!((totals.by_path["grpc"], totals.by_path["redis"]), (1, 2));
     let areas = e.agg.top_areas(5).await.unwrap();
-    let areas: Vec<(&str, u64)> = areas.iter().map(|a| (a.location.as_str(), a.cases)).collect();
+    let areas: Vec<(&str, u64)> = areas
+        .iter()
+        .map(|a| (a.location.as_str(), a.cases))
+        .collect();
     assert_eq!(areas, [("Izabal", 2), ("Petén", 1)]);
     assert_eq!(e.cases.count(None).await.unwrap(), totals.total);
 }

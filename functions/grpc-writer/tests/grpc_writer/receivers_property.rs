@@ -206,15 +206,23 @@ async fn arbitrary_events_at_every_internal_receiver_store_and_count_each_valid_
         }
 
         // aggregate `POST /`: batches it never stored (or already counted)
-        // and junk; each is answered and nothing is counted twice.
+        // and junk, with no deltas, junk for deltas, or well-formed deltas
+        // that are no record's own; each is answered and nothing is counted
+        // twice or made up.
         let (junk, _, _) = round().new_tree(&mut runner).unwrap().current();
-        for j in junk.iter().take(3) {
+        for (i, j) in junk.iter().take(3).enumerate() {
             let batch: String = format!("b-{j:?}").chars().take(40).collect();
+            let record = match i {
+                0 => None,
+                1 => Some(format!("{j:?}")),
+                _ => Some(forged_deltas()),
+            };
             let event = StoredBatch {
                 batch,
                 cases: 3,
-                record: None,
-            }.to_event("/test", None);
+                record,
+            }
+            .to_event("/test", None);
             if let Err(e) = sink.send(&event, None).await {
                 assert!(e.is_retryable() || !e.to_string().is_empty(), "{e}");
             }
@@ -241,4 +249,21 @@ async fn arbitrary_events_at_every_internal_receiver_store_and_count_each_valid_
     tokio::time::sleep(Duration::from_millis(500)).await;
     p.wait_stored_and_counted(stored.len() as u64).await;
     assert!(p.agg.dead_letters(10).await.unwrap().is_empty());
+}
+
+/// Well-formed deltas of three cases, as a `case.stored` event carries them,
+/// that no stored record holds.
+fn forged_deltas() -> String {
+    let cases: Vec<events::StoredCase> = (0..3)
+        .map(|i| events::StoredCase {
+            id: format!("forged-{i}"),
+            case: Case::new("F", "Petén", 30, "communitary", "active").unwrap(),
+            path: events::WritePath::Grpc,
+            revision: None,
+            reported_ms: 0,
+            stored_ms: 0,
+        })
+        .collect();
+    let record = store::batch::Record::new("forged", &store::batch::Deltas::of(&cases));
+    store::batch::Carried::encode(&record.carried.expect("small"))
 }
