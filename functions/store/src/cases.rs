@@ -2,8 +2,9 @@
 //! a retried or redelivered write is a no-op reported as a duplicate.
 //!
 //! A write stores a batch's new cases and its counting record (see
-//! [`crate::batch`]) in one transaction: one insert per case, plus a lookup
-//! and a record per batch.
+//! [`crate::batch`]) in one transaction: one insert per case and a record
+//! per batch. The ids are looked up first only when that fails on a
+//! duplicate key (a retry or a redelivery).
 
 use std::collections::HashSet;
 
