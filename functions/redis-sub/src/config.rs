@@ -17,6 +17,11 @@ const CONSUMER_NAME: Var = Var::new(
     Default::Computed("`<K_REVISION>-<HOSTNAME>`"),
     "name in the consumer group; a restarted consumer with the same name resumes its own pending entries first",
 );
+const STREAM_READERS: Var = Var::new(
+    "STREAM_READERS",
+    Default::Value("2"),
+    "readers in the consumer group per process (1 to 16), each reading and storing its own batches as `CONSUMER_NAME`, `CONSUMER_NAME-2`, …, so a write MongoDB holds up does not hold up the Stream",
+);
 const READ_COUNT: Var = Var::new(
     "READ_COUNT",
     Default::Value("500"),
@@ -68,6 +73,8 @@ pub struct SubConfig {
     pub stream_consumer: bool,
     /// [`CONSUMER_NAME`].
     pub consumer_name: String,
+    /// [`STREAM_READERS`].
+    pub readers: usize,
     /// [`READ_COUNT`].
     pub read_count: usize,
     /// [`READ_WAIT_MS`]: bounds the latency grouping adds.
@@ -97,6 +104,7 @@ impl Settings for SubConfig {
         MONGODB_DATABASE,
         STREAM_CONSUMER,
         CONSUMER_NAME,
+        STREAM_READERS,
         READ_COUNT,
         READ_WAIT_MS,
         CLAIM_IDLE_MS,
@@ -114,6 +122,10 @@ impl Settings for SubConfig {
         if !(1..=max).contains(&read_count) {
             bail!("READ_COUNT must be between 1 and {max}");
         }
+        let readers = env.parse(&STREAM_READERS)?;
+        if !(1..=16).contains(&readers) {
+            bail!("STREAM_READERS must be between 1 and 16");
+        }
         let millis = |var: &Var| env.parse(var).map(Duration::from_millis);
         let reconcile_interval = millis(&RECONCILE_INTERVAL_MS)?;
         if reconcile_interval.is_zero() {
@@ -128,6 +140,7 @@ impl Settings for SubConfig {
             redis: store::RedisConfig::read(env)?,
             stream_consumer: env.parse(&STREAM_CONSUMER)?,
             consumer_name,
+            readers,
             read_count,
             read_wait: millis(&READ_WAIT_MS)?,
             claim_idle: millis(&CLAIM_IDLE_MS)?,

@@ -44,16 +44,24 @@ pub async fn routes(ctx: Context, config: SubConfig) -> anyhow::Result<Routes> {
     metrics::counter!("redis_sub_claimed_total").increment(0);
     metrics::gauge!("redis_sub_pending_entries").set(0.0);
     metrics::gauge!("redis_sub_dead_letters").set(0.0);
-    // The consumer blocks on XREADGROUP: it gets a connection of its own.
+    // Each reader blocks on XREADGROUP: it gets a connection of its own.
     let shared = runtime::redis::connect_lazy(&config.redis.url)?;
     let keys = config.redis.keys();
     // Push mode deletes entries either group may still hold pending (the
     // source's, and ours from a former pull deployment): acknowledge in both.
     let groups = vec![keys.consumer_group(), config.source_group.clone()];
     if config.stream_consumer {
-        let conn = runtime::redis::connect_lazy(&config.redis.url)?;
-        let consumer = Consumer::new(ctx.clone(), conn, config.clone(), writer.clone());
-        ctx.tasks.spawn(consumer.run());
+        // Readers of the group, each with its own name: a restarted process
+        // resumes each one's pending entries under the same name.
+        for i in 1..=config.readers {
+            let mut reader = config.clone();
+            if i > 1 {
+                reader.consumer_name = format!("{}-{i}", config.consumer_name);
+            }
+            let conn = runtime::redis::connect_lazy(&config.redis.url)?;
+            let consumer = Consumer::new(ctx.clone(), conn, reader, writer.clone());
+            ctx.tasks.spawn(consumer.run());
+        }
     } else {
         let reconciler = Reconciler {
             ctx: ctx.clone(),
