@@ -23,7 +23,14 @@ pub struct Consumer {
     name: String,
     config: SubConfig,
     writer: Writer,
+    /// Shared by the readers of one process: when the next read of the
+    /// group may start. One reader reads at a time, paced by `READ_WAIT_MS`
+    /// as a single reader would be; their writes overlap.
+    turn: ReadTurn,
 }
+
+/// See [`Consumer::turn`].
+pub type ReadTurn = std::sync::Arc<tokio::sync::Mutex<tokio::time::Instant>>;
 
 enum Read {
     /// The group's new entries (`>`).
@@ -38,6 +45,7 @@ impl Consumer {
         conn: ConnectionManager,
         config: SubConfig,
         writer: Writer,
+        turn: ReadTurn,
     ) -> Consumer {
         let keys = config.redis.keys();
         Consumer {
@@ -48,6 +56,7 @@ impl Consumer {
             keys,
             config,
             writer,
+            turn,
         }
     }
 
@@ -67,11 +76,10 @@ impl Consumer {
         let mut claim_cursor = "0-0".to_owned();
         let mut last_claim = tokio::time::Instant::now();
         // When the last read found some entries but not a full batch, the next
-        // one waits until READ_WAIT_MS after it: under steady traffic a write
-        // then carries that long's cases, not whatever arrived during the
-        // previous write. A quiet Stream is read at once (BLOCK), a backlog
-        // in full batches without a pause.
-        let mut next_read = tokio::time::Instant::now();
+        // one (by any reader of this process) waits until READ_WAIT_MS after
+        // it: under steady traffic a write then carries that long's cases,
+        // not whatever arrived during the previous write. A quiet Stream is
+        // read at once (BLOCK), a backlog in full batches without a pause.
         while !self.ctx.shutdown.is_cancelled() {
             let step = async {
                 if !own_done {
@@ -83,11 +91,20 @@ impl Consumer {
                     last_claim = tokio::time::Instant::now();
                     claim_cursor = self.claim(&claim_cursor).await?;
                 }
-                tokio::time::sleep_until(next_read).await;
-                let started = tokio::time::Instant::now();
-                let n = self.read(Read::New).await?;
-                if n > 0 && n < self.config.read_count {
-                    next_read = started + self.config.read_wait;
+                let entries = {
+                    let turn = self.turn.clone();
+                    let mut next_read = turn.lock().await;
+                    tokio::time::sleep_until(*next_read).await;
+                    let started = tokio::time::Instant::now();
+                    let entries = self.fetch(Read::New).await?;
+                    if !entries.is_empty() && entries.len() < self.config.read_count {
+                        *next_read = started + self.config.read_wait;
+                    }
+                    entries
+                };
+                // The turn is free again: another reader reads while this one writes.
+                if !entries.is_empty() {
+                    self.handle(entries).await?;
                 }
                 Ok(())
             };
@@ -131,6 +148,16 @@ impl Consumer {
 
     /// Reads and handles one batch; returns how many entries it had.
     async fn read(&mut self, which: Read) -> redis::RedisResult<usize> {
+        let entries = self.fetch(which).await?;
+        let n = entries.len();
+        if n > 0 {
+            self.handle(entries).await?;
+        }
+        Ok(n)
+    }
+
+    /// Reads one batch of entries.
+    async fn fetch(&mut self, which: Read) -> redis::RedisResult<Vec<StreamId>> {
         let mut cmd = redis::cmd("XREADGROUP");
         cmd.arg("GROUP")
             .arg(&self.group)
@@ -150,18 +177,13 @@ impl Consumer {
             Err(e) if e.code() == Some("NOGROUP") => {
                 // The stream or group was deleted (e.g. a Redis restart without persistence).
                 self.ensure_group().await?;
-                return Ok(0);
+                return Ok(Vec::new());
             }
             Err(e) => return Err(e),
         };
-        let entries: Vec<StreamId> = reply
+        Ok(reply
             .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect())
-            .unwrap_or_default();
-        let n = entries.len();
-        if n > 0 {
-            self.handle(entries).await?;
-        }
-        Ok(n)
+            .unwrap_or_default())
     }
 
     /// Claims entries idle on other consumers; returns the next cursor.

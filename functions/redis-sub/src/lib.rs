@@ -52,14 +52,17 @@ pub async fn routes(ctx: Context, config: SubConfig) -> anyhow::Result<Routes> {
     let groups = vec![keys.consumer_group(), config.source_group.clone()];
     if config.stream_consumer {
         // Readers of the group, each with its own name: a restarted process
-        // resumes each one's pending entries under the same name.
+        // resumes each one's pending entries under the same name. They take
+        // turns to read and write at the same time.
+        let turn: consumer::ReadTurn =
+            std::sync::Arc::new(tokio::sync::Mutex::new(tokio::time::Instant::now()));
         for i in 1..=config.readers {
             let mut reader = config.clone();
             if i > 1 {
                 reader.consumer_name = format!("{}-{i}", config.consumer_name);
             }
             let conn = runtime::redis::connect_lazy(&config.redis.url)?;
-            let consumer = Consumer::new(ctx.clone(), conn, reader, writer.clone());
+            let consumer = Consumer::new(ctx.clone(), conn, reader, writer.clone(), turn.clone());
             ctx.tasks.spawn(consumer.run());
         }
     } else {
