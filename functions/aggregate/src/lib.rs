@@ -46,16 +46,9 @@ const FLUSH_MAX_BATCHES: usize = 200;
 /// most one entry per case, far below MongoDB's 16 MiB document limit.
 const FLUSH_MAX_CASES: usize = 10_000;
 
-/// A batch record to count: from its `case.stored` event, or found by the sweep.
-struct BatchToCount {
-    batch: String,
-    /// Cases in the batch (as its `case.stored` event or record says).
-    cases: u64,
-    /// The deltas its event carried (checked against the record's digest).
-    carried: Option<Carried>,
-}
-
-type Counting = runtime::batch::Batcher<BatchToCount, Result<(), String>>;
+/// Records to count, from their `case.stored` events or found by the sweep;
+/// an item's weight is its batch's cases.
+type Counting = runtime::batch::Batcher<ToCount, Result<(), String>>;
 
 struct Shared {
     counting: Counting,
@@ -168,12 +161,11 @@ async fn receive(
         Some(r) => Some(Carried::decode(r).map_err(ApiError::bad_request)?),
         None => None,
     };
-    let record = BatchToCount {
-        batch: batch.batch,
-        cases: batch.cases,
+    let weight = usize::try_from(batch.cases).unwrap_or(usize::MAX);
+    let record = ToCount {
+        id: batch.batch,
         carried,
     };
-    let weight = usize::try_from(record.cases).unwrap_or(usize::MAX);
     s.counting
         .submit(record, weight, None)
         .await
@@ -199,17 +191,10 @@ fn record(counted: &Counted) {
 /// sender gets the flush's outcome.
 async fn flush(
     agg: Aggregator,
-    records: Vec<BatchToCount>,
+    batches: Vec<ToCount>,
     changed: Arc<watch::Sender<u64>>,
 ) -> Vec<Result<(), String>> {
-    let n = records.len();
-    let batches: Vec<ToCount> = records
-        .into_iter()
-        .map(|r| ToCount {
-            id: r.batch,
-            carried: r.carried,
-        })
-        .collect();
+    let n = batches.len();
     let start = std::time::Instant::now();
     let result = agg.count(batches).await;
     metrics::histogram!("aggregate_flush_duration_seconds").record(start.elapsed().as_secs_f64());
@@ -271,9 +256,8 @@ async fn sweeper(ctx: Context, agg: Aggregator, every: Duration, counting: Count
         );
         let replies = batches.into_iter().map(|(batch, cases)| {
             let weight = usize::try_from(cases).unwrap_or(usize::MAX);
-            let record = BatchToCount {
-                batch,
-                cases,
+            let record = ToCount {
+                id: batch,
                 carried: None,
             };
             counting.submit(record, weight, None)
