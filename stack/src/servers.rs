@@ -250,6 +250,10 @@ impl ServerKind for Mongo {
         }
         std::fs::create_dir_all(&self.dir)?;
         let mut cmd = Command::new(&bin);
+        cmd.env(
+            WT_CONFIG_EXTRA,
+            wt_config_extra(std::env::var(WT_CONFIG_EXTRA).ok().as_deref()),
+        );
         cmd.args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .arg("--storage-path")
             .arg(&self.dir)
@@ -274,6 +278,26 @@ impl ServerKind for Mongo {
             set_transaction_lifetime(&mongo_uri(port), Duration::from_secs(10))?;
             Ok(port)
         })
+    }
+}
+
+/// SecantusDB's variable of WiredTiger settings added to its own.
+const WT_CONFIG_EXTRA: &str = "SECANTUS_WT_CONFIG_EXTRA";
+
+/// WiredTiger settings of the local server: one eviction thread, not
+/// SecantusDB's four. On a small machine that also runs every function,
+/// four eviction threads that wake together take the cores from the writers
+/// in bursts (every ~1.1 s at 16,000 cases a second on 2 cores), and a write
+/// waits 50–100 ms for them; one thread evicts as fast as the cases arrive
+/// and leaves the other core to the pipeline (BENCHMARKS.md, "Write paths").
+/// The user's own settings come after these, and WiredTiger takes the last
+/// of a repeated key, so theirs win.
+const WT_CONFIG: &str = "eviction=(threads_min=1,threads_max=1)";
+
+fn wt_config_extra(user: Option<&str>) -> String {
+    match user.map(str::trim) {
+        Some(extra) if !extra.is_empty() => format!("{WT_CONFIG},{extra}"),
+        _ => WT_CONFIG.to_owned(),
     }
 }
 
@@ -381,6 +405,26 @@ mod tests {
             !alive(pids.0) && !alive(pids.1),
             "dropped servers must be gone"
         );
+    }
+
+    #[test]
+    fn the_server_runs_with_one_eviction_thread_unless_told_otherwise() {
+        // WiredTiger records the settings a database was created with.
+        let dir = tempfile::tempdir().unwrap();
+        let mongo = MongoServer::start(dir.path()).unwrap();
+        let created = std::fs::read_to_string(dir.path().join("WiredTiger.basecfg")).unwrap();
+        assert!(
+            created.contains("eviction=(threads_max=1,threads_min=1)"),
+            "{created}"
+        );
+        drop(mongo);
+        // A user's settings come last, so WiredTiger takes theirs.
+        assert_eq!(
+            wt_config_extra(Some(" eviction=(threads_max=2) ")),
+            format!("{WT_CONFIG},eviction=(threads_max=2)")
+        );
+        assert_eq!(wt_config_extra(Some("")), WT_CONFIG);
+        assert_eq!(wt_config_extra(None), WT_CONFIG);
     }
 
     #[test]
