@@ -311,6 +311,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
     let secs = format!("{}s", ctx.secs);
     let mut rows = Vec::new();
     let mut split_rows = Vec::new();
+    let mut each_rows = Vec::new();
     let mut out: Vec<Value> = Vec::new();
     let mut cost: BTreeMap<(String, u32), f64> = BTreeMap::new();
     let mut recoveries: Vec<Vec<String>> = Vec::new();
@@ -423,6 +424,17 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
                     .sum::<u64>()
                     .to_string(),
             ]);
+            let each = |list: &[Run], f: fn(&Run) -> f64| {
+                list.iter()
+                    .map(|x| int(f(x)))
+                    .collect::<Vec<_>>()
+                    .join(" · ")
+            };
+            each_rows.push(vec![
+                label.clone(),
+                each(&runs, |x| x.sustained),
+                format!("{} ms", each(&half_runs, |x| x.a2s_p99)),
+            ]);
             let mut srow = vec![label.clone()];
             for name in [
                 "ingest-grpc",
@@ -443,6 +455,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
                 "accept_to_stored_p50_ms": med(&runs, |x| x.a2s_p50), "accept_to_stored_p99_ms": med(&runs, |x| x.a2s_p99),
                 "half_rate_requests_per_s": half, "peak_requests_per_s_accepted": med(&runs, |x| x.requests_per_s),
                 "half_rate_accept_to_stored_p50_ms": med(&half_runs, |x| x.a2s_p50), "half_rate_accept_to_stored_p99_ms": med(&half_runs, |x| x.a2s_p99),
+                "half_rate_accept_to_stored_p99_each_run_ms": half_runs.iter().map(|x| x.a2s_p99).collect::<Vec<_>>(),
                 "cpu_s_per_1000_cases": cpu, "cpu_split_per_1000_cases": split,
                 "mongodb_documents_per_case": runs.iter().map(|x| x.docs_per_case).collect::<Vec<_>>(),
                 "counters_trail_s": runs.iter().map(|x| x.trail_s).collect::<Vec<_>>(),
@@ -479,7 +492,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
         )
     };
     let md = format!(
-        "Both paths end to end on one machine (every function, Redis and the MongoDB-compatible server on the same 2 cores, load generator on one thread). Medians of {runs} runs of {secs}. Sustained = accepted cases / time from the first case accepted until the last stored, by the cases' own `reported_at` and `stored_at` (until 233d87c this ended at the first poll of a whole-collection count that saw them all, a poll that took up to ~4 s once the collection was large). Accept-to-stored = `stored_at − reported_at` of every case of the run. CPU = user+system seconds of every process of the stack (not the load generator) per 1,000 accepted cases.\n\n{}\n{}\n\nMongoDB docs / case = documents the server inserted, updated, deleted and returned (`serverStatus` `metrics.document`), from the first POST until every case is counted, per accepted case. Counters trail = the most stored-but-uncounted cases seen during the run (sampled every 100 ms), in seconds of the run's traffic.\n\nRecovery: aggregate frozen (SIGSTOP) for 10 s under half the peak rate, resumed as the load ends; time until the counters equal the stored documents (median, then each run):\n\n{}\nWhere the CPU goes (seconds per 1,000 cases):\n\n{}\nPeak RSS over the whole run:\n\n{}\nCommand: `target/release/bench paths` (each row's load command is in `bench/results/paths.json`).\n",
+        "Both paths end to end on one machine (every function, Redis and the MongoDB-compatible server on the same 2 cores, load generator on one thread). Medians of {runs} runs of {secs}. Sustained = accepted cases / time from the first case accepted until the last stored, by the cases' own `reported_at` and `stored_at` (until 233d87c this ended at the first poll of a whole-collection count that saw them all, a poll that took up to ~4 s once the collection was large). Accept-to-stored = `stored_at − reported_at` of every case of the run. CPU = user+system seconds of every process of the stack (not the load generator) per 1,000 accepted cases.\n\n{}\n{}\n\nEach run (the medians above are of these):\n\n{}\nMongoDB docs / case = documents the server inserted, updated, deleted and returned (`serverStatus` `metrics.document`), from the first POST until every case is counted, per accepted case. Counters trail = the most stored-but-uncounted cases seen during the run (sampled every 100 ms), in seconds of the run's traffic.\n\nRecovery: aggregate frozen (SIGSTOP) for 10 s under half the peak rate, resumed as the load ends; time until the counters equal the stored documents (median, then each run):\n\n{}\nWhere the CPU goes (seconds per 1,000 cases):\n\n{}\nPeak RSS over the whole run:\n\n{}\nCommand: `target/release/bench paths` (each row's load command is in `bench/results/paths.json`).\n",
         table(
             &[
                 "path, load",
@@ -497,6 +510,14 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
         [verdict(100), verdict(1)]
             .map(|v| format!("- {v}"))
             .join("\n"),
+        table(
+            &[
+                "path, load",
+                "sustained cases/s",
+                "accept→stored p99 at half the peak rate"
+            ],
+            &each_rows
+        ),
         table(&["load", "recovery", "each run"], &recoveries),
         table(
             &[
