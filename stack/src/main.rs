@@ -31,7 +31,7 @@ enum Cmd {
         /// Where local data is kept between runs.
         #[arg(long, env = "STACK_DATA_DIR", default_value = ".local/stack")]
         data_dir: PathBuf,
-        /// Start with empty stores (deletes the data directory first).
+        /// Start with empty stores (empties the data directory first).
         #[arg(long)]
         fresh: bool,
         /// Directory of the function binaries (default: next to this binary).
@@ -145,10 +145,8 @@ async fn up(
     dashboard_dir: PathBuf,
     quiet: bool,
 ) -> anyhow::Result<()> {
-    if fresh && data_dir.exists() {
-        std::fs::remove_dir_all(&data_dir)?;
-    }
-    std::fs::create_dir_all(&data_dir)?;
+    // Held until the stores are stopped: one stack per data directory.
+    let _held = stack::data_dir::DataDir::claim(&data_dir, fresh)?;
     let bin_dir = match bin_dir {
         Some(d) => d,
         None => std::env::current_exe()?
