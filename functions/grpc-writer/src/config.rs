@@ -42,8 +42,9 @@ pub struct WriterConfig {
     pub batch_wait: Duration,
     /// [`WRITES_IN_FLIGHT`]: two by default. Once a write no longer looks
     /// its ids up first, two measured as fast as one at full load on one
-    /// machine, and a transaction MongoDB holds up no longer holds up every
-    /// request behind it (the accept-to-stored tail at half the peak).
+    /// machine, and one transaction MongoDB holds up no longer holds up the
+    /// next. When the whole server stalls, more in flight only start writes
+    /// sooner: their callers still wait for the stall (BENCHMARKS.md).
     pub writes_in_flight: usize,
     /// [`WRITE_DEADLINE_MS`]: below ingest's 5 s `FORWARD_TIMEOUT_MS`.
     pub write_deadline: Duration,
